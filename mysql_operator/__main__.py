@@ -1,0 +1,78 @@
+"""`python -m mysql_operator`: run the operator, or print the CRDs / the API reference."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from mysql_operator.settings import OperatorSettings
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="mysql-operator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("crd", help="print the CustomResourceDefinitions (YAML)")
+    sub.add_parser("reference", help="print the MysqlCluster reference (Markdown)")
+    run = sub.add_parser("run", help="run the operator (in cluster, or with $KUBECONFIG)")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)"
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    peering = run.add_mutually_exclusive_group()
+    peering.add_argument("--peering", default="mysql-operator", help="kopf peering name (leader election)")
+    peering.add_argument("--standalone", action="store_true", help="no peering: a single operator")
+    run.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    return parser.parse_args(argv)
+
+
+def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
+    return OperatorSettings(
+        namespaces=list(args.namespace),
+        all_namespaces=not args.namespace,
+        log_level=args.log_level,
+        peering_name=None if args.standalone else args.peering,
+        standalone=bool(args.standalone),
+        liveness_endpoint=args.liveness,
+    )
+
+
+def run_operator(settings: OperatorSettings) -> None:
+    import kopf
+
+    import mysql_operator.handlers.cluster  # noqa: F401  (registers the handlers)
+
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s [%(name)s] %(message)s", stream=sys.stderr
+    )
+    asyncio.run(
+        kopf.operator(
+            clusterwide=settings.all_namespaces,
+            namespaces=settings.namespaces,
+            standalone=settings.standalone,
+            peering_name=settings.peering_name,
+            liveness_endpoint=settings.liveness_endpoint,
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.command == "crd":
+        from mysql_operator.api.crd import render_crds
+
+        sys.stdout.write(render_crds())
+    elif args.command == "reference":
+        from mysql_operator.api.reference import render_reference
+
+        sys.stdout.write(render_reference())
+    else:
+        run_operator(settings_from_args(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""Generate the CustomResourceDefinition from the pydantic models (`python -m mysql_operator crd`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from mysql_operator import conventions as c
+from mysql_operator.api.models import MysqlClusterSpec, MysqlClusterStatus
+
+_DROP_KEYS = {"title"}
+
+
+def _strip_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_strip_none(v) for v in value]
+    return value
+
+
+def _structural(node: Any, defs: dict[str, Any]) -> Any:
+    """Turn a pydantic JSON schema node into a Kubernetes structural schema node."""
+    if isinstance(node, list):
+        return [_structural(n, defs) for n in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    if "$ref" in node:
+        target = defs[node.pop("$ref").rsplit("/", 1)[1]]
+        node = {**target, **node}
+    if "allOf" in node and len(node["allOf"]) == 1:
+        node = {**node.pop("allOf")[0], **node}
+        return _structural(node, defs)
+    if "anyOf" in node:
+        # Optional[X] is X in the schema: an absent field is what None means.
+        options = [o for o in node.pop("anyOf") if o.get("type") != "null"]
+        if len(options) == 1:
+            merged = {**_structural(options[0], defs), **node}
+            return _structural(merged, defs)
+        node["anyOf"] = options
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROP_KEYS:
+            continue
+        if key == "default":
+            if value is None:
+                continue
+            out[key] = _strip_none(value)
+        elif key == "properties":
+            out[key] = {name: _structural(sub, defs) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            sub = _structural(value, defs)
+            if key == "additionalProperties" and sub == {}:
+                out["x-kubernetes-preserve-unknown-fields"] = True
+                continue
+            out[key] = sub
+        elif key == "additionalProperties" and value is True:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        elif key == "additionalProperties" and value is False:
+            continue
+        else:
+            out[key] = value
+    if "enum" in out and "type" not in out:
+        out["type"] = "string"
+    if out.get("x-kubernetes-preserve-unknown-fields") and "type" not in out:
+        out["type"] = "object"
+    if "properties" in out and "type" not in out:
+        out["type"] = "object"
+    return out
+
+
+def schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    """The structural OpenAPI v3 schema of a model."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.pop("$defs", {})
+    result: dict[str, Any] = _structural(raw, defs)
+    return result
+
+
+def printer_columns() -> list[dict[str, Any]]:
+    return [
+        {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Primary", "type": "string", "jsonPath": ".status.primary"},
+        {"name": "Instances", "type": "string", "jsonPath": ".status.instancesReady",
+         "description": "ready/desired instances"},
+        {"name": "Version", "type": "string", "jsonPath": ".status.version"},
+        {"name": "Flavor", "type": "string", "jsonPath": ".spec.flavor", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+
+def mysqlcluster_crd() -> dict[str, Any]:
+    """The MysqlCluster CustomResourceDefinition as a dict."""
+    spec_schema = schema_of(MysqlClusterSpec)
+    spec_schema["description"] = MysqlClusterSpec.__doc__
+    status_schema = schema_of(MysqlClusterStatus)
+    status_schema.pop("default", None)
+    status_schema["x-kubernetes-preserve-unknown-fields"] = True
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{c.PLURAL}.{c.API_GROUP}"},
+        "spec": {
+            "group": c.API_GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": c.KIND,
+                "listKind": f"{c.KIND}List",
+                "plural": c.PLURAL,
+                "singular": c.SINGULAR,
+                "shortNames": list(c.SHORT_NAMES),
+                "categories": ["all", "mysql"],
+            },
+            "versions": [
+                {
+                    "name": c.API_VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": printer_columns(),
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A MySQL or MariaDB cluster managed by mysql-operator.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def render_crds() -> str:
+    """YAML of every CRD the operator serves, as committed under crds/."""
+    header = "# Generated by `python -m mysql_operator crd` from mysql_operator/api/models.py. Do not edit.\n"
+    return header + yaml.safe_dump(mysqlcluster_crd(), sort_keys=False, width=120)

@@ -1,0 +1,421 @@
+"""The MysqlCluster API: pydantic models of spec and status, the single source of the CRD schema.
+
+Every default lives here. Rules that the CRD schema can express are carried into it (ranges, enums,
+patterns, CEL); the same rules are checked again by the models, so a spec that got past an older
+schema is still caught before the operator acts on it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic.config import JsonDict
+
+from mysql_operator.conventions import Flavor
+
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+VERSION_PATTERN = r"^[0-9]+\.[0-9]+(\.[0-9]+)?$"
+IMAGE_PATTERN = r"^[a-z0-9]([a-z0-9._/:@-]*[a-z0-9])?$"
+CONFIG_KEY_PATTERN = r"^[a-z][a-z0-9_-]*$"
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+
+DEFAULT_VERSION = {Flavor.MYSQL: "8.4", Flavor.MARIADB: "10.11"}
+DEFAULT_IMAGE_REPOSITORY = {Flavor.MYSQL: "mysql", Flavor.MARIADB: "mariadb"}
+
+# my.cnf keys the operator owns: a user may not set them through mysqlConfig. Compared after
+# folding '-' to '_', as mysqld does.
+OPERATOR_OWNED_CONFIG_KEYS = (
+    "server_id",
+    "bind_address",
+    "port",
+    "datadir",
+    "socket",
+    "pid_file",
+    "log_bin",
+    "log_slave_updates",
+    "log_replica_updates",
+    "gtid_mode",
+    "enforce_gtid_consistency",
+    "gtid_strict_mode",
+    "read_only",
+    "super_read_only",
+    "skip_networking",
+    "skip_grant_tables",
+    "user",
+    "binlog_format",
+    "relay_log",
+    "report_host",
+)
+_CEL_OWNED_KEYS = "[" + ", ".join(f"'{k}'" for k in OPERATOR_OWNED_CONFIG_KEYS) + "]"
+
+_QUANTITY_UNITS = {
+    "": 1,
+    "m": 10**-3,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
+
+
+def quantity_value(quantity: str) -> float:
+    """The numeric value of a Kubernetes quantity such as `10Gi` or `500m`."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)", quantity)
+    if not match or match.group(2) not in _QUANTITY_UNITS:
+        raise ValueError(f"not a quantity: {quantity!r}")
+    return float(match.group(1)) * _QUANTITY_UNITS[match.group(2)]
+
+
+def fold_config_key(key: str) -> str:
+    """mysqld treats `-` and `_` in option names alike."""
+    return key.replace("-", "_")
+
+
+def cel(rule: str, message: str, **extra: str) -> JsonDict:
+    """One CEL rule for `x-kubernetes-validations`."""
+    return {"rule": rule, "message": message, **extra}
+
+
+class _Model(BaseModel):
+    """Camel-case JSON on the wire, snake_case in Python; unknown fields are rejected."""
+
+    model_config = ConfigDict(
+        populate_by_name=True,
+        extra="forbid",
+        alias_generator=lambda name: re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name),
+        use_enum_values=False,
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The object as it goes to the API server (camelCase, no unset optionals)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def nested(factory: Callable[[], _Model], **kwargs: Any) -> Any:
+    """A nested object field whose defaults also go into the CRD, so the apiserver fills them in."""
+    return Field(default_factory=factory, json_schema_extra={"default": factory().wire()}, **kwargs)
+
+
+class ReplicationMode(StrEnum):
+    ASYNC = "async"
+    SEMI_SYNC = "semi-sync"
+
+
+class ServiceType(StrEnum):
+    CLUSTER_IP = "ClusterIP"
+    NODE_PORT = "NodePort"
+    LOAD_BALANCER = "LoadBalancer"
+
+
+class PvcRetention(StrEnum):
+    RETAIN = "Retain"
+    DELETE = "Delete"
+
+
+class Credentials(_Model):
+    """Where the passwords come from: an existing Secret, or one the operator generates."""
+
+    secret_name: str | None = Field(
+        default=None,
+        description="Name of an existing Secret with keys root-password, replication-password, "
+        "operator-password (and app-password when application is set). Default: a Secret "
+        "<cluster>-credentials generated once by the operator.",
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+    )
+
+
+class Application(_Model):
+    """An application database and a user with all privileges on it, and nothing else."""
+
+    database: str = Field(description="Database to create.", pattern=r"^[A-Za-z0-9_]{1,64}$")
+    user: str = Field(description="User to create.", pattern=r"^[A-Za-z0-9_]{1,32}$")
+
+
+class Storage(_Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0",
+                    "storage.size may grow but never shrink",
+                    fieldPath=".size",
+                ),
+                cel(
+                    "!has(oldSelf.storageClassName) || (has(self.storageClassName) && "
+                    "self.storageClassName == oldSelf.storageClassName)",
+                    "storage.storageClassName is immutable",
+                    fieldPath=".storageClassName",
+                ),
+            ]
+        }
+    )
+    size: str = Field(default="10Gi", description="Size of each instance's volume.", pattern=QUANTITY_PATTERN)
+    storage_class_name: str | None = Field(
+        default=None, description="StorageClass of the volumes; default: the cluster's default class."
+    )
+    pvc_retention: PvcRetention = Field(
+        default=PvcRetention.RETAIN,
+        description="What happens to the volumes when the cluster is deleted or scaled down.",
+    )
+
+
+class ResourceList(_Model):
+    cpu: str | None = Field(default=None, pattern=QUANTITY_PATTERN)
+    memory: str | None = Field(default=None, pattern=QUANTITY_PATTERN)
+
+
+class Resources(_Model):
+    requests: ResourceList = nested(lambda: ResourceList(cpu="250m", memory="512Mi"))
+    limits: ResourceList = nested(lambda: ResourceList(memory="1Gi"))
+
+
+class PodTemplate(_Model):
+    """Overrides merged into every instance pod."""
+
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list, json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}}
+    )
+    affinity: dict[str, Any] | None = Field(
+        default=None,
+        description="Replaces the default (preferred anti-affinity across nodes).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    priority_class_name: str | None = None
+    service_account_name: str | None = None
+
+
+class Replication(_Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.mode == oldSelf.mode",
+                    "replication.mode cannot be changed on a running cluster",
+                    fieldPath=".mode",
+                )
+            ]
+        }
+    )
+    mode: ReplicationMode = Field(
+        default=ReplicationMode.ASYNC,
+        description="async, or semi-sync (lossless: AFTER_SYNC, never degrades to async).",
+    )
+    failover_grace_seconds: int = Field(
+        default=10, ge=1, le=3600, description="How long the primary may be unreachable before failover."
+    )
+    max_lag_seconds: int = Field(
+        default=30, ge=1, le=86400, description="A replica lagging more than this is not Ready."
+    )
+    switchover_to: int | None = Field(
+        default=None,
+        ge=0,
+        le=8,
+        description="Ordinal of the instance that should be primary; the operator switches over "
+        "without losing writes when it is not.",
+    )
+
+
+class Service(_Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.nodePort) || self.type != 'ClusterIP'",
+                    "service.nodePort needs service.type NodePort or LoadBalancer",
+                    fieldPath=".nodePort",
+                )
+            ]
+        }
+    )
+    type: ServiceType = Field(default=ServiceType.CLUSTER_IP, description="Type of the -primary Service.")
+    node_port: int | None = Field(
+        default=None, ge=30000, le=32767, description="Fixed node port of the -primary Service."
+    )
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+_SPEC_RULES: list[JsonValue] = [
+    cel("self.flavor == oldSelf.flavor", "flavor is immutable", fieldPath=".flavor"),
+    cel(
+        "!has(self.replication) || !has(self.replication.switchoverTo) || "
+        "self.replication.switchoverTo < self.instances",
+        "replication.switchoverTo must name an existing instance (less than instances)",
+        fieldPath=".replication.switchoverTo",
+    ),
+    cel(
+        "!has(self.replication) || self.replication.mode != 'semi-sync' || self.instances >= 2",
+        "semi-sync replication needs at least 2 instances",
+        fieldPath=".replication.mode",
+    ),
+    cel(
+        "!has(self.mysqlConfig) || self.mysqlConfig.all(k, k.matches('" + CONFIG_KEY_PATTERN + "'))",
+        "mysqlConfig keys must be lower-case option names matching " + CONFIG_KEY_PATTERN,
+        fieldPath=".mysqlConfig",
+    ),
+    cel(
+        "!has(self.mysqlConfig) || "
+        "self.mysqlConfig.all(k, !(k.replace('-', '_') in " + _CEL_OWNED_KEYS + "))",
+        "mysqlConfig may not set keys the operator owns: " + ", ".join(OPERATOR_OWNED_CONFIG_KEYS),
+        fieldPath=".mysqlConfig",
+    ),
+]
+
+
+class MysqlClusterSpec(_Model):
+    """Desired state of a MySQL or MariaDB cluster: one primary and instances-1 replicas."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _SPEC_RULES})
+
+    instances: int = Field(default=3, ge=1, le=9, description="Number of mysqld instances (1 primary).")
+    flavor: Flavor = Field(default=Flavor.MYSQL, description="mysql (8.4) or mariadb (10.11+). Immutable.")
+    version: str | None = Field(
+        default=None,
+        pattern=VERSION_PATTERN,
+        description="Server version; default 8.4 for mysql, 10.11 for mariadb.",
+    )
+    image: str | None = Field(
+        default=None,
+        pattern=IMAGE_PATTERN,
+        max_length=512,
+        description="Container image; default <flavor>:<version> (the official images).",
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    credentials: Credentials = nested(Credentials)
+    application: Application | None = Field(
+        default=None, description="An application database and user to create."
+    )
+    storage: Storage = nested(Storage)
+    resources: Resources = nested(Resources)
+    mysql_config: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra my.cnf [mysqld] keys. Keys the operator owns are refused.",
+        json_schema_extra={
+            "maxProperties": 200,
+            "additionalProperties": {"type": "string", "maxLength": 1024},
+        },
+    )
+    pod_template: PodTemplate = nested(PodTemplate)
+    replication: Replication = nested(Replication)
+    service: Service = nested(Service)
+
+    @field_validator("mysql_config")
+    @classmethod
+    def _no_operator_owned_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        owned = sorted(k for k in value if fold_config_key(k) in OPERATOR_OWNED_CONFIG_KEYS)
+        if owned:
+            raise ValueError(f"mysqlConfig may not set keys the operator owns: {', '.join(owned)}")
+        bad = sorted(k for k in value if not re.fullmatch(CONFIG_KEY_PATTERN, k))
+        if bad:
+            raise ValueError(f"mysqlConfig keys must match {CONFIG_KEY_PATTERN}: {', '.join(bad)}")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> MysqlClusterSpec:
+        target = self.replication.switchover_to
+        if target is not None and target >= self.instances:
+            raise ValueError(
+                "replication.switchoverTo must name an existing instance "
+                f"(less than instances={self.instances})"
+            )
+        if self.replication.mode == ReplicationMode.SEMI_SYNC and self.instances < 2:
+            raise ValueError("semi-sync replication needs at least 2 instances")
+        if self.service.node_port is not None and self.service.type == ServiceType.CLUSTER_IP:
+            raise ValueError("service.nodePort needs service.type NodePort or LoadBalancer")
+        return self
+
+    @property
+    def effective_version(self) -> str:
+        return self.version or DEFAULT_VERSION[self.flavor]
+
+    @property
+    def effective_image(self) -> str:
+        return self.image or f"{DEFAULT_IMAGE_REPOSITORY[self.flavor]}:{self.effective_version}"
+
+
+def check_update(old: MysqlClusterSpec, new: MysqlClusterSpec) -> list[str]:
+    """Transition rules (the CEL `oldSelf` rules): what an update may not change. Empty when allowed."""
+    problems = []
+    if old.flavor != new.flavor:
+        problems.append("flavor is immutable")
+    if quantity_value(new.storage.size) < quantity_value(old.storage.size):
+        problems.append("storage.size may grow but never shrink")
+    if old.storage.storage_class_name is not None and new.storage.storage_class_name != (
+        old.storage.storage_class_name
+    ):
+        problems.append("storage.storageClassName is immutable")
+    if old.replication.mode != new.replication.mode:
+        problems.append("replication.mode cannot be changed on a running cluster")
+    return problems
+
+
+# ----------------------------------------------------------------------------------------- status
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    CREATING = "Creating"
+    INITIALIZING = "Initializing"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    FAILING_OVER = "FailingOver"
+    INVALID = "Invalid"
+
+
+class Condition(_Model):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+class InstanceStatus(_Model):
+    name: str
+    role: str = "none"
+    ready: bool = False
+    gtid: str | None = None
+    lag_seconds: float | None = None
+    message: str | None = None
+
+
+class RoleChange(_Model):
+    """One failover or switchover, kept in a short history."""
+
+    time: str
+    kind: Literal["failover", "switchover"]
+    from_instance: str | None = Field(default=None, alias="from")
+    to_instance: str = Field(alias="to")
+    reason: str
+    seconds: float
+
+
+class MysqlClusterStatus(_Model):
+    model_config = ConfigDict(extra="allow")
+
+    phase: Phase = Phase.PENDING
+    conditions: list[Condition] = Field(default_factory=list)
+    primary: str | None = None
+    ready_instances: int = 0
+    instances_ready: str = Field(default="0/0", description="ready/desired, for kubectl get")
+    version: str | None = None
+    observed_generation: int | None = None
+    credentials_secret: str | None = None
+    instances: list[InstanceStatus] = Field(default_factory=list)
+    role_changes: list[RoleChange] = Field(default_factory=list)

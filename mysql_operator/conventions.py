@@ -1,0 +1,117 @@
+"""The one place for names, labels, users and keys that every layer of the operator agrees on."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+API_GROUP = "mysql.operator.dev"
+API_VERSION = "v1alpha1"
+KIND = "MysqlCluster"
+PLURAL = "mysqlclusters"
+SINGULAR = "mysqlcluster"
+SHORT_NAMES = ["mysql"]
+
+FIELD_MANAGER = "mysql-operator"
+MYSQL_PORT = 3306
+
+
+class Flavor(StrEnum):
+    """The server family a cluster runs; SQL and my.cnf differ per flavor."""
+
+    MYSQL = "mysql"
+    MARIADB = "mariadb"
+
+
+class Role(StrEnum):
+    """The role label value the operator keeps on each instance's pod."""
+
+    PRIMARY = "primary"
+    REPLICA = "replica"
+    NONE = "none"
+
+
+# Labels and annotations.
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_ROLE = f"{API_GROUP}/role"
+LABEL_POD_INDEX = "apps.kubernetes.io/pod-index"
+APP_NAME = "mysql"
+MANAGED_BY = "mysql-operator"
+
+# Users the operator creates on every instance. Passwords come from the credentials Secret.
+ROOT_USER = "root"
+REPLICATION_USER = "mysqlop_repl"
+OPERATOR_USER = "mysqlop_admin"
+
+# Keys of the credentials Secret.
+KEY_ROOT_PASSWORD = "root-password"
+KEY_REPLICATION_PASSWORD = "replication-password"
+KEY_OPERATOR_PASSWORD = "operator-password"
+KEY_APP_USER = "app-user"
+KEY_APP_PASSWORD = "app-password"
+KEY_APP_DATABASE = "app-database"
+REQUIRED_SECRET_KEYS = (KEY_ROOT_PASSWORD, KEY_REPLICATION_PASSWORD, KEY_OPERATOR_PASSWORD)
+
+# server_id of the instance with StatefulSet ordinal N is int("1" + str(N)): unique for every
+# ordinal, never 0, and computable by kubelet's $(VAR) expansion with no shell in the pod.
+SERVER_ID_PREFIX = "1"
+
+
+def server_id_for_ordinal(ordinal: int) -> int:
+    """The server_id of the instance with the given StatefulSet ordinal."""
+    return int(f"{SERVER_ID_PREFIX}{ordinal}")
+
+
+def statefulset_name(cluster: str) -> str:
+    return cluster
+
+
+def headless_service_name(cluster: str) -> str:
+    return cluster
+
+
+def primary_service_name(cluster: str) -> str:
+    return f"{cluster}-primary"
+
+
+def replicas_service_name(cluster: str) -> str:
+    return f"{cluster}-replicas"
+
+
+def config_map_name(cluster: str) -> str:
+    return f"{cluster}-config"
+
+
+def credentials_secret_name(cluster: str) -> str:
+    return f"{cluster}-credentials"
+
+
+def pdb_name(cluster: str) -> str:
+    return cluster
+
+
+def pod_name(cluster: str, ordinal: int) -> str:
+    return f"{statefulset_name(cluster)}-{ordinal}"
+
+
+def ordinal_of_pod(pod: str) -> int:
+    """The StatefulSet ordinal of a pod name (the digits after the last dash)."""
+    return int(pod.rsplit("-", 1)[1])
+
+
+def selector_labels(cluster: str) -> dict[str, str]:
+    """Labels that select every instance pod of a cluster."""
+    return {LABEL_NAME: APP_NAME, LABEL_INSTANCE: cluster}
+
+
+def common_labels(cluster: str, component: str = "database") -> dict[str, str]:
+    """Standard app.kubernetes.io labels that every owned object carries."""
+    return {
+        **selector_labels(cluster),
+        LABEL_COMPONENT: component,
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_PART_OF: "mysql-operator",
+    }

@@ -1,0 +1,127 @@
+"""kopf handlers for MysqlCluster: thin glue between kopf, the builders and the status computation."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from mysql_operator import conventions as c
+from mysql_operator.handlers.objects import (
+    InvalidSpec,
+    apply_objects,
+    ensure_credentials,
+    parse_spec,
+    ready_instances,
+)
+from mysql_operator.kube import Kube, KubeError, load_config
+from mysql_operator.resources.meta import ClusterRef
+from mysql_operator.status import (
+    CREDENTIALS_READY,
+    RESOURCES_READY,
+    VALID,
+    Observed,
+    now_iso,
+    observed_conditions,
+    set_condition,
+    status_fields,
+)
+
+CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
+RETRY_SECONDS = 10
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Keep kopf's bookkeeping in annotations (status is ours), and make one API client."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=c.API_GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.execution.max_workers = 16
+    memo.kube = Kube(load_config())
+
+
+def _ref(meta: kopf.Meta, namespace: str | None) -> ClusterRef:
+    return ClusterRef(name=str(meta["name"]), namespace=str(namespace), uid=str(meta["uid"]))
+
+
+def _conditions(status: kopf.Status) -> list[dict[str, Any]]:
+    return [dict(cond) for cond in (status.get("conditions") or [])]
+
+
+@kopf.on.resume(*CR)
+@kopf.on.create(*CR)
+@kopf.on.update(*CR, field="spec")  # type: ignore[arg-type]
+def reconcile(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    namespace: str | None,
+    patch: kopf.Patch,
+    old: Any,
+    memo: kopf.Memo,
+    logger: logging.Logger,
+    **_: Any,
+) -> None:
+    """Bring the owned objects in line with the spec and report what was done in status and Events."""
+    kube: Kube = memo.kube
+    ref = _ref(meta, namespace)
+    generation = meta.get("generation")
+    now = now_iso()
+    conditions = _conditions(status)
+    old_spec = dict(old.get("spec") or {}) if isinstance(old, dict) else None
+    try:
+        cluster_spec = parse_spec(dict(spec), old_spec)
+    except InvalidSpec as error:
+        # A spec the schema let through but we cannot act on: say so, change nothing, do not retry.
+        message = str(error)
+        logger.warning("invalid spec: %s", message)
+        kopf.warn(body, reason="InvalidSpec", message=message)
+        conditions = set_condition(conditions, VALID, False, "InvalidSpec", message, generation, now)
+        patch.status["conditions"] = conditions
+        patch.status["phase"] = "Invalid"
+        patch.status["observedGeneration"] = generation
+        return
+    conditions = set_condition(conditions, VALID, True, "SpecValid", "spec accepted", generation, now)
+    try:
+        credentials = ensure_credentials(kube, ref, cluster_spec)
+        if credentials.created:
+            kopf.info(body, reason="CredentialsGenerated", message=f"generated Secret {credentials.secret}")
+        conditions = set_condition(
+            conditions,
+            CREDENTIALS_READY,
+            credentials.ok,
+            "CredentialsFound" if credentials.ok else "CredentialsInvalid",
+            credentials.message,
+            generation,
+            now,
+        )
+        if not credentials.ok:
+            kopf.warn(body, reason="CredentialsInvalid", message=credentials.message)
+            logger.warning("credentials: %s", credentials.message)
+        else:
+            applied = apply_objects(kube, ref, cluster_spec, logger)
+            kopf.info(body, reason="Applied", message=f"applied {len(applied)} objects: {', '.join(applied)}")
+            conditions = set_condition(
+                conditions, RESOURCES_READY, True, "Applied", "owned objects applied", generation, now
+            )
+        ready = ready_instances(kube, ref)
+    except KubeError as error:
+        raise kopf.TemporaryError(str(error), delay=RETRY_SECONDS) from None
+    observed = Observed(ready_instances=ready, primary=status.get("primary"))
+    conditions = observed_conditions(cluster_spec, conditions, observed, generation, now)
+    patch.status.update(status_fields(cluster_spec, conditions, observed, generation))
+    patch.status["credentialsSecret"] = credentials.secret
+
+
+@kopf.on.delete(*CR, optional=True)  # type: ignore[arg-type]
+def deleted(meta: kopf.Meta, spec: kopf.Spec, logger: logging.Logger, **_: Any) -> None:
+    """Owned objects go by garbage collection; volumes stay or go per spec.storage.pvcRetention."""
+    retention = (spec.get("storage") or {}).get("pvcRetention", "Retain")
+    logger.info("MysqlCluster %s deleted; owned objects are garbage-collected, volumes: %s",
+                meta["name"], retention)

@@ -1,0 +1,112 @@
+"""Act: make the owned objects of a cluster exist as built, idempotently (server-side apply)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from mysql_operator import conventions as c
+from mysql_operator.api.models import MysqlClusterSpec, check_update
+from mysql_operator.kube import Kube
+from mysql_operator.resources.config import build_config_map
+from mysql_operator.resources.credentials import (
+    build_credentials_secret,
+    decode_secret_data,
+    generated_values,
+    missing_keys,
+)
+from mysql_operator.resources.meta import ClusterRef
+from mysql_operator.resources.services import (
+    build_headless_service,
+    build_pod_disruption_budget,
+    build_primary_service,
+    build_replicas_service,
+)
+from mysql_operator.resources.statefulset import build_statefulset, credentials_secret
+
+
+class InvalidSpec(Exception):
+    """The spec cannot be acted on; the message says what to fix."""
+
+
+def parse_spec(raw: dict[str, Any], old_raw: dict[str, Any] | None = None) -> MysqlClusterSpec:
+    """Validate a spec (and, on update, the transition from the old one) or raise InvalidSpec."""
+    try:
+        spec = MysqlClusterSpec.model_validate(raw)
+    except ValidationError as error:
+        problems = [
+            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else f"spec: {e['msg']}"
+            for e in error.errors()
+        ]
+        raise InvalidSpec("; ".join(problems)) from None
+    if old_raw:
+        try:
+            old = MysqlClusterSpec.model_validate(old_raw)
+        except ValidationError:
+            return spec  # the old spec was itself invalid: nothing to protect
+        problems = check_update(old, spec)
+        if problems:
+            raise InvalidSpec("; ".join(problems))
+    return spec
+
+
+@dataclass
+class CredentialsOutcome:
+    secret: str
+    ok: bool
+    message: str
+    created: bool = False
+    added_keys: list[str] = field(default_factory=list)
+
+
+def ensure_credentials(kube: Kube, ref: ClusterRef, spec: MysqlClusterSpec) -> CredentialsOutcome:
+    """Generate the credentials Secret once (adding only missing keys), or validate the user's."""
+    name = credentials_secret(spec, ref.name)
+    existing = kube.get("v1", "Secret", ref.namespace, name)
+    data = decode_secret_data(existing.get("data")) if existing else None
+    if spec.credentials.secret_name:
+        if existing is None:
+            return CredentialsOutcome(name, False, f"Secret {name} not found")
+        missing = missing_keys(spec, data)
+        if missing:
+            return CredentialsOutcome(name, False, f"Secret {name} lacks keys: {', '.join(missing)}")
+        return CredentialsOutcome(name, True, f"using Secret {name}")
+    values = generated_values(spec, data)
+    if existing is None:
+        created = kube.create_if_absent(build_credentials_secret(ref, values))
+        return CredentialsOutcome(name, True, f"generated Secret {name}", created=created)
+    if values:
+        # Add what a spec change needs (the application user); existing passwords are never touched.
+        kube.merge_patch("v1", "Secret", ref.namespace, name, {"stringData": values})
+        return CredentialsOutcome(name, True, f"added keys to Secret {name}", added_keys=sorted(values))
+    return CredentialsOutcome(name, True, f"using generated Secret {name}")
+
+
+def owned_objects(ref: ClusterRef, spec: MysqlClusterSpec) -> list[dict[str, Any]]:
+    """Every object applied for a cluster except the credentials Secret, in apply order."""
+    return [
+        build_config_map(ref, spec),
+        build_headless_service(ref),
+        build_primary_service(ref, spec),
+        build_replicas_service(ref),
+        build_pod_disruption_budget(ref),
+        build_statefulset(ref, spec),
+    ]
+
+
+def apply_objects(kube: Kube, ref: ClusterRef, spec: MysqlClusterSpec, logger: logging.Logger) -> list[str]:
+    """Apply every owned object; returns `Kind/name` of each. Safe to run any number of times."""
+    applied = []
+    for manifest in owned_objects(ref, spec):
+        kube.apply(manifest)
+        applied.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
+    logger.info("applied %s", ", ".join(applied))
+    return applied
+
+
+def ready_instances(kube: Kube, ref: ClusterRef) -> int:
+    sts = kube.get("apps/v1", "StatefulSet", ref.namespace, c.statefulset_name(ref.name))
+    return int(((sts or {}).get("status") or {}).get("readyReplicas") or 0)

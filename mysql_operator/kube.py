@@ -1,0 +1,146 @@
+"""The one Kubernetes client wrapper: server-side apply, reads, create-once, status and labels."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from mysql_operator import conventions as c
+
+# (apiVersion, kind) -> URL path segment of the kind, all namespaced.
+_PLURALS = {
+    ("v1", "ConfigMap"): "configmaps",
+    ("v1", "Secret"): "secrets",
+    ("v1", "Service"): "services",
+    ("v1", "Pod"): "pods",
+    ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",
+    ("apps/v1", "StatefulSet"): "statefulsets",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("batch/v1", "Job"): "jobs",
+    (f"{c.API_GROUP}/{c.API_VERSION}", c.KIND): c.PLURAL,
+}
+
+
+class KubeError(Exception):
+    """An API call failed; `status` is the HTTP status (0 when none came back)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"Kubernetes API error {status}: {reason}")
+        self.status = status
+
+
+def load_config() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG)."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+def _path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+    plural = _PLURALS[(api_version, kind)]
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = f"{prefix}/namespaces/{namespace}/{plural}"
+    return f"{path}/{name}" if name else path
+
+
+def _reason(body: Any, fallback: Any) -> str:
+    """The apiserver's own message from an error body (never a request body: no Secret data)."""
+    try:
+        return str(json.loads(body or "{}").get("message") or fallback)
+    except (ValueError, AttributeError, TypeError):
+        return str(fallback)
+
+
+class Kube:
+    """Typed access to the few API calls the operator makes."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: list[tuple[str, Any]] | None = None,
+    ) -> Any:
+        method, url, headers, data, _post = self.api.param_serialize(
+            method,
+            path,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self.api.call_api(method, url, header_params=headers, body=data, _request_timeout=30)
+            response.read()  # type: ignore[no-untyped-call]
+        except ApiException as error:
+            raise KubeError(error.status or 0, _reason(error.body, error.reason)) from None
+        except OSError as error:
+            raise KubeError(0, str(error)) from None
+        if not 200 <= response.status < 300:
+            raise KubeError(response.status, _reason(response.data, response.reason))
+        return json.loads(response.data or b"{}")
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply with our field manager: idempotent, and it owns only the fields it sets."""
+        meta = manifest["metadata"]
+        path = _path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+        result: dict[str, Any] = self._call(
+            "PATCH",
+            path,
+            body=manifest,
+            content_type="application/apply-patch+yaml",
+            query=[("fieldManager", c.FIELD_MANAGER), ("force", "true")],
+        )
+        return result
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self._call("GET", _path(api_version, kind, namespace, name))
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+        return result
+
+    def create_if_absent(self, manifest: dict[str, Any]) -> bool:
+        """Create the object unless it exists; True when this call created it."""
+        meta = manifest["metadata"]
+        try:
+            path = _path(manifest["apiVersion"], manifest["kind"], meta["namespace"])
+            self._call("POST", path, body=manifest)
+        except KubeError as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    def merge_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "PATCH",
+            _path(api_version, kind, namespace, name),
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+        return result
+
+    def list(
+        self, api_version: str, kind: str, namespace: str, labels: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        result = self._call("GET", _path(api_version, kind, namespace), query=[("labelSelector", selector)])
+        items: list[dict[str, Any]] = result.get("items", [])
+        return items
+
+    def set_pod_label(self, namespace: str, pod: str, key: str, value: str) -> None:
+        self.merge_patch("v1", "Pod", namespace, pod, {"metadata": {"labels": {key: value}}})

@@ -1,0 +1,75 @@
+"""The ConfigMap with my.cnf, per flavor: GTID and binlog on, read_only on until the operator decides."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from mysql_operator import conventions as c
+from mysql_operator.api.models import MysqlClusterSpec, ReplicationMode
+from mysql_operator.resources.meta import ClusterRef
+
+CONFIG_KEY = "my.cnf"
+
+_COMMON = {
+    "log_bin": "mysql-bin",
+    "relay_log": "relay-bin",
+    "binlog_format": "ROW",
+    "sync_binlog": "1",
+    "innodb_flush_log_at_trx_commit": "1",
+    "skip_name_resolve": "ON",
+    "character_set_server": "utf8mb4",
+    # Every instance starts read-only; only the operator opens the primary for writes.
+    "read_only": "ON",
+}
+
+_PER_FLAVOR = {
+    c.Flavor.MARIADB: {
+        "log_slave_updates": "ON",
+        "gtid_strict_mode": "ON",
+        "binlog_expire_logs_seconds": "604800",
+    },
+    c.Flavor.MYSQL: {
+        "gtid_mode": "ON",
+        "enforce_gtid_consistency": "ON",
+        "log_replica_updates": "ON",
+        "binlog_expire_logs_seconds": "604800",
+        # super_read_only is set (and persisted) by the operator: at first start the image's own
+        # initialisation must still create its users.
+    },
+}
+
+_SEMI_SYNC_PLUGINS = {
+    c.Flavor.MYSQL: ["semisync_source.so", "semisync_replica.so"],
+    c.Flavor.MARIADB: [],  # built in
+}
+
+
+def mysqld_options(spec: MysqlClusterSpec) -> list[tuple[str, str]]:
+    """The [mysqld] options of the cluster, operator-owned first, then the user's mysqlConfig."""
+    options = list({**_COMMON, **_PER_FLAVOR[spec.flavor]}.items())
+    if spec.replication.mode == ReplicationMode.SEMI_SYNC:
+        options += [("plugin_load_add", plugin) for plugin in _SEMI_SYNC_PLUGINS[spec.flavor]]
+    options += sorted(spec.mysql_config.items())
+    return options
+
+
+def render_my_cnf(spec: MysqlClusterSpec) -> str:
+    """my.cnf text. server_id is not here: it comes from the pod's ordinal (see the StatefulSet)."""
+    lines = ["# Managed by mysql-operator; edit spec.mysqlConfig of the MysqlCluster instead.", "[mysqld]"]
+    lines += [f"{key} = {value}" for key, value in mysqld_options(spec)]
+    return "\n".join(lines) + "\n"
+
+
+def config_hash(spec: MysqlClusterSpec) -> str:
+    """A short digest of my.cnf, stamped on the pod template so that a change rolls the pods."""
+    return hashlib.sha256(render_my_cnf(spec).encode()).hexdigest()[:16]
+
+
+def build_config_map(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": ref.metadata(c.config_map_name(ref.name)),
+        "data": {CONFIG_KEY: render_my_cnf(spec)},
+    }

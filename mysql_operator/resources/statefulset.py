@@ -1,0 +1,164 @@
+"""The StatefulSet that runs one mysqld per ordinal, with one volume each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mysql_operator import conventions as c
+from mysql_operator.api.models import MysqlClusterSpec, PvcRetention
+from mysql_operator.resources.config import config_hash
+from mysql_operator.resources.meta import ClusterRef
+
+CONTAINER_NAME = "mysqld"
+DATA_VOLUME = "data"
+CONFIG_VOLUME = "config"
+DATA_DIR = "/var/lib/mysql"
+CONFIG_DIR = "/etc/mysql/conf.d"
+MYSQL_UID = 999  # the mysql user of the official MySQL and MariaDB images
+ANNOTATION_CONFIG_HASH = f"{c.API_GROUP}/config-hash"
+
+_ROOT_PASSWORD_ENV = {c.Flavor.MYSQL: "MYSQL_ROOT_PASSWORD", c.Flavor.MARIADB: "MARIADB_ROOT_PASSWORD"}
+_ADMIN_TOOL = {c.Flavor.MYSQL: "mysqladmin", c.Flavor.MARIADB: "mariadb-admin"}
+
+
+def credentials_secret(spec: MysqlClusterSpec, cluster: str) -> str:
+    """The Secret the passwords come from: the user's, or the one the operator generates."""
+    return spec.credentials.secret_name or c.credentials_secret_name(cluster)
+
+
+def _field_env(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def mysqld_env(spec: MysqlClusterSpec, cluster: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": _ROOT_PASSWORD_ENV[spec.flavor],
+            "valueFrom": {
+                "secretKeyRef": {"name": credentials_secret(spec, cluster), "key": c.KEY_ROOT_PASSWORD}
+            },
+        },
+        _field_env("POD_NAME", "metadata.name"),
+        _field_env("POD_NAMESPACE", "metadata.namespace"),
+        _field_env("POD_IP", "status.podIP"),
+        _field_env("POD_INDEX", f"metadata.labels['{c.LABEL_POD_INDEX}']"),
+    ]
+
+
+def mysqld_args() -> list[str]:
+    """Command-line options; kubelet expands $(POD_INDEX), which gives server_id = "1" + ordinal."""
+    return [f"--server-id={c.SERVER_ID_PREFIX}$(POD_INDEX)"]
+
+
+def ping_probe(spec: MysqlClusterSpec, *, period: int, failures: int, timeout: int = 5) -> dict[str, Any]:
+    """A probe that asks mysqld itself over TCP (mysqladmin ping answers only when mysqld speaks)."""
+    tool = _ADMIN_TOOL[spec.flavor]
+    command = f'{tool} ping --host="$POD_IP" --port={c.MYSQL_PORT} --connect-timeout=3'
+    return {
+        "exec": {"command": ["sh", "-c", command]},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+    }
+
+
+def default_affinity(cluster: str) -> dict[str, Any]:
+    """Prefer one instance per node: losing a node then costs at most one instance."""
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": c.selector_labels(cluster)},
+                    },
+                }
+            ]
+        }
+    }
+
+
+def _resources(spec: MysqlClusterSpec) -> dict[str, Any]:
+    return {
+        "requests": spec.resources.requests.wire(),
+        "limits": spec.resources.limits.wire(),
+    }
+
+
+def build_pod_template(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any]:
+    overrides = spec.pod_template
+    labels = {**overrides.labels, **c.common_labels(ref.name)}
+    annotations = {**overrides.annotations, ANNOTATION_CONFIG_HASH: config_hash(spec)}
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": spec.effective_image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "args": mysqld_args(),
+        "env": mysqld_env(spec, ref.name),
+        "ports": [{"name": "mysql", "containerPort": c.MYSQL_PORT, "protocol": "TCP"}],
+        "volumeMounts": [
+            {"name": DATA_VOLUME, "mountPath": DATA_DIR},
+            {"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True},
+        ],
+        "startupProbe": ping_probe(spec, period=2, failures=150),
+        "readinessProbe": ping_probe(spec, period=2, failures=2),
+        "livenessProbe": ping_probe(spec, period=10, failures=6),
+        "resources": _resources(spec),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+        },
+    }
+    pod_spec: dict[str, Any] = {
+        "terminationGracePeriodSeconds": 60,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": MYSQL_UID,
+            "runAsGroup": MYSQL_UID,
+            "fsGroup": MYSQL_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "affinity": overrides.affinity or default_affinity(ref.name),
+        "containers": [container],
+        "volumes": [{"name": CONFIG_VOLUME, "configMap": {"name": c.config_map_name(ref.name)}}],
+    }
+    if overrides.node_selector:
+        pod_spec["nodeSelector"] = dict(overrides.node_selector)
+    if overrides.tolerations:
+        pod_spec["tolerations"] = list(overrides.tolerations)
+    if overrides.priority_class_name:
+        pod_spec["priorityClassName"] = overrides.priority_class_name
+    if overrides.service_account_name:
+        pod_spec["serviceAccountName"] = overrides.service_account_name
+    return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec}
+
+
+def build_volume_claim_template(spec: MysqlClusterSpec) -> dict[str, Any]:
+    claim_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": spec.storage.size}},
+    }
+    if spec.storage.storage_class_name:
+        claim_spec["storageClassName"] = spec.storage.storage_class_name
+    return {"metadata": {"name": DATA_VOLUME}, "spec": claim_spec}
+
+
+def build_statefulset(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any]:
+    retention = "Delete" if spec.storage.pvc_retention == PvcRetention.DELETE else "Retain"
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": ref.metadata(c.statefulset_name(ref.name)),
+        "spec": {
+            "serviceName": c.headless_service_name(ref.name),
+            "replicas": spec.instances,
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": c.selector_labels(ref.name)},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": retention, "whenScaled": retention},
+            "template": build_pod_template(ref, spec),
+            "volumeClaimTemplates": [build_volume_claim_template(spec)],
+        },
+    }

@@ -1,0 +1,16 @@
+"""Operator settings, one typed object, from the command line or the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    namespaces: list[str] = field(default_factory=list)  # empty with all_namespaces: cluster-wide
+    all_namespaces: bool = True
+    log_level: str = "INFO"
+    peering_name: str | None = "mysql-operator"
+    standalone: bool = False
+    liveness_endpoint: str | None = None
+    topology_interval_seconds: float = 3.0

@@ -1,0 +1,137 @@
+"""Replication actions on one instance, each through an open session. Every wait is bounded."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from mysql_operator.conventions import OPERATOR_USER, REPLICATION_USER
+from mysql_operator.mysql import gtid
+from mysql_operator.mysql.dialect import Dialect
+from mysql_operator.mysql.session import Login, Session, SqlError
+
+log = logging.getLogger(__name__)
+
+# Server-internal "users" whose connections are never killed on fence.
+_SPARED_USERS = (REPLICATION_USER, OPERATOR_USER, "system user", "event_scheduler", "")
+
+
+def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll `check` until it is true or `timeout` seconds passed; whether it became true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def _replica_row(session: Session, dialect: Dialect) -> dict[str, object] | None:
+    return session.query_one(dialect.replica_status_query)
+
+
+def stop_replica(session: Session, dialect: Dialect) -> None:
+    """Stop both replication threads (a no-op on an instance that is no replica)."""
+    session.execute(dialect.stop_replica)
+
+
+def stop_io_thread(session: Session, dialect: Dialect) -> None:
+    """Stop receiving from the source; applying what was received goes on."""
+    if _replica_row(session, dialect) is not None:
+        session.execute(dialect.stop_io_thread)
+
+
+def start_replica(session: Session, dialect: Dialect) -> None:
+    session.execute(dialect.start_replica)
+
+
+def relay_log_applied(session: Session, dialect: Dialect) -> bool:
+    """Whether everything received from the source has been applied (True on a non-replica)."""
+    row = _replica_row(session, dialect)
+    return row is None or dialect.parse_replica_status(row).relay_log_applied
+
+
+def wait_relay_log_applied(session: Session, dialect: Dialect, timeout: float) -> bool:
+    """Wait (bounded) until the relay log is applied; whether it was."""
+    return wait_until(lambda: relay_log_applied(session, dialect), timeout)
+
+
+def executed_gtids(session: Session, dialect: Dialect) -> str:
+    return dialect.gtid_from_row(session.query_one(dialect.gtid_query) or {})
+
+
+def wait_for_gtids(session: Session, dialect: Dialect, target: str, timeout: float) -> bool:
+    """Wait (bounded) until this instance has executed every transaction of `target`."""
+    return wait_until(
+        lambda: gtid.includes(dialect.flavor, executed_gtids(session, dialect), target), timeout
+    )
+
+
+def fence(session: Session, dialect: Dialect, *, kill_clients: bool = True) -> int:
+    """Make the instance refuse writes; optionally end the client connections that could still write
+    (in-flight transactions of privileged users). Returns the number of connections killed."""
+    session.execute(*dialect.fence())
+    if not kill_clients:
+        return 0
+    killed = 0
+    for row in session.query(dialect.client_connections_query(_SPARED_USERS)):
+        try:
+            session.execute(dialect.kill_connection(int(row["id"])))
+            killed += 1
+        except SqlError:  # the connection ended by itself meanwhile
+            pass
+    return killed
+
+
+def unfence(session: Session, dialect: Dialect) -> None:
+    session.execute(*dialect.unfence())
+
+
+def disable_semi_sync_source(session: Session, dialect: Dialect) -> None:
+    session.execute(*dialect.disable_semi_sync_source())
+
+
+def enable_semi_sync_source(session: Session, dialect: Dialect) -> None:
+    """Lossless semi-sync on the source (AFTER_SYNC, no timeout fallback).
+
+    Only call once a replica acknowledges: with no replica every write would block.
+    """
+    _install_semi_sync(session, dialect)
+    session.execute(*dialect.enable_semi_sync_source())
+
+
+def _install_semi_sync(session: Session, dialect: Dialect) -> None:
+    installed = {str(row["PLUGIN_NAME"]) for row in session.query(dialect.plugins_query)}
+    session.execute(*dialect.install_semi_sync(installed))
+
+
+def configure_replica(
+    session: Session,
+    dialect: Dialect,
+    *,
+    source_host: str,
+    source_port: int,
+    replication: Login,
+    semi_sync: bool,
+) -> None:
+    """Make the instance a read-only replica of the source (GTID auto-positioning) and start it."""
+    session.execute(*dialect.fence())
+    stop_replica(session, dialect)
+    if semi_sync:
+        _install_semi_sync(session, dialect)
+        disable_semi_sync_source(session, dialect)
+        session.execute(*dialect.enable_semi_sync_replica())
+    session.execute(*dialect.prepare_replica_position(executed_gtids(session, dialect)))
+    session.execute(
+        dialect.change_source(source_host, source_port, replication.user, replication.password)
+    )
+    start_replica(session, dialect)
+
+
+def promote(session: Session, dialect: Dialect) -> None:
+    """Turn a replica (or a fenced primary) into the writable primary."""
+    stop_replica(session, dialect)
+    session.execute(dialect.reset_replica_all)
+    unfence(session, dialect)

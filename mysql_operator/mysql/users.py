@@ -1,0 +1,127 @@
+"""The users the operator creates, idempotently and only when missing, with least grants.
+
+Where each write happens, and why:
+- The replication and operator users are created on EVERY instance with `sql_log_bin=0`. Every
+  instance needs them before it replicates (the operator logs in as its user to attach it; a replica
+  needs the replication user the moment it is promoted), and a write logged on a replica would be an
+  errant GTID transaction that later blocks its promotion or rejoin.
+- The application database and user are created on the PRIMARY only, logged, so they replicate with
+  the data they guard and every GTID history stays one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mysql_operator.conventions import (
+    KEY_APP_DATABASE,
+    KEY_APP_PASSWORD,
+    KEY_APP_USER,
+    KEY_OPERATOR_PASSWORD,
+    KEY_REPLICATION_PASSWORD,
+    KEY_ROOT_PASSWORD,
+    OPERATOR_USER,
+    REPLICATION_USER,
+    REQUIRED_SECRET_KEYS,
+    ROOT_USER,
+)
+from mysql_operator.mysql.dialect import Dialect
+from mysql_operator.mysql.session import Login, Session, Statement
+
+
+class CredentialsError(ValueError):
+    """The credentials Secret lacks a key the operator needs."""
+
+
+@dataclass(frozen=True)
+class ClusterCredentials:
+    """Passwords from the credentials Secret; none of them shows in repr()."""
+
+    root_password: str = field(repr=False)
+    replication_password: str = field(repr=False)
+    operator_password: str = field(repr=False)
+    app_user: str = ""
+    app_password: str = field(default="", repr=False)
+    app_database: str = ""
+
+    @classmethod
+    def from_secret(cls, data: Mapping[str, str]) -> ClusterCredentials:
+        """From the decoded Secret data (keys as in conventions.KEY_*)."""
+        absent = [key for key in REQUIRED_SECRET_KEYS if not data.get(key)]
+        if absent:
+            raise CredentialsError(f"credentials lack {', '.join(absent)}")
+        return cls(
+            root_password=data[KEY_ROOT_PASSWORD],
+            replication_password=data[KEY_REPLICATION_PASSWORD],
+            operator_password=data[KEY_OPERATOR_PASSWORD],
+            app_user=data.get(KEY_APP_USER, ""),
+            app_password=data.get(KEY_APP_PASSWORD, ""),
+            app_database=data.get(KEY_APP_DATABASE, ""),
+        )
+
+    @property
+    def root(self) -> Login:
+        return Login(ROOT_USER, self.root_password)
+
+    @property
+    def operator(self) -> Login:
+        return Login(OPERATOR_USER, self.operator_password)
+
+    @property
+    def replication(self) -> Login:
+        return Login(REPLICATION_USER, self.replication_password)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every password, for scrubbing error texts."""
+        return (self.root_password, self.replication_password, self.operator_password, self.app_password)
+
+
+def _existing_users(session: Session, dialect: Dialect) -> set[str]:
+    return {str(row["user"]) for row in session.query(dialect.users_query) if str(row["host"]) == "%"}
+
+
+def ensure_system_users(session: Session, dialect: Dialect, credentials: ClusterCredentials) -> list[str]:
+    """Create the missing replication and operator users, unlogged. Needs a root session.
+
+    Returns the names of the users created.
+    """
+    existing = _existing_users(session, dialect)
+    wanted: list[tuple[str, str, list[Statement]]] = [
+        (REPLICATION_USER, credentials.replication_password, [dialect.grant_replication(REPLICATION_USER)]),
+        (OPERATOR_USER, credentials.operator_password, dialect.grant_operator(OPERATOR_USER)),
+    ]
+    created: list[str] = []
+    session.execute(dialect.disable_binlog_for_session)
+    try:
+        for user, password, grants in wanted:
+            if user in existing:
+                continue
+            session.execute(dialect.create_user(user, password), *grants)
+            created.append(user)
+    finally:
+        session.execute(Statement("SET SESSION sql_log_bin=1"))
+    return created
+
+
+def ensure_application(session: Session, dialect: Dialect, credentials: ClusterCredentials) -> list[str]:
+    """Create the missing application database and user on the primary, logged so it replicates.
+
+    Needs a root session. Returns what was created (e.g. ["database shop", "user app"]).
+    """
+    created: list[str] = []
+    database = credentials.app_database
+    if database:
+        names = {str(row["name"]) for row in session.query(dialect.databases_query)}
+        if database not in names:
+            session.execute(dialect.create_database(database))
+            created.append(f"database {database}")
+    user = credentials.app_user
+    if user and credentials.app_password and user not in _existing_users(session, dialect):
+        statements = [dialect.create_user(user, credentials.app_password)]
+        if database:
+            statements.append(dialect.grant_application(user, database))
+        session.execute(*statements)
+        created.append(f"user {user}")
+    return created

@@ -123,5 +123,6 @@ def reconcile(
 def deleted(meta: kopf.Meta, spec: kopf.Spec, logger: logging.Logger, **_: Any) -> None:
     """Owned objects go by garbage collection; volumes stay or go per spec.storage.pvcRetention."""
     retention = (spec.get("storage") or {}).get("pvcRetention", "Retain")
-    logger.info("MysqlCluster %s deleted; owned objects are garbage-collected, volumes: %s",
-                meta["name"], retention)
+    logger.info(
+        "MysqlCluster %s deleted; owned objects are garbage-collected, volumes: %s", meta["name"], retention
+    )

@@ -1,0 +1,69 @@
+"""The MysqlCluster reference in Markdown, generated from the CRD (`python -m mysql_operator reference`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mysql_operator.api.crd import mysqlcluster_crd
+
+_CONSTRAINTS = ("minimum", "maximum", "pattern", "maxLength", "maxProperties", "enum")
+
+
+def _type(node: dict[str, Any]) -> str:
+    kind = str(node.get("type", "any"))
+    if kind == "array":
+        return f"[]{_type(node.get('items', {}))}"
+    if kind == "object" and "additionalProperties" in node:
+        return f"map[string]{_type(node['additionalProperties'])}"
+    return kind
+
+
+def _constraints(node: dict[str, Any]) -> str:
+    parts = []
+    for key in _CONSTRAINTS:
+        if key in node:
+            value = node[key]
+            shown = " \\| ".join(value) if key == "enum" else "`" + str(value).replace("|", "\\|") + "`"
+            parts.append(f"{key}: {shown}")
+    return "; ".join(parts)
+
+
+def _rows(node: dict[str, Any], prefix: str, required: set[str]) -> list[str]:
+    rows = []
+    for name, sub in node.get("properties", {}).items():
+        path = f"{prefix}.{name}"
+        default = (
+            f"`{json.dumps(sub['default'])}`" if "default" in sub and sub.get("type") != "object" else ""
+        )
+        desc = " ".join(str(sub.get("description", "")).split())
+        req = " (required)" if name in required else ""
+        rows.append(f"| `{path}`{req} | {_type(sub)} | {default} | {desc} | {_constraints(sub)} |")
+        if sub.get("type") == "object" and "properties" in sub:
+            rows += _rows(sub, path, set(sub.get("required", [])))
+    return rows
+
+
+def _rules(node: dict[str, Any], prefix: str) -> list[str]:
+    rules = [f"- `{prefix}`: {rule['message']}" for rule in node.get("x-kubernetes-validations", [])]
+    for name, sub in node.get("properties", {}).items():
+        rules += _rules(sub, f"{prefix}.{name}")
+    return rules
+
+
+def render_reference() -> str:
+    version = mysqlcluster_crd()["spec"]["versions"][0]
+    schema = version["schema"]["openAPIV3Schema"]["properties"]
+    lines = [
+        "| field | type | default | description | constraints |",
+        "| --- | --- | --- | --- | --- |",
+        *_rows(schema["spec"], "spec", set(schema["spec"].get("required", []))),
+        "",
+        "Rules the API server enforces on create and update (CEL):",
+        "",
+        *_rules(schema["spec"], "spec"),
+        "",
+        "Status fields: " + ", ".join(f"`status.{name}`" for name in schema["status"]["properties"]) + ".",
+        "",
+    ]
+    return "\n".join(lines)

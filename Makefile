@@ -8,7 +8,7 @@ PIP       := $(VENV)/bin/pip
 STAMP     := $(VENV)/.installed
 APT_PKGS  := mariadb-server mariadb-client iproute2
 
-.PHONY: help venv apt lint unit crd test sandbox sandbox-down
+.PHONY: help venv apt tools lint unit crd test sandbox sandbox-down
 
 help:
 	@echo "make sandbox       local Kubernetes + chart + a Ready MariaDB cluster"
@@ -31,6 +31,9 @@ apt:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+tools:
+	hack/build-tools.sh
+
 lint: venv
 	$(VENV)/bin/ruff check mysql_operator sandbox tests benchmarks
 	$(VENV)/bin/mypy mysql_operator
@@ -38,9 +41,10 @@ lint: venv
 crd: venv
 	$(PY) -m mysql_operator crd > crds/mysqlclusters.yaml
 	cp crds/*.yaml charts/mysql-operator/crds/
+	@echo "README reference: python -m mysql_operator reference"
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
 
-test: venv apt lint
+test: venv apt tools lint
 	$(PY) -m pytest -q tests

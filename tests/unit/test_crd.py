@@ -91,3 +91,9 @@ def test_cel_rules_cover_immutable_and_cross_field_rules() -> None:
     assert all(f"'{key}'" in owned_rule for key in OPERATOR_OWNED_CONFIG_KEYS)
     storage_rules = [r["rule"] for r in spec["properties"]["storage"]["x-kubernetes-validations"]]
     assert any("quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0" in r for r in storage_rules)
+
+
+def test_readme_reference_is_generated_from_the_models() -> None:
+    from mysql_operator.api.reference import render_reference
+
+    assert render_reference() in (ROOT / "README.md").read_text(), "regenerate: python -m mysql_operator reference"

@@ -175,7 +175,7 @@ def run_round(admin: Path, cp: ControlPlane, n: int, pid: int) -> dict[str, floa
         raise RuntimeError(f"only {len(done)}/{n} clusters got their objects within {TIMEOUT}s")
     time.sleep(2)  # let the audit log flush the round's last requests
     latencies = sorted(done.values())
-    p95 = latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))]
+    p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
     requests = audit_requests(cp.logs / "audit.log", namespace, started)
     return {
         "n": n,

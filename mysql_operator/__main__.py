@@ -43,7 +43,9 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
 def run_operator(settings: OperatorSettings) -> None:
     import kopf
 
-    import mysql_operator.handlers.cluster  # noqa: F401  (registers the handlers)
+    # Importing the handler modules registers them with kopf.
+    import mysql_operator.handlers.cluster
+    import mysql_operator.handlers.topology  # noqa: F401
 
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s [%(name)s] %(message)s", stream=sys.stderr

@@ -113,10 +113,15 @@ def reconcile(
         ready = ready_instances(kube, ref)
     except KubeError as error:
         raise kopf.TemporaryError(str(error), delay=RETRY_SECONDS) from None
+    patch.status["credentialsSecret"] = credentials.secret
+    patch.status["observedGeneration"] = generation
+    if status.get("topology"):
+        # The topology loop owns Ready, primary and phase once it has observed the instances.
+        patch.status["conditions"] = conditions
+        return
     observed = Observed(ready_instances=ready, primary=status.get("primary"))
     conditions = observed_conditions(cluster_spec, conditions, observed, generation, now)
     patch.status.update(status_fields(cluster_spec, conditions, observed, generation))
-    patch.status["credentialsSecret"] = credentials.secret
 
 
 @kopf.on.delete(*CR, optional=True)  # type: ignore[arg-type]

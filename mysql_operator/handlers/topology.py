@@ -1,0 +1,219 @@
+"""The topology loop: every few seconds observe the instances over SQL, take the next step, report.
+
+Observe (pods from the API, instances over SQL) -> decide (topology.decide, pure) -> act (SQL, role
+labels) -> status and Events. SQL runs in kopf's thread pool; a pass never raises for SQL trouble.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from mysql_operator import conventions as c
+from mysql_operator.api.models import MysqlClusterSpec
+from mysql_operator.handlers.objects import InvalidSpec, parse_spec
+from mysql_operator.kube import Kube, KubeError
+from mysql_operator.resources.credentials import decode_secret_data
+from mysql_operator.resources.statefulset import credentials_secret
+from mysql_operator.status import (
+    DEGRADED,
+    READY,
+    REPLICATING,
+    RESOURCES_READY,
+    condition_is,
+    now_iso,
+    set_condition,
+)
+from mysql_operator.topology.reconcile import (
+    InstanceEndpoint,
+    TopologyMemory,
+    TopologyResult,
+    TopologySettings,
+    TransitionRecord,
+    reconcile_topology,
+)
+
+CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
+INTERVAL_SECONDS = 2.0
+HISTORY_LENGTH = 10
+log = logging.getLogger(__name__)
+
+
+def pod_endpoint(pod: Mapping[str, Any], instances: int) -> InstanceEndpoint | None:
+    """An instance the operator can talk to: a live pod of a wanted ordinal that has an IP."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    if meta.get("deletionTimestamp") or not status.get("podIP"):
+        return None
+    ordinal = c.ordinal_of_pod(meta["name"])
+    if ordinal >= instances:
+        return None
+    return InstanceEndpoint(ordinal=ordinal, pod_name=meta["name"], host=status["podIP"])
+
+
+def desired_role_labels(result: TopologyResult) -> dict[str, str]:
+    """pod -> role label: the Services send writes to the primary and reads to healthy replicas only."""
+    labels = {}
+    for inst in result.instances:
+        if inst.ordinal == result.primary and inst.reachable:
+            labels[inst.pod_name] = c.Role.PRIMARY.value
+        elif inst.role == c.Role.REPLICA and inst.ready:
+            labels[inst.pod_name] = c.Role.REPLICA.value
+        else:
+            labels[inst.pod_name] = c.Role.NONE.value
+    return labels
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def history_entry(record: TransitionRecord, pod_names: Mapping[int, str], cluster: str) -> dict[str, Any]:
+    def name(ordinal: int | None) -> str | None:
+        return None if ordinal is None else pod_names.get(ordinal, c.pod_name(cluster, ordinal))
+
+    return {
+        "time": _iso(record.at),
+        "kind": record.kind,
+        "from": name(record.from_ordinal),
+        "to": name(record.to_ordinal),
+        "reason": record.reason,
+        "seconds": round(record.seconds, 3),
+    }
+
+
+def topology_status(
+    spec: MysqlClusterSpec,
+    cluster: str,
+    result: TopologyResult,
+    conditions: list[dict[str, Any]],
+    history: list[dict[str, Any]],
+    generation: int | None,
+    now: str,
+) -> dict[str, Any]:
+    """The status fields a topology pass writes (pure)."""
+    pod_names = {inst.ordinal: inst.pod_name for inst in result.instances}
+    facts = {fact.type: fact for fact in result.conditions}
+    for type_ in (REPLICATING, DEGRADED):
+        fact = facts[type_]
+        conditions = set_condition(conditions, type_, fact.status, fact.reason, fact.message, generation, now)
+    ready_count = sum(1 for inst in result.instances if inst.ready)
+    ready_fact = facts[READY]
+    all_present = len(result.instances) == spec.instances
+    applied = condition_is(conditions, RESOURCES_READY)
+    ready = ready_fact.status and all_present and applied
+    if ready or not ready_fact.status:
+        reason, message = ready_fact.reason, ready_fact.message
+    elif not all_present:
+        reason, message = "InstancesMissing", f"{len(result.instances)}/{spec.instances} instances running"
+    else:
+        reason, message = "ResourcesNotApplied", "owned objects not applied yet"
+    conditions = set_condition(conditions, READY, ready, reason, message, generation, now)
+    if result.transition is not None:
+        history = [*history, history_entry(result.transition, pod_names, cluster)][-HISTORY_LENGTH:]
+    if ready:
+        phase = "Ready"
+    elif result.primary is None:
+        phase = "Initializing" if not history else "FailingOver"
+    else:
+        phase = "Degraded"
+    return {
+        "phase": phase,
+        "conditions": conditions,
+        "primary": pod_names.get(result.primary) if result.primary is not None else None,
+        "readyInstances": ready_count,
+        "instancesReady": f"{ready_count}/{spec.instances}",
+        "instances": [
+            {
+                "name": inst.pod_name,
+                "role": inst.role.value,
+                "ready": inst.ready,
+                "reachable": inst.reachable,
+                "gtid": inst.gtid or None,
+                "lagSeconds": inst.lag_seconds,
+                "message": inst.message or None,
+            }
+            for inst in result.instances
+        ],
+        "roleChanges": history,
+        "topology": result.memory.to_dict(),
+    }
+
+
+@kopf.timer(*CR, interval=INTERVAL_SECONDS, initial_delay=1.0)  # type: ignore[arg-type]
+def topology(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    namespace: str | None,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    logger: logging.Logger,
+    **_: Any,
+) -> None:
+    """One observe -> decide -> act pass for one cluster."""
+    if meta.get("deletionTimestamp"):
+        return
+    try:
+        cluster_spec = parse_spec(dict(spec))
+    except InvalidSpec:
+        return  # reported by the reconcile handler
+    conditions = [dict(cond) for cond in (status.get("conditions") or [])]
+    if not condition_is(conditions, "CredentialsReady"):
+        return
+    kube: Kube = memo.kube
+    ns, name = str(namespace), str(meta["name"])
+    try:
+        pods = kube.list("v1", "Pod", ns, c.selector_labels(name))
+        secret = kube.get("v1", "Secret", ns, credentials_secret(cluster_spec, name))
+    except KubeError as error:
+        raise kopf.TemporaryError(str(error), delay=5) from None
+    if secret is None:
+        return
+    endpoints = [e for e in (pod_endpoint(p, cluster_spec.instances) for p in pods) if e is not None]
+    if not endpoints:
+        return
+    result = reconcile_topology(
+        endpoints,
+        decode_secret_data(secret.get("data")),
+        cluster_spec.flavor,
+        cluster_spec.replication.mode.value,
+        TopologyMemory.from_dict(status.get("topology")),
+        cluster_spec.replication.switchover_to,
+        time.time(),
+        TopologySettings(
+            grace_period=float(cluster_spec.replication.failover_grace_seconds),
+            lag_threshold=cluster_spec.replication.max_lag_seconds,
+        ),
+    )
+    for action in result.actions:
+        logger.info("topology action: %s", action)
+    current = {p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_ROLE) for p in pods}
+    wanted = desired_role_labels(result)
+    # Demote before promoting, so no moment has two pods labelled primary.
+    for pod, role in sorted(wanted.items(), key=lambda item: item[1] == c.Role.PRIMARY.value):
+        if current.get(pod) != role:
+            try:
+                kube.set_pod_label(ns, pod, c.LABEL_ROLE, role)
+                logger.info("pod %s role label -> %s", pod, role)
+            except KubeError as error:
+                logger.warning("could not label pod %s: %s", pod, error)
+    for event in result.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    fields = topology_status(
+        cluster_spec,
+        name,
+        result,
+        conditions,
+        list(status.get("roleChanges") or []),
+        meta.get("generation"),
+        now_iso(),
+    )
+    for key, value in fields.items():
+        if status.get(key) != value:
+            patch.status[key] = value

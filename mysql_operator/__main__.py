@@ -26,6 +26,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     peering.add_argument("--peering", default="mysql-operator", help="kopf peering name (leader election)")
     peering.add_argument("--standalone", action="store_true", help="no peering: a single operator")
     run.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--metrics", default=None, help="serve /metrics at HOST:PORT, e.g. 0.0.0.0:9090")
+    run.add_argument(
+        "--log-format", default="plain", choices=["plain", "json"], help="json: one object a line"
+    )
     return parser.parse_args(argv)
 
 
@@ -37,6 +41,8 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         peering_name=None if args.standalone else args.peering,
         standalone=bool(args.standalone),
         liveness_endpoint=args.liveness,
+        metrics_address=args.metrics,
+        log_format=args.log_format,
     )
 
 
@@ -46,10 +52,17 @@ def run_operator(settings: OperatorSettings) -> None:
     # Importing the handler modules registers them with kopf.
     import mysql_operator.handlers.cluster
     import mysql_operator.handlers.topology  # noqa: F401
+    from mysql_operator import metrics
 
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s [%(name)s] %(message)s", stream=sys.stderr
-    )
+    if settings.log_format == "json":
+        # kopf's JSON lines carry the object's namespace and name under "object" on every line about it.
+        kopf.configure(log_format=kopf.LogFormat.JSON, log_refkey="object")
+    else:
+        kopf.configure(log_format=kopf.LogFormat.FULL)
+    logging.getLogger().setLevel(settings.log_level)
+    if settings.metrics_address:
+        host, _, port = settings.metrics_address.rpartition(":")
+        metrics.serve(host or "0.0.0.0", int(port))
     asyncio.run(
         kopf.operator(
             clusterwide=settings.all_namespaces,

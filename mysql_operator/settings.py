@@ -14,3 +14,5 @@ class OperatorSettings:
     standalone: bool = False
     liveness_endpoint: str | None = None
     topology_interval_seconds: float = 3.0
+    metrics_address: str | None = None  # host:port; None: no /metrics
+    log_format: str = "plain"  # plain | json

@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 
 from mysql_operator import conventions as c
+from mysql_operator import metrics
 from mysql_operator.handlers.objects import (
     InvalidSpec,
     apply_objects,
@@ -71,6 +72,7 @@ def reconcile(
     """Bring the owned objects in line with the spec and report what was done in status and Events."""
     kube: Kube = memo.kube
     ref = _ref(meta, namespace)
+    metrics.RECONCILES.labels(ref.namespace, ref.name).inc()
     generation = meta.get("generation")
     now = now_iso()
     conditions = _conditions(status)
@@ -112,6 +114,7 @@ def reconcile(
             )
         ready = ready_instances(kube, ref)
     except KubeError as error:
+        metrics.RECONCILE_ERRORS.labels(ref.namespace, ref.name).inc()
         raise kopf.TemporaryError(str(error), delay=RETRY_SECONDS) from None
     patch.status["credentialsSecret"] = credentials.secret
     patch.status["observedGeneration"] = generation

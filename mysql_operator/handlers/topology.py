@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 
 from mysql_operator import conventions as c
+from mysql_operator import metrics
 from mysql_operator.api.models import MysqlClusterSpec
 from mysql_operator.handlers.objects import InvalidSpec, parse_spec
 from mysql_operator.kube import Kube, KubeError
@@ -144,6 +145,22 @@ def topology_status(
     }
 
 
+def record_metrics(namespace: str, cluster: str, result: TopologyResult) -> None:
+    metrics.TOPOLOGY_PASSES.labels(namespace, cluster).inc()
+    ready = sum(1 for inst in result.instances if inst.ready)
+    metrics.READY_INSTANCES.labels(namespace, cluster).set(ready)
+    ready_fact = next((f for f in result.conditions if f.type == READY), None)
+    metrics.CLUSTER_READY.labels(namespace, cluster).set(1 if ready_fact and ready_fact.status else 0)
+    for inst in result.instances:
+        metrics.INSTANCE_UP.labels(namespace, cluster, inst.pod_name).set(1 if inst.reachable else 0)
+        if inst.ordinal != result.primary and inst.lag_seconds is not None:
+            metrics.REPLICATION_LAG.labels(namespace, cluster, inst.pod_name).set(inst.lag_seconds)
+    if result.transition is not None:
+        counter = metrics.FAILOVERS if result.transition.kind == "failover" else metrics.SWITCHOVERS
+        counter.labels(namespace, cluster).inc()
+        metrics.FAILOVER_SECONDS.labels(namespace, cluster).set(result.transition.seconds)
+
+
 @kopf.timer(*CR, interval=INTERVAL_SECONDS, initial_delay=1.0)  # type: ignore[arg-type]
 def topology(
     body: kopf.Body,
@@ -193,6 +210,7 @@ def topology(
     )
     for action in result.actions:
         logger.info("topology action: %s", action)
+    record_metrics(ns, name, result)
     current = {p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_ROLE) for p in pods}
     wanted = desired_role_labels(result)
     # Demote before promoting, so no moment has two pods labelled primary.

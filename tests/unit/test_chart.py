@@ -48,6 +48,7 @@ def test_cluster_wide_install_renders_least_privilege_rbac(helm: str) -> None:
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "Service",
         "ServiceAccount",
     ]
     rules = _rules(docs)
@@ -89,6 +90,17 @@ def test_standalone_when_peering_disabled(helm: str) -> None:
     deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
     assert "--standalone" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not [doc for doc in docs if "KopfPeering" in doc["kind"]]
+
+
+def test_service_monitor_when_enabled(helm: str) -> None:
+    assert not [d for d in render(helm) if d["kind"] == "ServiceMonitor"]
+    (monitor,) = [
+        d for d in render(helm, "metrics.serviceMonitor.enabled=true") if d["kind"] == "ServiceMonitor"
+    ]
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    deployment = next(doc for doc in render(helm, "logFormat=json") if doc["kind"] == "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--metrics=$(POD_IP):9090" in args and "--log-format=json" in args
 
 
 def test_values_schema_is_valid_json() -> None:

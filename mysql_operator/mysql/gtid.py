@@ -147,11 +147,9 @@ def merge_mariadb(*texts: str) -> str:
 
 
 def _mariadb_missing(container: MariadbState, other: MariadbState) -> MariadbState:
-    missing: MariadbState = {}
-    for domain, (server, seq) in mariadb_position(other).items():
-        if container.get((domain, server), 0) < seq:
-            missing[(domain, server)] = seq
-    return missing
+    # Every (domain, server) of `other`, not only its last GTID per domain: two servers writing the
+    # same seq in one domain (a split brain) must not hide each other.
+    return {key: seq for key, seq in other.items() if container.get(key, 0) < seq}
 
 
 # Flavor-neutral API ------------------------------------------------------------------------------
@@ -160,7 +158,7 @@ def _mariadb_missing(container: MariadbState, other: MariadbState) -> MariadbSta
 def missing(flavor: Flavor, container: str, other: str) -> str:
     """The transactions of `other` that `container` lacks, as GTID text ("" when none).
 
-    MariaDB reports the last GTID of each domain whose history `container` lacks.
+    MariaDB reports, per (domain, server_id), the last GTID whose history `container` lacks.
     """
     if flavor is Flavor.MYSQL:
         return format_mysql(mysql_subtract(parse_mysql(other), parse_mysql(container)))

@@ -70,6 +70,13 @@ def _name_values(rows: list[dict[str, Any]]) -> dict[str, str]:
     return {str(row["Variable_name"]): str(row["Value"]) for row in rows}
 
 
+def read_semi_sync(session: Session, dialect: Dialect) -> SemiSyncState:
+    """The semi-sync variables and status of the instance."""
+    variables = _name_values(session.query(dialect.semi_sync_variables_query))
+    status = _name_values(session.query(dialect.semi_sync_status_query))
+    return dialect.parse_semi_sync(variables, status)
+
+
 def read_observation(session: Session, dialect: Dialect, ordinal: int) -> InstanceObservation:
     """Observe through an open session. Raises MysqlError."""
     server = session.query_one(dialect.server_query) or {}
@@ -77,8 +84,6 @@ def read_observation(session: Session, dialect: Dialect, ordinal: int) -> Instan
     gtids = dialect.gtid_from_row(session.query_one(dialect.gtid_query) or {})
     row = session.query_one(dialect.replica_status_query)
     replica: ReplicaStatus | None = dialect.parse_replica_status(row) if row else None
-    variables = _name_values(session.query(dialect.semi_sync_variables_query))
-    status = _name_values(session.query(dialect.semi_sync_status_query))
     return InstanceObservation(
         ordinal=ordinal,
         host=session.host,
@@ -96,7 +101,7 @@ def read_observation(session: Session, dialect: Dialect, ordinal: int) -> Instan
         last_io_error=replica.last_io_error if replica else "",
         last_sql_error=replica.last_sql_error if replica else "",
         relay_log_applied=replica.relay_log_applied if replica else True,
-        semi_sync=dialect.parse_semi_sync(variables, status),
+        semi_sync=read_semi_sync(session, dialect),
     )
 
 

@@ -328,7 +328,7 @@ def _act(work: _Pass, action: Action, observed: Mapping[int, InstanceObservation
             actions.disable_semi_sync_source(session, dialect)
         work.event("Normal", "SemiSyncDisabled", f"primary {action.ordinal} replicates asynchronously")
     elif isinstance(action, Failover):
-        _failover(work, action)
+        _failover(work, action, observed)
     elif isinstance(action, Switchover):
         _switchover(work, action, observed)
 
@@ -390,7 +390,7 @@ def _semi_sync_after_promotion(work: _Pass, primary: int) -> None:
                                          primary))
 
 
-def _failover(work: _Pass, action: Failover) -> None:
+def _failover(work: _Pass, action: Failover, observed: Mapping[int, InstanceObservation]) -> None:
     started = time.monotonic()
     dialect = work.dialect
 
@@ -409,7 +409,8 @@ def _failover(work: _Pass, action: Failover) -> None:
     choice = choose_new_primary(work.flavor, candidates, work.previous.primary_gtid)
     work.problems.extend(choice.problems)
     if choice.ordinal is None:
-        for ordinal in action.candidates:
+        # Resume only what we stopped: a replica stopped by someone else stays as it was.
+        for ordinal in (o for o in action.candidates if observed[o].io_running):
             try:
                 with work.session(ordinal) as session:
                     actions.start_replica(session, dialect)

@@ -66,6 +66,7 @@ class MariadbServer:
             "socket": str(self.socket),
             "pid-file": str(self.base / "mysqld.pid"),
             "log-error": str(self.log),
+            "tmpdir": str(self.base / "tmp"),
             "bind-address": self.host,
             "port": "3306",
             "server_id": str(server_id_for_ordinal(self.ordinal)),
@@ -86,22 +87,24 @@ class MariadbServer:
 
     def start(self) -> None:
         """Start mariadbd (initialising the data directory the first time); waits until it answers."""
-        self.base.mkdir(parents=True, exist_ok=True)
+        (self.base / "tmp").mkdir(parents=True, exist_ok=True)
         self._write_config()
         fresh = not self.datadir.exists()
         if fresh:
             self.datadir.mkdir()
-            subprocess.run(
+            done = subprocess.run(
                 [
                     "mariadb-install-db",
                     f"--defaults-file={self.config}",
                     "--auth-root-authentication-method=normal",
                     "--skip-test-db",
                 ],
-                check=True,
                 capture_output=True,
                 timeout=120,
             )
+            if done.returncode != 0:
+                tail = self.log.read_text()[-1500:] if self.log.exists() else ""
+                raise RuntimeError(f"mariadb-install-db failed: {done.stderr[-500:]!r} {tail}")
         self.process = subprocess.Popen(
             ["mariadbd", f"--defaults-file={self.config}"],
             stdout=subprocess.DEVNULL,

@@ -1,0 +1,116 @@
+"""Fixtures: three real MariaDB servers on 127.0.20.1-3 and a driver for reconcile_topology."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from mysql_operator.conventions import (
+    KEY_APP_DATABASE,
+    KEY_APP_PASSWORD,
+    KEY_APP_USER,
+    KEY_OPERATOR_PASSWORD,
+    KEY_REPLICATION_PASSWORD,
+    KEY_ROOT_PASSWORD,
+    Flavor,
+)
+from mysql_operator.topology.decide import ReplicationMode
+from mysql_operator.topology.reconcile import (
+    InstanceEndpoint,
+    TopologyMemory,
+    TopologyResult,
+    TopologySettings,
+    reconcile_topology,
+)
+from tests.integration.servers import ROOT_PASSWORD, MariadbServer
+
+HOSTS = ("127.0.20.1", "127.0.20.2", "127.0.20.3")
+CREDENTIALS = {
+    KEY_ROOT_PASSWORD: ROOT_PASSWORD,
+    KEY_REPLICATION_PASSWORD: "repl-Secret-pw",
+    KEY_OPERATOR_PASSWORD: "op-Secret-pw",
+    KEY_APP_USER: "app",
+    KEY_APP_PASSWORD: "app-Secret-pw",
+    KEY_APP_DATABASE: "shop",
+}
+TICK = 0.2  # seconds between passes, as a fast kopf timer would
+
+
+@dataclass
+class Cluster:
+    servers: list[MariadbServer]
+    mode: ReplicationMode = ReplicationMode.ASYNC
+    settings: TopologySettings = field(
+        default_factory=lambda: TopologySettings(grace_period=1.0, relay_apply_timeout=20.0)
+    )
+    memory: TopologyMemory = field(default_factory=TopologyMemory)
+    results: list[TopologyResult] = field(default_factory=list)
+
+    @property
+    def endpoints(self) -> list[InstanceEndpoint]:
+        return [InstanceEndpoint(s.ordinal, s.pod_name, s.host) for s in self.servers]
+
+    def reconcile(self, switchover_to: int | None = None) -> TopologyResult:
+        result = reconcile_topology(
+            self.endpoints, CREDENTIALS, Flavor.MARIADB, self.mode, self.memory, switchover_to,
+            time.time(), self.settings,
+        )
+        self.memory = result.memory
+        self.results.append(result)
+        return result
+
+    def reconcile_until(
+        self, done: Callable[[TopologyResult], bool], timeout: float = 60.0, switchover_to: int | None = None
+    ) -> TopologyResult:
+        """Reconcile every TICK until `done(result)`; fails the test after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.reconcile(switchover_to)
+            if done(result):
+                return result
+            if time.monotonic() > deadline:
+                conditions = [(c.type, c.status, c.reason, c.message) for c in result.conditions]
+                pytest.fail(f"not reached in {timeout}s: primary={result.primary} {conditions} "
+                            f"problems={result.problems} actions={result.actions}")
+            time.sleep(TICK)
+
+    def events(self) -> list[tuple[str, str]]:
+        return [(e.reason, e.message) for r in self.results for e in r.events]
+
+
+def ready(result: TopologyResult) -> bool:
+    return next(c for c in result.conditions if c.type == "Ready").status
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s: {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def servers() -> Iterator[list[MariadbServer]]:
+    base = Path(tempfile.mkdtemp(prefix="mysqlop-it-"))
+    started = [MariadbServer(i, host, base / f"db-{i}") for i, host in enumerate(HOSTS)]
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            list(pool.map(lambda s: s.start(), started))
+        yield started
+    finally:
+        for server in started:
+            server.kill()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(servers: list[MariadbServer]) -> Cluster:
+    return Cluster(servers)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from sandbox.tools import REPO_ROOT
 
+ENTRYPOINT = Path(__file__).with_name("mariadb_entrypoint.py")  # standalone script, stdlib only
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -97,7 +98,7 @@ class MariaDBRunner:
         defaults = ctx.work_dir / "sandbox-my.cnf"
         defaults.write_text(self.defaults_file(ctx, datadir, socket))
         server_args = [rewrite_paths(word, ctx.mounts) for word in words]
-        argv = [sys.executable, "-m", "sandbox.mariadb_entrypoint", f"--defaults-file={defaults}",
+        argv = [sys.executable, str(ENTRYPOINT), f"--defaults-file={defaults}",
                 f"--datadir={datadir}", f"--work-dir={ctx.work_dir}", "--", *server_args]
         env = base_env(ctx)
         env["MYSQL_UNIX_PORT"] = str(socket)  # clients without --host find this server

@@ -1,6 +1,6 @@
 """The sandbox's stand-in for the official MariaDB image's entrypoint.
 
-    python -m sandbox.mariadb_entrypoint --defaults-file F --datadir D --work-dir W -- [mariadbd args]
+    python sandbox/mariadb_entrypoint.py --defaults-file F --datadir D --work-dir W -- [mariadbd args]
 
 Runs as the container's process: on an empty data directory it initialises it from the environment
 (MARIADB_ROOT_PASSWORD / MARIADB_ALLOW_EMPTY_ROOT_PASSWORD, MARIADB_ROOT_HOST, MARIADB_DATABASE,
@@ -14,6 +14,7 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 IN_PROGRESS = ".sandbox-init-in-progress"
@@ -71,7 +72,8 @@ def init_sql() -> str:
 
 
 def initialise(defaults_file: Path, datadir: Path, work_dir: Path, server_args: list[str]) -> None:
-    """mariadb-install-db plus the official image's user set-up, in bootstrap mode (no network)."""
+    """mariadb-install-db, then the official image's user set-up through a temporary server that
+    listens on a private socket only (no network), with the binary log off for these statements."""
     marker = datadir / IN_PROGRESS
     if marker.exists():
         print("sandbox-entrypoint: a previous initialisation did not finish; starting it again", flush=True)
@@ -83,28 +85,49 @@ def initialise(defaults_file: Path, datadir: Path, work_dir: Path, server_args: 
     datadir.mkdir(parents=True, exist_ok=True)
     marker.touch()
     sql = init_sql()
-    extra = work_dir / "init.sql"
-    extra.touch(mode=0o600)
-    extra.write_text(sql)
     print(f"sandbox-entrypoint: initialising database files in {datadir}", flush=True)
-    try:
-        result = subprocess.run(
-            ["mariadb-install-db", f"--defaults-file={defaults_file}", f"--datadir={datadir}", "--user=root",
-             "--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve",
-             f"--extra-file={extra}", *server_args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
-        )
-    finally:
-        extra.unlink(missing_ok=True)
+    result = subprocess.run(
+        ["mariadb-install-db", f"--defaults-file={defaults_file}", f"--datadir={datadir}", "--user=root",
+         "--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve", *server_args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
+    )
     if result.returncode != 0:
         print(result.stdout, flush=True)
         raise InitError(f"mariadb-install-db failed with exit code {result.returncode}")
+    socket = work_dir / "init.sock"
+    server = subprocess.Popen(
+        ["mariadbd", f"--defaults-file={defaults_file}", *server_args, "--skip-networking",
+         f"--socket={socket}", "--skip-slave-start"],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        client = ["mariadb", "--no-defaults", f"--socket={socket}", "--user=root", "--protocol=socket"]
+        deadline = time.monotonic() + 120
+        while subprocess.run([*client, "-e", "SELECT 1"], capture_output=True, timeout=30).returncode != 0:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise InitError("the temporary server for initialisation did not start (see log-error)")
+            time.sleep(0.3)
+        setup = subprocess.run([*client, "--database=mysql"], input=sql, text=True, capture_output=True,
+                               timeout=120)
+        if setup.returncode != 0:
+            message = setup.stderr.strip()
+            for secret in (env("ROOT_PASSWORD"), env("PASSWORD")):
+                if secret:
+                    message = message.replace(secret, "***")
+            raise InitError(f"setting up users failed: {message}")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
     marker.unlink()
     print("sandbox-entrypoint: initialisation done", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sandbox.mariadb_entrypoint")
+    parser = argparse.ArgumentParser(prog="mariadb_entrypoint.py")
     parser.add_argument("--defaults-file", type=Path, required=True)
     parser.add_argument("--datadir", type=Path, required=True)
     parser.add_argument("--work-dir", type=Path, required=True)

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
+from sandbox.kube import Kube
 
 Obj = dict[str, Any]
 
@@ -58,7 +57,7 @@ class PodFacts:
     host_ip: str
 
 
-def container_env(api: client.CoreV1Api, facts: PodFacts, container: Obj) -> dict[str, str]:
+def container_env(api: Kube, facts: PodFacts, container: Obj) -> dict[str, str]:
     """The container's environment, in kubelet's order: envFrom, then env (each may use earlier ones)."""
     namespace = facts.pod["metadata"]["namespace"]
     env: dict[str, str] = {}
@@ -90,7 +89,7 @@ def expanded_command(container: Obj, env: Mapping[str, str]) -> tuple[list[str],
     return command, args
 
 
-def _value_from(api: client.CoreV1Api, facts: PodFacts, container: Obj, source: Obj) -> str | None:
+def _value_from(api: Kube, facts: PodFacts, container: Obj, source: Obj) -> str | None:
     namespace = facts.pod["metadata"]["namespace"]
     if "fieldRef" in source:
         return field_value(facts, source["fieldRef"]["fieldPath"])
@@ -159,38 +158,28 @@ def _key(data: Mapping[str, str] | None, ref: Obj, kind: str) -> str | None:
     return data[ref["key"]]
 
 
-def _secret_data(api: client.CoreV1Api, namespace: str, name: str, optional: bool) -> dict[str, str] | None:
-    try:
-        secret = api.read_namespaced_secret(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            if optional:
-                return None
-            raise ContainerConfigError(f'secret "{name}" not found') from exc
-        raise
-    data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
-    data.update(secret.string_data or {})
-    return data
+def _secret_data(api: Kube, namespace: str, name: str, optional: bool) -> dict[str, str] | None:
+    secret = api.get_or_none(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+    if secret is None:
+        if optional:
+            return None
+        raise ContainerConfigError(f'secret "{name}" not found')
+    return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
 
-def _config_map_data(
-    api: client.CoreV1Api, namespace: str, name: str, optional: bool,
-) -> dict[str, str] | None:
-    try:
-        config_map = api.read_namespaced_config_map(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            if optional:
-                return None
-            raise ContainerConfigError(f'configmap "{name}" not found') from exc
-        raise
-    return dict(config_map.data or {})
+def _config_map_data(api: Kube, namespace: str, name: str, optional: bool) -> dict[str, str] | None:
+    config_map = api.get_or_none(f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+    if config_map is None:
+        if optional:
+            return None
+        raise ContainerConfigError(f'configmap "{name}" not found')
+    return dict(config_map.get("data") or {})
 
 
 # ---- volumes ------------------------------------------------------------------------------------------
 
 
-def pod_volumes(api: client.CoreV1Api, facts: PodFacts, pod_dir: Path) -> dict[str, Path]:
+def pod_volumes(api: Kube, facts: PodFacts, pod_dir: Path) -> dict[str, Path]:
     """Each pod volume as a local directory: PVCs -> their PV's directory (persistent); ConfigMaps,
     Secrets, downward API and projected volumes written (anew) under pod_dir; emptyDir under pod_dir."""
     namespace = facts.pod["metadata"]["namespace"]
@@ -239,25 +228,23 @@ def container_mounts(container: Obj, volumes: Mapping[str, Path]) -> dict[str, P
     return mounts
 
 
-def _claim_path(api: client.CoreV1Api, namespace: str, claim: str) -> Path:
-    try:
-        pvc = api.read_namespaced_persistent_volume_claim(claim, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            raise VolumeNotReady(f'persistentvolumeclaim "{claim}" not found') from exc
-        raise
-    if not pvc.spec.volume_name or (pvc.status and pvc.status.phase != "Bound"):
+def _claim_path(api: Kube, namespace: str, claim: str) -> Path:
+    pvc = api.get_or_none(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}")
+    if pvc is None:
+        raise VolumeNotReady(f'persistentvolumeclaim "{claim}" not found')
+    volume_name = pvc["spec"].get("volumeName")
+    if not volume_name or (pvc.get("status") or {}).get("phase") != "Bound":
         raise VolumeNotReady(f'persistentvolumeclaim "{claim}" is not bound yet')
-    pv = api.read_persistent_volume(pvc.spec.volume_name)
-    source = pv.spec.host_path or pv.spec.local
+    pv = api.get(f"/api/v1/persistentvolumes/{volume_name}")
+    source = pv["spec"].get("hostPath") or pv["spec"].get("local")
     if source is None:
-        raise ContainerConfigError(f"persistentvolume {pv.metadata.name} has no local path")
-    path = Path(source.path)
+        raise ContainerConfigError(f"persistentvolume {volume_name} has no local path")
+    path = Path(source["path"])
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def _write_projected(api: client.CoreV1Api, facts: PodFacts, local: Path, projected: Obj) -> None:
+def _write_projected(api: Kube, facts: PodFacts, local: Path, projected: Obj) -> None:
     namespace = facts.pod["metadata"]["namespace"]
     data: dict[str, str] = {}
     for source in projected.get("sources") or []:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
-import json
 import logging
 import socket
 import ssl
@@ -19,11 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
 from sandbox import processes
 from sandbox.images import ContainerContext, Launch, NotRunnable, runner_for
+from sandbox.kube import KubeError
 from sandbox.podenv import (
     ContainerConfigError,
     PodFacts,
@@ -171,7 +168,7 @@ class PodWorker(threading.Thread):
             self.pod_dir.mkdir(parents=True, exist_ok=True)
         if self.volumes is None:
             try:
-                self.volumes = pod_volumes(self.agent.core, self._facts(), self.pod_dir)
+                self.volumes = pod_volumes(self.agent.kube, self._facts(), self.pod_dir)
                 self.volume_error = ""
             except (VolumeNotReady, ContainerConfigError) as exc:
                 self.volume_error = str(exc)
@@ -210,8 +207,8 @@ class PodWorker(threading.Thread):
         meta = self.pod["metadata"]
         facts = self._facts()
         try:
-            self.volumes = pod_volumes(self.agent.core, facts, self.pod_dir)  # fresh ConfigMaps/Secrets
-            env = container_env(self.agent.core, facts, c.spec)
+            self.volumes = pod_volumes(self.agent.kube, facts, self.pod_dir)  # fresh ConfigMaps/Secrets
+            env = container_env(self.agent.kube, facts, c.spec)
             command, args = expanded_command(c.spec, env)
             work_dir = self.pod_dir / c.name
             work_dir.mkdir(parents=True, exist_ok=True)
@@ -275,11 +272,9 @@ class PodWorker(threading.Thread):
         grace = meta.get("deletionGracePeriodSeconds", spec.get("terminationGracePeriodSeconds", 30))
         self._kill_all(grace=min(float(grace if grace is not None else 30), MAX_GRACE))
         try:
-            self.agent.core.delete_namespaced_pod(
-                meta["name"], meta["namespace"],
-                body=client.V1DeleteOptions(grace_period_seconds=0,
-                                            preconditions=client.V1Preconditions(uid=self.uid)))
-        except ApiException as exc:
+            options = {"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}}
+            self.agent.kube.delete(self._path(), options)
+        except KubeError as exc:
             if exc.status not in (404, 409):
                 raise
 
@@ -296,6 +291,10 @@ class PodWorker(threading.Thread):
             c.proc = None
 
     # ---- status ----------------------------------------------------------------------------------------
+
+    def _path(self) -> str:
+        meta = self.pod["metadata"]
+        return f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
 
     def _facts(self) -> PodFacts:
         return PodFacts(pod=self.pod, pod_ip=str(self.ip), host_ip=self.host_ip)
@@ -360,9 +359,7 @@ class PodWorker(threading.Thread):
             return
         meta = self.pod["metadata"]
         try:
-            response = self.agent.core.read_namespaced_pod(meta["name"], meta["namespace"],
-                                                          _preload_content=False)
-            fresh = json.loads(response.data)
+            fresh = self.agent.kube.get(self._path())
             if fresh["metadata"]["uid"] != self.uid or fresh["metadata"].get("deletionTimestamp"):
                 return
             merged = dict(fresh.get("status") or {})
@@ -376,11 +373,11 @@ class PodWorker(threading.Thread):
                 ours = [dict(c, **gate_off) if c["type"] == "Ready" else c for c in ours]
             merged["conditions"] = others + ours
             fresh["status"] = merged
-            self.agent.core.replace_namespaced_pod_status(meta["name"], meta["namespace"], fresh)
+            self.agent.kube.replace(self._path() + "/status", fresh)
             self.published = status
-        except ApiException as exc:
+        except KubeError as exc:
             if exc.status not in (404, 409):
-                log.warning("status of %s/%s: %s %s", meta["namespace"], meta["name"], exc.status, exc.reason)
+                log.warning("status of %s/%s: %s", meta["namespace"], meta["name"], exc)
 
 
 class Prober(threading.Thread):

@@ -1,0 +1,299 @@
+"""The backup API: the MysqlCluster `backup` and `restoreFrom` sections and the MysqlBackup kind.
+
+Same habits as `models.py`: pydantic is the source of the CRD schema, every rule the schema can
+express is carried into it (patterns, ranges, CEL) and checked again by the models.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from mysql_operator import conventions as c
+from mysql_operator.api.models import _Model, cel
+
+BACKUP_KIND = "MysqlBackup"
+BACKUP_PLURAL = "mysqlbackups"
+BACKUP_SINGULAR = "mysqlbackup"
+BACKUP_SHORT_NAMES = ["mysqlbackup", "mbk"]
+
+# Keys of the Secret named by `s3.credentialsSecret`.
+KEY_S3_ACCESS_KEY_ID = "access-key-id"
+KEY_S3_SECRET_ACCESS_KEY = "secret-access-key"
+
+# Five cron fields (minute hour day-of-month month day-of-week) of digits, names, * , - /,
+# or one of the @macros. The evaluator (mysql_operator.backup.cron) checks ranges.
+_CRON_FIELD = r"[0-9A-Za-z*,/-]+"
+CRON_PATTERN = (
+    r"^((@(yearly|annually|monthly|weekly|daily|midnight|hourly))|"
+    rf"({_CRON_FIELD}\s+{_CRON_FIELD}\s+{_CRON_FIELD}\s+{_CRON_FIELD}\s+{_CRON_FIELD}))$"
+)
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+# RFC 3339 with a mandatory offset, as Kubernetes date-time fields are.
+RFC3339_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+PREFIX_PATTERN = r"^([A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*)?$"
+PATH_PATTERN = r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$"
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """An RFC 3339 time (offset required) as an aware datetime."""
+    if not re.fullmatch(RFC3339_PATTERN, value):
+        raise ValueError(f"not an RFC 3339 time with an offset: {value!r}")
+    return datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+
+
+class PvcStorage(_Model):
+    """A PersistentVolumeClaim mounted into the backup Job."""
+
+    claim_name: str = Field(
+        description="Name of an existing PVC in the cluster's namespace.", pattern=NAME_PATTERN
+    )
+    path: str = Field(
+        default="",
+        description="Directory inside the volume; default: its root.",
+        pattern=PATH_PATTERN,
+        max_length=512,
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _no_parent(cls, value: str) -> str:
+        if ".." in value.split("/"):
+            raise ValueError("path may not contain '..'")
+        return value
+
+
+class S3Storage(_Model):
+    """An S3-compatible bucket."""
+
+    endpoint: str = Field(
+        description="URL of the S3 endpoint, e.g. https://s3.eu-west-1.amazonaws.com.",
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        max_length=512,
+    )
+    bucket: str = Field(description="Bucket name.", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    prefix: str = Field(
+        default="",
+        description="Key prefix of every object (no leading or trailing '/').",
+        pattern=PREFIX_PATTERN,
+    )
+    region: str = Field(
+        default="us-east-1", description="Region of the bucket.", pattern=r"^[a-z0-9-]{1,64}$"
+    )
+    credentials_secret: str = Field(
+        description=f"Secret with keys {KEY_S3_ACCESS_KEY_ID} and {KEY_S3_SECRET_ACCESS_KEY}.",
+        pattern=NAME_PATTERN,
+        max_length=253,
+    )
+    force_path_style: bool = Field(
+        default=True, description="Address the bucket as <endpoint>/<bucket> (most non-AWS servers need it)."
+    )
+
+
+class BackupStorage(_Model):
+    """Where backups go: exactly one of `pvc` or `s3`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("has(self.pvc) != has(self.s3)", "storage needs exactly one of pvc or s3"),
+            ]
+        }
+    )
+    pvc: PvcStorage | None = None
+    s3: S3Storage | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BackupStorage:
+        if (self.pvc is None) == (self.s3 is None):
+            raise ValueError("storage needs exactly one of pvc or s3")
+        return self
+
+
+class BackupSchedule(_Model):
+    """Scheduled backups of a cluster, taken by the operator itself (no CronJob per cluster)."""
+
+    schedule: str = Field(
+        default="0 3 * * *",
+        description="Cron expression (5 fields, UTC) or @daily/@hourly/...; when to take a backup.",
+        pattern=CRON_PATTERN,
+        max_length=128,
+    )
+    retention: int = Field(default=7, ge=1, le=1000, description="How many complete backups to keep.")
+    storage: BackupStorage = Field(description="Where backups and archived binlogs go.")
+    binlog_archive_interval_seconds: int = Field(
+        default=300,
+        ge=10,
+        le=86400,
+        description="How often binlogs are archived: the most data a point-in-time restore can lose.",
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from mysql_operator.backup.cron import CronSchedule  # the evaluator owns the full grammar
+
+        CronSchedule.parse(value)
+        return value
+
+
+class RestoreFrom(_Model):
+    """Where a new cluster's data comes from; read only when the cluster is created."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.backup) != has(self.location)",
+                    "restoreFrom needs exactly one of backup or location",
+                ),
+                cel(
+                    "!has(self.location) || has(self.storage)",
+                    "restoreFrom.location needs restoreFrom.storage",
+                    fieldPath=".storage",
+                ),
+            ]
+        }
+    )
+    backup: str | None = Field(
+        default=None, description="Name of a MysqlBackup in the same namespace.", pattern=NAME_PATTERN
+    )
+    location: str | None = Field(
+        default=None,
+        description="Location of a backup in `storage` (as in a MysqlBackup's status.location).",
+        pattern=PATH_PATTERN,
+        max_length=512,
+    )
+    storage: BackupStorage | None = Field(default=None, description="Storage holding `location`.")
+    point_in_time: str | None = Field(
+        default=None,
+        description="Replay archived binlogs up to this RFC 3339 time (whole seconds: transactions "
+        "stamped before that second are restored).",
+        pattern=RFC3339_PATTERN,
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RestoreFrom:
+        if (self.backup is None) == (self.location is None):
+            raise ValueError("restoreFrom needs exactly one of backup or location")
+        if self.location is not None and self.storage is None:
+            raise ValueError("restoreFrom.location needs restoreFrom.storage")
+        if self.point_in_time is not None:
+            parse_rfc3339(self.point_in_time)
+        return self
+
+
+class MysqlBackupSpec(_Model):
+    """One backup of a cluster."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [cel("self == oldSelf", "a MysqlBackup's spec is immutable")]
+        }
+    )
+    cluster: str = Field(description="Name of the MysqlCluster to back up.", pattern=NAME_PATTERN)
+    storage: BackupStorage | None = Field(
+        default=None, description="Where to put it; default: the cluster's backup.storage."
+    )
+
+
+class BackupPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+class MysqlBackupStatus(_Model):
+    model_config = ConfigDict(extra="allow")
+
+    phase: BackupPhase = BackupPhase.PENDING
+    start_time: str | None = None
+    completion_time: str | None = None
+    size: int | None = Field(default=None, ge=0, description="Bytes stored (compressed dump).")
+    size_human: str | None = Field(default=None, description="`size` for people, e.g. 1.2GiB.")
+    location: str | None = Field(default=None, description="Where the backup is inside its storage.")
+    gtid_position: str | None = None
+    binlog_file: str | None = None
+    binlog_position: int | None = None
+    instance: str | None = Field(default=None, description="The instance the dump was taken from.")
+    message: str | None = None
+    observed_generation: int | None = None
+
+
+def human_size(size: int) -> str:
+    """Bytes as kubectl shows quantities: 512B, 3.4KiB, 1.2GiB."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def backup_printer_columns() -> list[dict[str, Any]]:
+    return [
+        {"name": "Cluster", "type": "string", "jsonPath": ".spec.cluster"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Size", "type": "string", "jsonPath": ".status.sizeHuman"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Location", "type": "string", "jsonPath": ".status.location", "priority": 1},
+        {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
+    ]
+
+
+def mysqlbackup_crd() -> dict[str, Any]:
+    """The MysqlBackup CustomResourceDefinition as a dict (same shape as `mysqlcluster_crd`)."""
+    from mysql_operator.api.crd import schema_of  # crd imports models, which imports this module
+
+    spec_schema = schema_of(MysqlBackupSpec)
+    spec_schema["description"] = MysqlBackupSpec.__doc__
+    status_schema = schema_of(MysqlBackupStatus)
+    status_schema.pop("default", None)
+    status_schema["x-kubernetes-preserve-unknown-fields"] = True
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{BACKUP_PLURAL}.{c.API_GROUP}"},
+        "spec": {
+            "group": c.API_GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": BACKUP_KIND,
+                "listKind": f"{BACKUP_KIND}List",
+                "plural": BACKUP_PLURAL,
+                "singular": BACKUP_SINGULAR,
+                "shortNames": list(BACKUP_SHORT_NAMES),
+                "categories": ["all", "mysql"],
+            },
+            "versions": [
+                {
+                    "name": c.API_VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": backup_printer_columns(),
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "One backup of a MysqlCluster, taken by mysql-operator.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }

@@ -1,0 +1,239 @@
+"""The command the backup and restore Jobs run: `python -m mysql_operator backup|restore|... [options]`.
+
+Connection details and secrets come from the environment, never from the command line:
+  DB_HOST, DB_PORT (3306), DB_USER, DB_PASSWORD, DB_FLAVOR (mysql | mariadb)
+  BACKUP_STORAGE       storage as JSON, the wire form of BackupStorage ({"pvc": {...}} or {"s3": {...}})
+  BACKUP_STORAGE_FILE  ... or a file holding that JSON
+  BACKUP_PVC_ROOT      where the PVC is mounted (default /backup); the storage is <root>/<pvc.path>
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   the S3 credentials (from the credentialsSecret)
+
+Progress goes to stderr; the result, one JSON object, to stdout and to --termination-log when given.
+Exit codes: 0 done; 1 failed (the backup is not complete / nothing archived); 2 bad usage or
+configuration; 3 backup missing or corrupt (nothing changed); 4 restore refused: target not empty,
+wrong flavor, point in time not covered (nothing changed); 5 restore failed part way (discard the target).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from mysql_operator.api.backup import BackupStorage, parse_rfc3339
+from mysql_operator.backup.binlogs import archive_binlogs
+from mysql_operator.backup.catalog import scan
+from mysql_operator.backup.commands import Instance
+from mysql_operator.backup.manifest import BackupCorrupt, BackupError, BackupNotFound
+from mysql_operator.backup.restore import RestoreFailed, RestoreRefused, restore
+from mysql_operator.backup.retention import apply_retention
+from mysql_operator.backup.storage import DirectoryStorage, S3Location, S3Storage, Storage, StorageError
+from mysql_operator.backup.take import take_backup
+from mysql_operator.conventions import MYSQL_PORT, Flavor
+from mysql_operator.mysql.session import Login, MysqlError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BAD_BACKUP = 3
+EXIT_REFUSED = 4
+EXIT_PARTIAL_RESTORE = 5
+DEFAULT_PVC_ROOT = "/backup"
+
+log = logging.getLogger("mysql_operator.backup")
+
+
+class ConfigError(Exception):
+    """The environment does not describe a usable instance or storage."""
+
+
+def _require(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "")
+    if not value:
+        raise ConfigError(f"environment variable {name} is not set")
+    return value
+
+
+def instance_from_env(env: Mapping[str, str]) -> Instance:
+    """The instance described by DB_* variables."""
+    try:
+        flavor = Flavor(env.get("DB_FLAVOR", Flavor.MYSQL.value))
+        port = int(env.get("DB_PORT", str(MYSQL_PORT)))
+    except ValueError as error:
+        raise ConfigError(f"DB_FLAVOR or DB_PORT: {error}") from None
+    return Instance(
+        host=_require(env, "DB_HOST"),
+        port=port,
+        login=Login(_require(env, "DB_USER"), env.get("DB_PASSWORD", "")),
+        flavor=flavor,
+        name=env.get("DB_INSTANCE_NAME", ""),
+    )
+
+
+def storage_from_env(env: Mapping[str, str]) -> Storage:
+    """The storage described by BACKUP_STORAGE (or BACKUP_STORAGE_FILE) and the S3 credentials."""
+    text = env.get("BACKUP_STORAGE", "")
+    if not text and env.get("BACKUP_STORAGE_FILE"):
+        try:
+            text = Path(env["BACKUP_STORAGE_FILE"]).read_text()
+        except OSError as error:
+            raise ConfigError(f"BACKUP_STORAGE_FILE: {error}") from None
+    if not text:
+        raise ConfigError("neither BACKUP_STORAGE nor BACKUP_STORAGE_FILE is set")
+    try:
+        config = BackupStorage.model_validate(json.loads(text))
+    except (ValueError, ValidationError) as error:
+        raise ConfigError(f"storage configuration: {str(error).splitlines()[0]}") from None
+    if config.pvc is not None:
+        root = Path(env.get("BACKUP_PVC_ROOT", DEFAULT_PVC_ROOT))
+        return DirectoryStorage(root / config.pvc.path if config.pvc.path else root)
+    assert config.s3 is not None
+    s3 = config.s3
+    return S3Storage(
+        S3Location(
+            endpoint=s3.endpoint,
+            bucket=s3.bucket,
+            prefix=s3.prefix,
+            region=s3.region,
+            access_key_id=_require(env, "AWS_ACCESS_KEY_ID"),
+            secret_access_key=_require(env, "AWS_SECRET_ACCESS_KEY"),
+            force_path_style=s3.force_path_style,
+        )
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mysql_operator", description=__doc__.split("\n")[0])
+    parser.add_argument("--termination-log", help="also write the result JSON (or the error) here")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    take = commands.add_parser("backup", help="take a backup (dump + manifest)")
+    take.add_argument("--cluster", required=True)
+    take.add_argument("--name", required=True, help="backup name (the MysqlBackup's name)")
+    take.add_argument("--binlog-source", help="binlogs/<source>/ of this instance; default server-<id>")
+    take.add_argument("--compress-level", type=int, default=1, choices=range(1, 10))
+
+    archive = commands.add_parser("archive-binlogs", help="copy closed binlog files to storage")
+    archive.add_argument("--binlog-source", help="default server-<server_id>")
+
+    back = commands.add_parser("restore", help="restore a backup into the empty instance")
+    back.add_argument("--backup", required=True, help="location (backups/<name>) or name")
+    back.add_argument("--point-in-time", help="RFC 3339 time to roll forward to with archived binlogs")
+
+    keep = commands.add_parser("retention", help="delete all but the newest N complete backups")
+    keep.add_argument("--keep", type=int, required=True)
+
+    commands.add_parser("list", help="list complete backups, leftovers and archived binlogs")
+    return parser
+
+
+def _run(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
+    storage = storage_from_env(env)
+
+    def progress(message: str) -> None:
+        log.info("%s", message)
+
+    if args.command == "backup":
+        manifest = take_backup(
+            instance_from_env(env),
+            storage,
+            cluster=args.cluster,
+            name=args.name,
+            binlog_source=args.binlog_source,
+            progress=progress,
+            compress_level=args.compress_level,
+        )
+        return {
+            "result": "Completed",
+            "location": manifest.location,
+            **manifest.model_dump(by_alias=True, mode="json"),
+        }
+    if args.command == "archive-binlogs":
+        archived = archive_binlogs(
+            instance_from_env(env), storage, source=args.binlog_source, progress=progress
+        )
+        return {
+            "result": "Archived",
+            "source": archived.source,
+            "copied": archived.copied,
+            "skipped": archived.skipped,
+        }
+    if args.command == "restore":
+        try:
+            point = parse_rfc3339(args.point_in_time) if args.point_in_time else None
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+
+        def step(name: str, message: str) -> None:
+            log.info("[%s] %s", name, message)
+
+        result = restore(instance_from_env(env), storage, args.backup, point_in_time=point, progress=step)
+        return {
+            "result": "Restored",
+            "backup": result.manifest.name,
+            "pointInTime": args.point_in_time,
+            "replayed": result.replayed,
+        }
+    if args.command == "retention":
+        plan = apply_retention(storage, args.keep)
+        return {
+            "result": "Pruned",
+            "kept": plan.keep,
+            "deleted": plan.delete_backups,
+            "deletedLeftovers": plan.delete_leftovers,
+            "deletedObjects": len(plan.delete_keys),
+        }
+    catalog = scan(storage)
+    return {
+        "complete": [m.model_dump(by_alias=True, mode="json") for m in catalog.complete],
+        "incomplete": [leftover.name for leftover in catalog.leftovers],
+        "corrupt": catalog.corrupt,
+        "binlogs": {source: [b.file for b in files] for source, files in catalog.binlogs.items()},
+    }
+
+
+def _exit_code(error: Exception) -> int:
+    if isinstance(error, ConfigError):
+        return EXIT_USAGE
+    if isinstance(error, BackupNotFound | BackupCorrupt):
+        return EXIT_BAD_BACKUP
+    if isinstance(error, RestoreRefused):
+        return EXIT_REFUSED
+    if isinstance(error, RestoreFailed):
+        return EXIT_PARTIAL_RESTORE
+    return EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run one backup command; returns the exit code."""
+    environment = os.environ if env is None else env
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        args = _parser().parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exit_:
+        return EXIT_USAGE if exit_.code else EXIT_OK
+    try:
+        result = _run(args, environment)
+        code = EXIT_OK
+    except (ConfigError, BackupError, StorageError, MysqlError, ValueError) as error:
+        code = _exit_code(error)
+        result = {"result": "Failed", "error": type(error).__name__, "message": str(error)}
+        log.error("%s: %s", type(error).__name__, error)
+    text = json.dumps(result)
+    print(text, flush=True)
+    if args.termination_log:
+        try:
+            Path(args.termination_log).write_text(text[:4000])  # kubelet keeps at most 4096 bytes
+        except OSError as error:
+            log.warning("cannot write %s: %s", args.termination_log, error)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Command lines of the client tools per flavor, and the defaults file that carries the password.
+
+The password reaches a tool only through `--defaults-extra-file` (a 0600 file removed afterwards):
+never on a command line (visible in /proc and `ps`), never in MYSQL_PWD, never in a log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mysql_operator.conventions import MYSQL_PORT, Flavor
+from mysql_operator.mysql.session import Login
+
+# Environment variables a child tool must not inherit: ours, and the legacy ones the tools read.
+_SCRUBBED_ENV = (
+    "DB_PASSWORD",
+    "MYSQL_PWD",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
+SYSTEM_DATABASES = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
+
+
+@dataclass(frozen=True)
+class Instance:
+    """The server a backup is taken from or restored into."""
+
+    host: str
+    login: Login
+    flavor: Flavor
+    port: int = MYSQL_PORT
+    name: str = field(default="")
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Tools:
+    """Names (or paths) of the client binaries; the MySQL image has mysql*, MariaDB's mariadb*."""
+
+    dump: str
+    client: str
+    binlog: str
+
+    @classmethod
+    def for_flavor(cls, flavor: Flavor) -> Tools:
+        if Flavor(flavor) == Flavor.MARIADB:
+            return cls(dump="mariadb-dump", client="mariadb", binlog="mariadb-binlog")
+        return cls(dump="mysqldump", client="mysql", binlog="mysqlbinlog")
+
+
+def option_value(value: str) -> str:
+    """A value quoted for an option file: backslashes and quotes escaped, inside double quotes."""
+    if any(ch in value for ch in "\n\r\0"):
+        raise ValueError("option values may not contain line breaks or NUL")
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'")
+    return f'"{escaped}"'
+
+
+def defaults_text(instance: Instance) -> str:
+    """The [client] group of an option file for `instance`."""
+    lines = [
+        "[client]",
+        f"user={option_value(instance.login.user)}",
+        f"password={option_value(instance.login.password)}",
+        f"host={option_value(instance.host)}",
+        f"port={int(instance.port)}",
+        "protocol=TCP",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def defaults_file(instance: Instance, directory: str | None = None) -> Iterator[Path]:
+    """An option file with the login, readable by us alone, removed on exit."""
+    descriptor, name = tempfile.mkstemp(prefix="mysqlop-", suffix=".cnf", dir=directory)
+    path = Path(name)
+    try:
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(defaults_text(instance))
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a client tool: ours without secrets, in UTC (binlog datetimes are local)."""
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    env["TZ"] = "UTC"
+    return env
+
+
+def dump_command(tools: Tools, flavor: Flavor, defaults: Path, databases: Sequence[str]) -> list[str]:
+    """A consistent logical dump of `databases` with the binlog position and GTIDs recorded.
+
+    --single-transaction: one InnoDB snapshot, no table locks; --master-data/--source-data=2: the
+    binlog file/position as a comment; MariaDB --gtid: gtid_slave_pos as a comment too; MySQL
+    --set-gtid-purged=ON: GTID_PURGED set by the dump so a restored server knows its history.
+    """
+    command = [
+        tools.dump,
+        f"--defaults-extra-file={defaults}",  # must come first
+        "--single-transaction",
+        "--quick",
+        "--routines",
+        "--events",
+        "--triggers",
+        "--hex-blob",
+        "--default-character-set=utf8mb4",
+        "--max-allowed-packet=1G",
+    ]
+    if Flavor(flavor) == Flavor.MARIADB:
+        command += ["--master-data=2", "--gtid"]
+    else:
+        command += ["--source-data=2", "--set-gtid-purged=ON"]
+    if databases:
+        command += ["--databases", *databases]
+    else:
+        # Nothing but system schemas: still record the position, with a dump that creates nothing.
+        command += ["--no-create-info", "--no-data", "--no-create-db", "--databases", "mysql"]
+    return command
+
+
+def load_command(tools: Tools, defaults: Path) -> list[str]:
+    """The client that loads a dump (or replayed binlog SQL) from stdin; stops at the first error."""
+    return [
+        tools.client,
+        f"--defaults-extra-file={defaults}",
+        "--batch",
+        "--binary-mode",
+        "--default-character-set=utf8mb4",
+        "--max-allowed-packet=1G",
+    ]
+
+
+def binlog_fetch_command(tools: Tools, defaults: Path, binlog: str, directory: Path) -> list[str]:
+    """Copy one closed binlog file as it is (`--raw`) into `directory`."""
+    return [
+        tools.binlog,
+        f"--defaults-extra-file={defaults}",
+        "--read-from-remote-server",
+        "--raw",
+        f"--result-file={directory}/",
+        binlog,
+    ]
+
+
+def binlog_replay_command(
+    tools: Tools, flavor: Flavor, files: Sequence[Path], start_position: int, stop_datetime: str | None
+) -> list[str]:
+    """SQL of archived binlog files from a position (in the first file) up to a time (UTC).
+
+    MySQL's --skip-gtids lets the restored server give replayed transactions its own GTIDs; for
+    MariaDB the restore drops the GTID lines from the output itself (mariadb-binlog has no such flag).
+    """
+    command = [tools.binlog, "--no-defaults", f"--start-position={int(start_position)}"]
+    if stop_datetime:
+        command.append(f"--stop-datetime={stop_datetime}")
+    if Flavor(flavor) == Flavor.MYSQL:
+        command.append("--skip-gtids")
+    return [*command, *(str(f) for f in files)]

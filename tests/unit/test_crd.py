@@ -96,4 +96,6 @@ def test_cel_rules_cover_immutable_and_cross_field_rules() -> None:
 def test_readme_reference_is_generated_from_the_models() -> None:
     from mysql_operator.api.reference import render_reference
 
-    assert render_reference() in (ROOT / "README.md").read_text(), "regenerate: python -m mysql_operator reference"
+    assert render_reference() in (ROOT / "README.md").read_text(), (
+        "regenerate: python -m mysql_operator reference"
+    )

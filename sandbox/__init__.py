@@ -1,5 +1,5 @@
 """A local Kubernetes to test on: control plane as local processes plus a node agent (see ARCHITECTURE)."""
 
-from sandbox.instance import Sandbox, SandboxError
+from sandbox.instance import Sandbox, SandboxError, ToolFailed
 
-__all__ = ["Sandbox", "SandboxError"]
+__all__ = ["Sandbox", "SandboxError", "ToolFailed"]

@@ -27,6 +27,13 @@ class SandboxError(RuntimeError):
     """The sandbox could not be brought up (the message says why and where the logs are)."""
 
 
+class ToolFailed(subprocess.CalledProcessError):
+    """kubectl or helm exited non-zero; the message carries its stderr."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\nstderr: {self.stderr.strip()}"
+
+
 def default_dir(name: str) -> Path:
     return tools.REPO_ROOT / ".sandbox" / name
 
@@ -177,7 +184,7 @@ class Sandbox:
         result = subprocess.run([str(binary), *args], input=input, capture_output=True, text=True,
                                 env=self.tool_env(), timeout=timeout)
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
+            raise ToolFailed(result.returncode, result.args, result.stdout, result.stderr)
         return result
 
     def kube(self) -> Kube:
@@ -243,7 +250,7 @@ def serve(name: str, run_dir: Path, nodes: int, api_port: int | None, ip_block: 
         agent = NodeAgent(plane.kubeconfig, run_dir, name, nodes=nodes, ip_block=ip_block)
         agent.start()
         _wait_nodes_ready(agent, stop, timeout=120)
-        report("ready", f"{nodes} nodes Ready, StorageClass {STORAGE_CLASS} is the default",
+        report("ready", f"{nodes} node(s) Ready, StorageClass {STORAGE_CLASS} is the default",
                api=plane.api_url, nodes=agent.node_names, ipBlock=f"127.{agent.block}.0.0/16")
         while not stop.wait(2):
             dead = [component for component, alive in plane.alive().items() if not alive]
@@ -277,7 +284,9 @@ def _wait_nodes_ready(agent: NodeAgent, stop: threading.Event, timeout: float) -
                                              for c in n.get("status", {}).get("conditions") or [])]
             classes = agent.kube.get("/apis/storage.k8s.io/v1/storageclasses")["items"]
             default = any(c["metadata"]["name"] == STORAGE_CLASS for c in classes)
-            if len(ready) == len(agent.node_names) and default:
+            # pods can only be created once the namespace's default ServiceAccount exists
+            account = agent.kube.get_or_none("/api/v1/namespaces/default/serviceaccounts/default")
+            if len(ready) == len(agent.node_names) and default and account:
                 return
         except KubeError:
             pass

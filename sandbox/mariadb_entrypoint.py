@@ -82,9 +82,9 @@ def initialise(defaults_file: Path, datadir: Path, work_dir: Path, server_args: 
                 subprocess.run(["rm", "-rf", str(child)], check=True, timeout=120)
             else:
                 child.unlink()
+    sql = init_sql()
     datadir.mkdir(parents=True, exist_ok=True)
     marker.touch()
-    sql = init_sql()
     print(f"sandbox-entrypoint: initialising database files in {datadir}", flush=True)
     result = subprocess.run(
         ["mariadb-install-db", f"--defaults-file={defaults_file}", f"--datadir={datadir}", "--user=root",

@@ -1,0 +1,232 @@
+"""The sandbox itself: a real control plane, RBAC, MariaDB pods on loopback IPs with persistent data,
+honest refusal of MySQL images, NodePort forwarding, failure injection, clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+
+from sandbox import Sandbox, processes
+from sandbox.controlplane import write_kubeconfig
+from sandbox.tools import tool_path
+
+from .conftest import wait_for
+
+pytestmark = pytest.mark.e2e
+
+NS = "sbx-db"
+ROOT_PASSWORD = "r00t'pw\"x"
+DB_MANIFEST = textwrap.dedent("""
+    apiVersion: v1
+    kind: Namespace
+    metadata: {name: sbx-db}
+    ---
+    apiVersion: v1
+    kind: Secret
+    metadata: {name: db-root, namespace: sbx-db}
+    stringData: {password: @ROOT_PASSWORD@}
+    ---
+    apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: db-config, namespace: sbx-db}
+    data:
+      my.cnf: |
+        [mysqld]
+        log-bin=mysql-bin
+        binlog_format=ROW
+        skip-name-resolve
+      notes.txt: "not a .cnf: ignored like the official image's !includedir does"
+    ---
+    apiVersion: apps/v1
+    kind: StatefulSet
+    metadata: {name: db, namespace: sbx-db}
+    spec:
+      serviceName: db
+      replicas: 1
+      podManagementPolicy: Parallel
+      selector: {matchLabels: {app: db}}
+      template:
+        metadata: {labels: {app: db}}
+        spec:
+          terminationGracePeriodSeconds: 10
+          containers:
+          - name: mysqld
+            image: mariadb:10.11
+            args: ["--server-id=1$(POD_INDEX)", "--report-host=$(POD_NAME)"]
+            env:
+            - {name: MARIADB_ROOT_PASSWORD, valueFrom: {secretKeyRef: {name: db-root, key: password}}}
+            - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+            - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+            - name: POD_INDEX
+              valueFrom: {fieldRef: {fieldPath: "metadata.labels['apps.kubernetes.io/pod-index']"}}
+            ports: [{name: mysql, containerPort: 3306}]
+            readinessProbe:
+              exec: {command: ["sh", "-c", "mariadb-admin ping --host=\\"$POD_IP\\""]}
+              periodSeconds: 2
+            livenessProbe:
+              tcpSocket: {port: mysql}
+              initialDelaySeconds: 20
+            volumeMounts:
+            - {name: data, mountPath: /var/lib/mysql}
+            - {name: config, mountPath: /etc/mysql/conf.d}
+          volumes:
+          - name: config
+            configMap: {name: db-config}
+      volumeClaimTemplates:
+      - metadata: {name: data}
+        spec:
+          accessModes: [ReadWriteOnce]
+          resources: {requests: {storage: 1Gi}}
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: db-nodeport, namespace: sbx-db}
+    spec:
+      type: NodePort
+      selector: {app: db}
+      ports: [{name: mysql, port: 3306, targetPort: mysql}]
+""").replace("@ROOT_PASSWORD@", json.dumps(ROOT_PASSWORD))
+
+
+def pod(sandbox: Sandbox, name: str, namespace: str = NS) -> dict[str, Any] | None:
+    return sandbox.kube().get_or_none(f"/api/v1/namespaces/{namespace}/pods/{name}")
+
+
+def ready_pod(sandbox: Sandbox, name: str, namespace: str = NS, not_uid: str = "") -> dict[str, Any] | None:
+    found = pod(sandbox, name, namespace)
+    if not found or found["metadata"]["uid"] == not_uid or found["metadata"].get("deletionTimestamp"):
+        return None
+    conditions = (found.get("status") or {}).get("conditions") or []
+    return found if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) else None
+
+
+def connect(host: str, port: int = 3306) -> pymysql.Connection:
+    return pymysql.connect(host=host, port=port, user="root", password=ROOT_PASSWORD, connect_timeout=5,
+                           autocommit=True)
+
+
+@pytest.fixture(scope="module")
+def database(sandbox: Sandbox) -> dict[str, Any]:
+    sandbox.kubectl("apply", "-f", "-", input=DB_MANIFEST)
+    return wait_for("db-0 Ready", lambda: ready_pod(sandbox, "db-0"), timeout=180)
+
+
+def test_control_plane_answers_readyz_with_the_pinned_version(sandbox: Sandbox) -> None:
+    assert sandbox.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
+    version = json.loads(sandbox.kubectl("version", "-o", "json").stdout)
+    assert version["serverVersion"]["gitVersion"] == "v1.34.4"
+    nodes = json.loads(sandbox.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    assert len(nodes) == 3
+    assert all(any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+               for n in nodes)
+
+
+def test_rbac_denies_a_service_account_what_it_was_not_granted(sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.kubectl("create", "namespace", "sbx-rbac")
+    sandbox.kubectl("-n", "sbx-rbac", "create", "serviceaccount", "nobody")
+    token = sandbox.kubectl("-n", "sbx-rbac", "create", "token", "nobody").stdout.strip()
+    kubeconfig = tmp_path / "nobody.kubeconfig"
+    admin = sandbox.kube()
+    write_kubeconfig(kubeconfig, admin.server, admin.ca, "nobody", token=token)
+    result = subprocess.run([str(tool_path("kubectl")), "--kubeconfig", str(kubeconfig), "-n", "sbx-rbac",
+                             "get", "secrets"], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "forbidden" in result.stderr.lower()
+    assert 'User "system:serviceaccount:sbx-rbac:nobody" cannot list resource "secrets"' in result.stderr
+
+
+def test_mariadb_statefulset_pod_is_ready_on_a_loopback_ip_and_accepts_root(
+        sandbox: Sandbox, database: dict[str, Any]) -> None:
+    status = database["status"]
+    assert status["podIP"].startswith("127.") and status["podIP"] != "127.0.0.1"
+    assert status["hostIP"].startswith("127.")
+    assert status["containerStatuses"][0]["ready"] is True
+    with connect(status["podIP"]) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT @@server_id, @@report_host, @@log_bin, @@bind_address")
+        assert cursor.fetchone() == (10, "db-0", 1, status["podIP"])
+        cursor.execute("SELECT @@gtid_binlog_pos")
+        assert cursor.fetchone() == ("",), "initialisation must not write binlog events"
+        cursor.execute("CREATE DATABASE shop")
+        cursor.execute("CREATE TABLE shop.orders (id INT PRIMARY KEY)")
+        cursor.execute("INSERT INTO shop.orders VALUES (42)")
+
+
+def test_deleting_the_pod_kills_mariadbd_and_the_data_survives(
+        sandbox: Sandbox, database: dict[str, Any]) -> None:
+    old = pod(sandbox, "db-0")
+    assert old is not None
+    old_pid = int(old["status"]["containerStatuses"][0]["containerID"].split("://")[1])
+    assert processes.alive(old_pid)
+    sandbox.kubectl("-n", NS, "delete", "pod", "db-0", "--wait=false")
+    wait_for("the old mariadbd to exit", lambda: not processes.alive(old_pid), timeout=60)
+    new = wait_for("a new db-0 Ready", lambda: ready_pod(sandbox, "db-0", not_uid=old["metadata"]["uid"]),
+                   timeout=180)
+    with connect(new["status"]["podIP"]) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT id FROM shop.orders")
+        assert cursor.fetchall() == ((42,),)
+
+
+def test_a_nodeport_service_forwards_loopback_to_a_ready_pod(
+        sandbox: Sandbox, database: dict[str, Any]) -> None:
+    service = json.loads(sandbox.kubectl("-n", NS, "get", "service", "db-nodeport", "-o", "json").stdout)
+    node_port = service["spec"]["ports"][0]["nodePort"]
+    current = wait_for("db-0 Ready", lambda: ready_pod(sandbox, "db-0"), timeout=120)
+
+    def query() -> tuple[Any, ...] | None:
+        try:
+            with connect("127.0.0.1", node_port) as conn, conn.cursor() as cursor:
+                cursor.execute("SELECT @@bind_address, (SELECT COUNT(*) FROM shop.orders)")
+                return cursor.fetchone()
+        except pymysql.err.OperationalError:
+            return None  # the forwarder may still be opening its listener
+
+    assert wait_for("a query through the NodePort", query, timeout=30) == (current["status"]["podIP"], 1)
+
+
+def test_kill_container_keeps_mysqld_down_until_released(sandbox: Sandbox, database: dict[str, Any]) -> None:
+    current = wait_for("db-0 Ready", lambda: ready_pod(sandbox, "db-0"), timeout=120)
+    killed = sandbox.kill_container(NS, "db-0", "mysqld", keep_down=True)
+    assert killed
+    try:
+        def kept_down() -> bool:
+            found = pod(sandbox, "db-0") or {}
+            states = (found.get("status") or {}).get("containerStatuses") or [{}]
+            return states[0].get("state", {}).get("waiting", {}).get("reason") == "KeptDown"
+        wait_for("mysqld held down", kept_down, timeout=30)
+        assert not all(processes.alive(pid) for pid in killed)
+        with pytest.raises(pymysql.err.OperationalError):
+            connect(current["status"]["podIP"])
+        assert ready_pod(sandbox, "db-0") is None
+    finally:
+        sandbox.release_container(NS, "db-0", "mysqld")
+    back = wait_for("db-0 Ready again", lambda: ready_pod(sandbox, "db-0"), timeout=120)
+    assert back["status"]["containerStatuses"][0]["restartCount"] >= 1
+
+
+def test_a_mysql_image_is_reported_not_runnable_and_never_ready(sandbox: Sandbox) -> None:
+    sandbox.kubectl("apply", "-f", "-", input=textwrap.dedent("""
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: mysql84, namespace: sbx-db}
+        spec:
+          containers:
+          - {name: mysqld, image: "mysql:8.4"}
+    """))
+
+    def waiting() -> dict[str, Any] | None:
+        found = pod(sandbox, "mysql84") or {}
+        states = (found.get("status") or {}).get("containerStatuses") or [{}]
+        return states[0].get("state", {}).get("waiting")
+
+    state = wait_for("mysql84 to report its container state", waiting, timeout=60)
+    assert state["reason"] == "ImageNotRunnable"
+    assert "MySQL 8.x" in state["message"]
+    found = pod(sandbox, "mysql84")
+    assert found is not None and found["status"]["phase"] == "Pending"
+    assert ready_pod(sandbox, "mysql84") is None

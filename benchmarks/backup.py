@@ -1,0 +1,224 @@
+"""Backup and restore throughput on >= 1 GiB of generated data, next to a plain `mariadb-dump | mariadb`.
+
+    .venv/bin/python benchmarks/backup.py [--gib 1.05] [--work /tmp/bench-backup]
+
+Starts three MariaDB servers on 127.0.30.101-103 (the source and two empty targets, the same config),
+loads generated rows into the source with LOAD DATA, then, in the same run:
+  ours:  take_backup (mariadb-dump -> gzip -> directory storage, manifest) + restore into target 1
+  plain: mariadb-dump --single-transaction | mariadb into target 2
+MB/s is logical data (bytes of SQL the dump produces) per second. Both targets are checked against
+the source with CHECKSUM TABLE. Every step has a time limit; the servers are stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mysql_operator.backup.commands import Instance, Tools, child_env, defaults_file, load_command  # noqa: E402
+from mysql_operator.backup.restore import restore  # noqa: E402
+from mysql_operator.backup.storage import DirectoryStorage  # noqa: E402
+from mysql_operator.backup.take import take_backup  # noqa: E402
+from mysql_operator.conventions import Flavor  # noqa: E402
+from mysql_operator.mysql.session import Login  # noqa: E402
+from tests.integration.servers import ROOT_PASSWORD, MariadbServer  # noqa: E402
+
+HOSTS = ("127.0.30.101", "127.0.30.102", "127.0.30.103")
+CONFIG = {
+    "read_only": "OFF",
+    "innodb_buffer_pool_size": "2G",
+    "innodb_log_file_size": "1G",
+    "innodb_flush_log_at_trx_commit": "2",
+    "sync_binlog": "0",
+    "max_allowed_packet": "1G",
+    "local_infile": "ON",
+}
+STEP_TIMEOUT = 1800
+CHUNK_ROWS = 250_000
+WORDS = [
+    *("order", "customer", "invoice", "shipping", "payment", "refund", "warehouse", "parcel"),
+    *("delivery", "address", "street", "city", "discount", "coupon", "product", "category"),
+    *("review", "rating", "stock", "supplier", "return", "exchange", "gift", "voucher"),
+]
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _instance(server: MariadbServer) -> Instance:
+    return Instance(host=server.host, login=Login("root", ROOT_PASSWORD), flavor=Flavor.MARIADB)
+
+
+def _sentences(rng: random.Random, count: int) -> list[str]:
+    return [" ".join(rng.choices(WORDS, k=rng.randint(8, 40))) for _ in range(count)]
+
+
+def generate(server: MariadbServer, work: Path, target_bytes: int) -> int:
+    """Load rows of mixed text, hex and numbers until the CSV loaded reaches `target_bytes`."""
+    import pymysql
+
+    rng = random.Random(5)
+    sentences = _sentences(rng, 20_000)
+    server.sql("CREATE DATABASE bench")
+    server.sql(
+        "CREATE TABLE bench.orders (id BIGINT PRIMARY KEY, customer INT NOT NULL, amount DECIMAL(12,2), "
+        "created DATETIME, token CHAR(64), note TEXT, KEY (customer))"
+    )
+    server.sql("CREATE TABLE bench.events (id BIGINT PRIMARY KEY, kind VARCHAR(32), payload TEXT)")
+    loaded = 0
+    next_id = 1
+    csv = work / "chunk.tsv"
+    connection = pymysql.connect(
+        host=server.host,
+        user="root",
+        password=ROOT_PASSWORD,
+        local_infile=True,
+        autocommit=True,
+        read_timeout=STEP_TIMEOUT,
+    )
+    try:
+        with connection.cursor() as cursor:
+            while loaded < target_bytes:
+                lines = []
+                for offset in range(CHUNK_ROWS):
+                    row_id = next_id + offset
+                    created = f"2026-{1 + row_id % 12:02d}-{1 + row_id % 28:02d} {row_id % 24:02d}:00:00"
+                    lines.append(
+                        f"{row_id}\t{rng.randrange(100_000)}\t{rng.randrange(10**7) / 100:.2f}\t{created}\t"
+                        f"{os.urandom(32).hex()}\t{sentences[rng.randrange(len(sentences))]}\n"
+                    )
+                csv.write_text("".join(lines))
+                loaded += csv.stat().st_size
+                cursor.execute(
+                    f"LOAD DATA LOCAL INFILE '{csv}' INTO TABLE bench.orders "
+                    "(id, customer, amount, created, token, note)"
+                )
+                cursor.execute(
+                    "INSERT INTO bench.events SELECT id, "
+                    "ELT(1 + id %% 4, 'created', 'paid', 'shipped', 'done'), "
+                    "CONCAT(token, ' ', LEFT(note, 80)) FROM bench.orders WHERE id >= %s AND id %% 3 = 0",
+                    (next_id,),
+                )
+                next_id += CHUNK_ROWS
+                _log(f"generated {loaded / 2**30:.2f} GiB of rows")
+    finally:
+        connection.close()
+        csv.unlink(missing_ok=True)
+    return loaded
+
+
+def checksums(server: MariadbServer) -> list[tuple[object, ...]]:
+    return server.sql("CHECKSUM TABLE bench.orders, bench.events")
+
+
+def plain_dump_and_load(source: MariadbServer, target: MariadbServer) -> float:
+    """`mariadb-dump --single-transaction | mariadb`, the baseline; returns seconds."""
+    tools = Tools.for_flavor(Flavor.MARIADB)
+    with defaults_file(_instance(source)) as source_cnf, defaults_file(_instance(target)) as target_cnf:
+        dump = [
+            "mariadb-dump",
+            f"--defaults-extra-file={source_cnf}",
+            "--single-transaction",
+            "--quick",
+            "--max-allowed-packet=1G",
+            "--databases",
+            "bench",
+        ]
+        began = time.monotonic()
+        producer = subprocess.Popen(dump, stdout=subprocess.PIPE, env=child_env())
+        consumer = subprocess.run(
+            load_command(tools, target_cnf),
+            stdin=producer.stdout,
+            env=child_env(),
+            timeout=STEP_TIMEOUT,
+            check=False,
+        )
+        assert producer.stdout is not None
+        producer.stdout.close()
+        if producer.wait(timeout=STEP_TIMEOUT) != 0 or consumer.returncode != 0:
+            raise RuntimeError("plain mariadb-dump | mariadb failed")
+        return time.monotonic() - began
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--gib", type=float, default=1.05, help="GiB of rows to generate (>= 1 for the issue)"
+    )
+    parser.add_argument("--work", type=Path, default=Path("/tmp/bench-backup"))
+    args = parser.parse_args()
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    servers = [
+        MariadbServer(ordinal=i, host=host, base=args.work / f"db{i}", extra_config=dict(CONFIG))
+        for i, host in enumerate(HOSTS)
+    ]
+    try:
+        for server in servers:
+            server.start()
+        source, ours_target, plain_target = servers
+        began = time.monotonic()
+        loaded = generate(source, args.work, int(args.gib * 2**30))
+        _log(f"loaded {loaded / 2**30:.2f} GiB of CSV in {time.monotonic() - began:.0f}s")
+        source.sql("ANALYZE TABLE bench.orders, bench.events")
+        size_row = source.sql(
+            "SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = 'bench'"
+        )
+        table_bytes = int(str(size_row[0][0]))
+        expected = checksums(source)
+
+        storage = DirectoryStorage(args.work / "storage")
+        began = time.monotonic()
+        manifest = take_backup(_instance(source), storage, cluster="bench", name="bench-1", progress=_log)
+        backup_seconds = time.monotonic() - began
+        began = time.monotonic()
+        restore(
+            _instance(ours_target),
+            storage,
+            "bench-1",
+            progress=lambda step, message: _log(f"{step}: {message}"),
+        )
+        restore_seconds = time.monotonic() - began
+        _log("plain mariadb-dump | mariadb ...")
+        plain_seconds = plain_dump_and_load(source, plain_target)
+
+        ours_ok = checksums(ours_target) == expected
+        plain_ok = checksums(plain_target) == expected
+        logical = manifest.uncompressed_size
+        mb = logical / 1e6
+        ours_total = backup_seconds + restore_seconds
+        rows = [
+            ("ours: backup (dump+gzip+store)", backup_seconds, mb / backup_seconds),
+            ("ours: restore (verify+load)", restore_seconds, mb / restore_seconds),
+            ("ours: backup + restore", ours_total, mb / ours_total),
+            ("plain: mariadb-dump | mariadb", plain_seconds, mb / plain_seconds),
+        ]
+        print()
+        print(f"data: {loaded / 2**30:.2f} GiB generated rows, InnoDB {table_bytes / 2**30:.2f} GiB,")
+        stored = manifest.size / 2**30
+        print(f"      dump {logical / 2**30:.2f} GiB of SQL, stored {stored:.2f} GiB (gzip level 1)")
+        print(f"{'step':<34} {'seconds':>8} {'MB/s':>8}")
+        for name, seconds, rate in rows:
+            print(f"{name:<34} {seconds:>8.1f} {rate:>8.1f}")
+        print(f"ratio ours (backup+restore) / plain dump|load: {ours_total / plain_seconds:.2f}")
+        print(f"checksums equal to the source: ours {ours_ok}, plain {plain_ok}")
+        return 0 if ours_ok and plain_ok else 1
+    finally:
+        for server in servers:
+            server.kill()
+        shutil.rmtree(args.work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

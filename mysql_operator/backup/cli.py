@@ -7,7 +7,8 @@ Connection details and secrets come from the environment, never from the command
   BACKUP_PVC_ROOT      where the PVC is mounted (default /backup); the storage is <root>/<pvc.path>
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   the S3 credentials (from the credentialsSecret)
 
-Progress goes to stderr; the result, one JSON object, to stdout and to --termination-log when given.
+Progress goes to stderr; the result, one JSON object, to stdout, and without the full manifest to
+--termination-log when given (for `backup`: {"result": "Completed", "status": <MysqlBackup status>}).
 Exit codes: 0 done; 1 failed (the backup is not complete / nothing archived); 2 bad usage or
 configuration; 3 backup missing or corrupt (nothing changed); 4 restore refused: target not empty,
 wrong flavor, point in time not covered (nothing changed); 5 restore failed part way (discard the target).
@@ -151,8 +152,8 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
         )
         return {
             "result": "Completed",
-            "location": manifest.location,
-            **manifest.model_dump(by_alias=True, mode="json"),
+            "status": manifest.status_fields(),
+            "manifest": manifest.model_dump(by_alias=True, mode="json"),
         }
     if args.command == "archive-binlogs":
         archived = archive_binlogs(
@@ -229,7 +230,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     print(text, flush=True)
     if args.termination_log:
         try:
-            Path(args.termination_log).write_text(text[:4000])  # kubelet keeps at most 4096 bytes
+            # kubelet keeps at most 4096 bytes: the compact part only
+            compact = json.dumps({k: v for k, v in result.items() if k != "manifest"})
+            Path(args.termination_log).write_text(compact[:4000])
         except OSError as error:
             log.warning("cannot write %s: %s", args.termination_log, error)
     return code

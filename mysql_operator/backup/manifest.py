@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -110,6 +111,25 @@ class Manifest(BaseModel):
     @property
     def finished(self) -> datetime:
         return parse_time(self.finished_at)
+
+    def status_fields(self) -> dict[str, Any]:
+        """The MysqlBackup status of this backup (camelCase, as the API shows it)."""
+        from mysql_operator.api.backup import BackupPhase, MysqlBackupStatus, human_size
+
+        status = MysqlBackupStatus(
+            phase=BackupPhase.COMPLETED,
+            start_time=self.started_at,
+            completion_time=self.finished_at,
+            size=self.size,
+            size_human=human_size(self.size),
+            location=self.location,
+            gtid_position=self.gtid_position or None,
+            binlog_file=self.binlog_file,
+            binlog_position=self.binlog_position,
+            instance=self.instance,
+            message=f"{len(self.databases)} database(s), {human_size(self.uncompressed_size)} of SQL",
+        )
+        return status.wire()
 
     def to_json(self) -> bytes:
         return (json.dumps(self.model_dump(by_alias=True, mode="json"), indent=2) + "\n").encode()

@@ -399,7 +399,8 @@ def test_backup_job_killed_half_way_leaves_a_leftover_that_retention_removes(
     )
     assert completed.returncode == EXIT_OK, completed.stderr.decode()[-2000:]
     result = json.loads(completed.stdout)
-    assert result["result"] == "Completed" and result["location"] == "backups/b2"
+    assert result["result"] == "Completed" and result["status"]["location"] == "backups/b2"
+    assert result["status"]["phase"] == "Completed" and result["status"]["binlogFile"]
     assert BACKUP_PASSWORD not in completed.stderr.decode() + completed.stdout.decode()
     assert [m.name for m in list_backups(storage)] == ["b2"]
 

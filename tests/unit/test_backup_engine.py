@@ -86,6 +86,18 @@ def test_manifest_round_trips_as_camel_case_json() -> None:
     assert original.location == "backups/b1"
 
 
+def test_manifest_gives_the_mysqlbackup_status() -> None:
+    status = manifest("b1", T0, size=3 * 2**20).status_fields()
+    assert status["phase"] == "Completed" and status["location"] == "backups/b1"
+    assert status["sizeHuman"] == "3.0MiB" and status["size"] == 3 * 2**20
+    assert (status["binlogFile"], status["binlogPosition"], status["gtidPosition"]) == (
+        "mysql-bin.000003",
+        1234,
+        "0-10-42",
+    )
+    assert status["completionTime"] == "2026-11-25T12:00:00.000Z"
+
+
 @pytest.mark.parametrize("data", [b"{broken", b'{"name": "b1"}', b"[]"])
 def test_unreadable_manifest_is_corrupt(data: bytes) -> None:
     with pytest.raises(BackupCorrupt, match="unreadable"):

@@ -11,6 +11,8 @@ CLIENTS = {
     "admin": ("sandbox-admin", "system:masters"),
     "controller-manager": ("system:kube-controller-manager", None),
     "scheduler": ("system:kube-scheduler", None),
+    # the apiserver's identity towards aggregated APIs (requestheader authentication)
+    "front-proxy-client": ("front-proxy-client", None),
 }
 DAYS = "3650"
 

@@ -31,6 +31,7 @@ from mysql_operator.status import (
 
 CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
 RETRY_SECONDS = 10
+CREDENTIALS_RETRY_SECONDS = 10
 
 
 @kopf.on.startup()
@@ -92,6 +93,9 @@ def reconcile(
     conditions = set_condition(conditions, VALID, True, "SpecValid", "spec accepted", generation, now)
     try:
         credentials = ensure_credentials(kube, ref, cluster_spec)
+        was_invalid = any(
+            cond.get("type") == CREDENTIALS_READY and cond.get("status") == "False" for cond in conditions
+        )
         if credentials.created:
             kopf.info(body, reason="CredentialsGenerated", message=f"generated Secret {credentials.secret}")
         conditions = set_condition(
@@ -104,8 +108,13 @@ def reconcile(
             now,
         )
         if not credentials.ok:
-            kopf.warn(body, reason="CredentialsInvalid", message=credentials.message)
-            logger.warning("credentials: %s", credentials.message)
+            if not was_invalid:
+                kopf.warn(body, reason="CredentialsInvalid", message=credentials.message)
+            patch.status["conditions"] = conditions
+            patch.status["phase"] = "Pending"
+            patch.status["observedGeneration"] = generation
+            # Nothing else is created; look again soon, so fixing the Secret is enough.
+            raise kopf.TemporaryError(credentials.message, delay=CREDENTIALS_RETRY_SECONDS)
         else:
             applied = apply_objects(kube, ref, cluster_spec, logger)
             kopf.info(body, reason="Applied", message=f"applied {len(applied)} objects: {', '.join(applied)}")

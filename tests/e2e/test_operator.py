@@ -1,0 +1,103 @@
+"""The operator as installed by the chart: restarts, RBAC as granted, helm upgrade and uninstall."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sandbox.controlplane import write_kubeconfig
+from tests.e2e.conftest import CHART, OPERATOR_NS, Cluster, example_path, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def operator_pods(cluster: Cluster) -> list[str]:
+    pods = cluster.items("pods", OPERATOR_NS, "app.kubernetes.io/instance=mysql-operator")
+    return [p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def test_operator_restarted_mid_reconcile_converges(operator: Cluster) -> None:
+    ns = operator.create_namespace("restart")
+    operator.kubectl("apply", "-n", ns, "-f", str(example_path("mariadb.yaml")))
+    # Kill the operator while it is creating objects and bootstrapping replication.
+    wait_for(lambda: operator.items("statefulsets", ns), 60, "the operator to start on the cluster")
+    (before,) = operator_pods(operator)
+    operator.kubectl("delete", "pod", before, "-n", OPERATOR_NS, "--wait=false")
+    wait_for(lambda: [p for p in operator_pods(operator) if p != before], 120, "a new operator pod")
+    status = operator.wait_ready("demo", ns, timeout=300)
+    assert status["instancesReady"] == "3/3"
+    assert status["primary"] is not None
+    operator.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def can_i(cluster: Cluster, account: str, *args: str) -> bool:
+    result = cluster.kubectl_result("auth", "can-i", *args, f"--as={account}")
+    return result.stdout.strip() == "yes"
+
+
+def test_cluster_wide_operator_cannot_touch_kinds_it_does_not_need(operator: Cluster) -> None:
+    account = f"system:serviceaccount:{OPERATOR_NS}:mysql-operator"
+    assert can_i(operator, account, "patch", "statefulsets", "-n", "anywhere")
+    assert can_i(operator, account, "create", "secrets", "-n", "anywhere")
+    for verb, kind in (
+        ("list", "secrets"),
+        ("delete", "secrets"),
+        ("delete", "statefulsets"),
+        ("create", "deployments"),
+        ("delete", "nodes"),
+        ("create", "clusterroles"),
+        ("create", "roles"),
+        ("delete", "persistentvolumes"),
+        ("create", "pods/exec"),
+    ):
+        assert not can_i(operator, account, verb, kind, "-n", "anywhere"), f"operator may {verb} {kind}"
+
+
+def test_namespaced_install_upgrade_and_uninstall_with_rbac_enforced(
+    operator: Cluster, tmp_path: Path
+) -> None:
+    """A second release scoped to one namespace (no pod: the cluster-wide one does the work here)."""
+    release, ns = "scoped", "scoped-op"
+    account = f"system:serviceaccount:{ns}:{release}-mysql-operator"
+    operator.create_namespace("team-a")
+    operator.create_namespace("team-b")
+    operator.helm(
+        "install",
+        release,
+        str(CHART),
+        "-n",
+        ns,
+        "--create-namespace",
+        "--set",
+        "watchNamespaces={team-a}",
+        "--set",
+        "replicaCount=0",
+    )
+    assert can_i(operator, account, "get", "secrets", "-n", "team-a")
+    assert not can_i(operator, account, "get", "secrets", "-n", "team-b"), "Secrets outside its namespaces"
+    assert not can_i(operator, account, "get", "secrets", "-n", "kube-system")
+    assert not can_i(operator, account, "watch", "mysqlclusters", "--all-namespaces")
+    # The denial is the apiserver's, not only can-i's: act with the account's own token.
+    token = operator.kubectl("create", "token", f"{release}-mysql-operator", "-n", ns).strip()
+    as_operator = tmp_path / "scoped.kubeconfig"
+    admin = yaml.safe_load(operator.sandbox.kubeconfig.read_text())["clusters"][0]["cluster"]
+    write_kubeconfig(
+        as_operator, admin["server"], Path(admin["certificate-authority"]), "scoped", token=token
+    )
+    denied = operator.kubectl_result("get", "secrets", "-n", "team-b", f"--kubeconfig={as_operator}")
+    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), denied.stderr
+    allowed = operator.kubectl_result("get", "mysqlclusters", "-n", "team-a", f"--kubeconfig={as_operator}")
+    assert allowed.returncode == 0, allowed.stderr
+    operator.helm(
+        "upgrade", release, str(CHART), "-n", ns, "--reuse-values", "--set", "watchNamespaces={team-a,team-b}"
+    )
+    assert can_i(operator, account, "get", "secrets", "-n", "team-b")
+    history = operator.helm("history", release, "-n", ns)
+    assert "upgrade" in history.lower() or len(history.strip().splitlines()) == 3
+    operator.helm("uninstall", release, "-n", ns, "--wait")
+    assert operator.kubectl_result("get", "role", f"{release}-mysql-operator", "-n", "team-a").returncode != 0
+    assert not can_i(operator, account, "get", "secrets", "-n", "team-a")
+    # The CRDs stay (helm never deletes CRDs), so the main install keeps working.
+    assert operator.kubectl_result("get", "crd", "mysqlclusters.mysql.operator.dev").returncode == 0

@@ -46,5 +46,11 @@ crd: venv
 unit: venv
 	$(PY) -m pytest -q tests/unit
 
+sandbox: venv apt tools
+	$(PY) -m sandbox.demo up
+
+sandbox-down: venv
+	$(PY) -m sandbox.demo down
+
 test: venv apt tools lint
 	$(PY) -m pytest -q tests

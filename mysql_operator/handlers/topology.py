@@ -95,6 +95,7 @@ def topology_status(
     history: list[dict[str, Any]],
     generation: int | None,
     now: str,
+    previous_phase: str | None = None,
 ) -> dict[str, Any]:
     """The status fields a topology pass writes (pure)."""
     pod_names = {inst.ordinal: inst.pod_name for inst in result.instances}
@@ -116,10 +117,14 @@ def topology_status(
     conditions = set_condition(conditions, READY, ready, reason, message, generation, now)
     if result.transition is not None:
         history = [*history, history_entry(result.transition, pod_names, cluster)][-HISTORY_LENGTH:]
+    # Until the cluster has been Ready once, being short of Ready is still starting up.
+    been_ready = previous_phase in ("Ready", "Degraded", "FailingOver")
     if ready:
         phase = "Ready"
+    elif not been_ready:
+        phase = "Initializing"
     elif result.primary is None:
-        phase = "Initializing" if not history else "FailingOver"
+        phase = "FailingOver"
     else:
         phase = "Degraded"
     return {
@@ -231,6 +236,7 @@ def topology(
         list(status.get("roleChanges") or []),
         meta.get("generation"),
         now_iso(),
+        status.get("phase"),
     )
     for key, value in fields.items():
         if status.get(key) != value:

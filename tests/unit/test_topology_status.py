@@ -91,10 +91,18 @@ def test_status_ready_when_all_instances_replicate() -> None:
 
 def test_status_not_ready_when_instances_are_missing() -> None:
     spec = MysqlClusterSpec.model_validate({"instances": 5, "flavor": "mariadb"})
-    fields = topology_status(spec, "db", result(0, (True, True, True)), applied(), [], 1, NOW)
+    fields = topology_status(spec, "db", result(0, (True, True, True)), applied(), [], 1, NOW, "Ready")
     ready = next(c for c in fields["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["reason"] == "InstancesMissing"
     assert fields["instancesReady"] == "3/5" and fields["phase"] == "Degraded"
+
+
+def test_phase_is_initializing_until_first_ready() -> None:
+    starting = result(0, (True, False, False))
+    assert topology_status(SPEC, "db", starting, applied(), [], 1, NOW, "Creating")["phase"] == "Initializing"
+    assert topology_status(SPEC, "db", starting, applied(), [], 1, NOW, "Ready")["phase"] == "Degraded"
+    no_primary = result(None, (False, True, True), all_ready=False)
+    assert topology_status(SPEC, "db", no_primary, applied(), [], 1, NOW, "Ready")["phase"] == "FailingOver"
 
 
 def test_failover_is_recorded_in_a_bounded_history() -> None:

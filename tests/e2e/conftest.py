@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import shutil
 import json
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""python -m sandbox up|down|status|env|kill-container|release-container  (see --help)."""
+"""python -m sandbox up|down|status|env|logs|kill-container|release-container  (see --help)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--container", default="mysqld")
         if command == "kill-container":
             sub.add_argument("--keep-down", action="store_true", help="do not restart it until released")
+    logs = commands.add_parser("logs", parents=[common], help="print a container's output (kubectl logs)")
+    logs.add_argument("pod", help="NAMESPACE/POD")
+    logs.add_argument("--container", "-c", default="mysqld")
     serve_parser = commands.add_parser("_serve", parents=[common])  # internal: the supervisor
     serve_parser.add_argument("--nodes", type=int, default=3)
     serve_parser.add_argument("--api-port", type=int)
@@ -64,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if sandbox.running() else 3
     elif options.command == "env":
         print(sandbox.env(), end="")
+    elif options.command == "logs":
+        namespace, _, pod = options.pod.partition("/")
+        print(sandbox.logs(namespace, pod, options.container), end="")
     elif options.command in ("kill-container", "release-container"):
         namespace, _, pod = options.pod.partition("/")
         if not pod:

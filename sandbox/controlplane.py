@@ -26,11 +26,12 @@ SERVICE_CIDR = "10.96.0.0/16"
 DISABLED_CONTROLLERS = (
     "endpoints-controller", "endpointslice-controller", "endpointslice-mirroring-controller",
 )
+# Metadata of every request except the node agent's own polling (so the log shows what clients did).
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
     "omitStages": ["RequestReceived"],
-    "rules": [{"level": "Metadata"}],
+    "rules": [{"level": "None", "users": ["sandbox-node-agent"]}, {"level": "Metadata"}],
 }
 
 
@@ -81,6 +82,11 @@ class ControlPlane:
     def kubeconfig(self) -> Path:
         """The admin kubeconfig (client certificate in group system:masters)."""
         return self.run_dir / "kubeconfig"
+
+    @property
+    def agent_kubeconfig(self) -> Path:
+        """The node agent's kubeconfig (also system:masters, under its own name)."""
+        return self.run_dir / "node-agent.kubeconfig"
 
     @property
     def api_url(self) -> str:
@@ -245,7 +251,7 @@ class ControlPlane:
     def _write_kubeconfigs(self) -> None:
         write_kubeconfig(self.kubeconfig, self.api_url, self.pki / "ca.crt", "sandbox-admin",
                          cert=self.pki / "admin.crt", key=self.pki / "admin.key")
-        for name in ("controller-manager", "scheduler"):
+        for name in ("controller-manager", "scheduler", "node-agent"):
             write_kubeconfig(self.run_dir / f"{name}.kubeconfig", self.api_url, self.pki / "ca.crt", name,
                              cert=self.pki / f"{name}.crt", key=self.pki / f"{name}.key")
 

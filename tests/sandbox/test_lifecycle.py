@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from sandbox import Sandbox, processes
-from sandbox.tools import REPO_ROOT
+from sandbox import Sandbox, SandboxError, processes
+from sandbox.controlplane import ControlPlane
+from sandbox.tools import REPO_ROOT, ToolMissing
 
 from .conftest import wait_for
 
@@ -64,3 +67,24 @@ def test_up_twice_is_idempotent_and_down_leaves_no_process() -> None:
         assert status.returncode == 3
     finally:
         instance.down()
+
+
+def test_up_fails_clearly_when_the_apiserver_port_is_taken() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        instance = Sandbox("test-sandbox-port", api_port=port, nodes=1)
+        try:
+            with pytest.raises(SandboxError, match=f"127.0.0.1:{port} .*already in use"):
+                instance.up(timeout=120, progress=lambda _line: None)
+        finally:
+            instance.down()
+        assert processes.owned_pids(instance.dir) == []
+
+
+def test_a_missing_binary_is_named_with_the_way_to_build_it(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOOLS_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ToolMissing, match=r"etcd not found at .*build-tools\.sh"):
+        ControlPlane(tmp_path / "run").start(timeout=10)

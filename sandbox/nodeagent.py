@@ -43,6 +43,39 @@ def default_ip_block(name: str) -> int:
     return 20 + zlib.crc32(name.encode()) % 200
 
 
+def choose_ip_block(name: str, run_dir: Path) -> int:
+    """The block this run folder used before; else the name's default, moved on past blocks that
+    sibling run folders claim or where something already listens (another sandbox's pods)."""
+    saved = run_dir / "ip-block"
+    if saved.exists():
+        return int(saved.read_text())
+    claimed = set()
+    for other in run_dir.parent.glob("*/ip-block"):
+        with contextlib.suppress(ValueError, OSError):
+            claimed.add(int(other.read_text()))
+    busy = _listening_blocks()
+    block = default_ip_block(name)
+    for _ in range(200):
+        if block not in claimed and block not in busy:
+            break
+        block = 20 + (block - 20 + 1) % 200
+    saved.write_text(f"{block}\n")
+    return block
+
+
+def _listening_blocks() -> set[int]:
+    """Second octets of 127.x addresses with a listening TCP socket (from /proc/net/tcp)."""
+    blocks = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                address = bytes.fromhex(fields[1].split(":")[0])[::-1]  # little-endian IPv4
+                if address[0] == 127 and address[1] != 0:
+                    blocks.add(address[1])
+    return blocks
+
+
 def micro_time() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -66,7 +99,7 @@ class NodeAgent:
         self.socket_dir = self.run_dir / "sock"
         self.name = name
         self.node_names = [f"{name}-node-{i}" for i in range(1, nodes + 1)]
-        self.block = default_ip_block(name) if ip_block is None else ip_block
+        self.block = choose_ip_block(name, self.run_dir) if ip_block is None else ip_block
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.workers: dict[str, PodWorker] = {}

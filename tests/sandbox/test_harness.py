@@ -230,3 +230,57 @@ def test_a_mysql_image_is_reported_not_runnable_and_never_ready(sandbox: Sandbox
     found = pod(sandbox, "mysql84")
     assert found is not None and found["status"]["phase"] == "Pending"
     assert ready_pod(sandbox, "mysql84") is None
+
+
+OPERATOR_SCRIPT = textwrap.dedent("""
+    import http.server, os, sys
+    import kubernetes
+    print("CLUSTER-ENV", sorted(k for k in os.environ if k.startswith("KUBERNETES_")), flush=True)
+    kubernetes.config.load_kube_config()
+    core = kubernetes.client.CoreV1Api()
+    print("OWN-PODS", len(core.list_namespaced_pod("sbx-op").items), flush=True)
+    try:
+        core.list_namespaced_secret("kube-system")
+        print("SECRETS allowed", flush=True)
+    except kubernetes.client.exceptions.ApiException as exc:
+        print("SECRETS", exc.status, flush=True)
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/healthz" else 404)
+            self.end_headers()
+    http.server.HTTPServer((sys.argv[1], 8080), Health).serve_forever()
+""")
+
+
+def test_the_operator_image_runs_python_with_its_service_account_token(sandbox: Sandbox) -> None:
+    manifest = {
+        "apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "sbx-op"}},
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "op", "namespace": "sbx-op"}},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+             "metadata": {"name": "pods", "namespace": "sbx-op"},
+             "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+             "metadata": {"name": "op-pods", "namespace": "sbx-op"},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pods"},
+             "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "sbx-op"}]},
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "op", "namespace": "sbx-op"}, "spec": {
+                "serviceAccountName": "op",
+                "containers": [{
+                    "name": "operator", "image": "example.org/mysql-operator:test",
+                    "command": ["python", "-c", OPERATOR_SCRIPT, "$(POD_IP)"],
+                    "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                    "ports": [{"name": "health", "containerPort": 8080}],
+                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 1},
+                }],
+            }},
+        ],
+    }
+    sandbox.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    wait_for("the operator pod Ready (httpGet probe on its pod IP)",
+             lambda: ready_pod(sandbox, "op", "sbx-op"), timeout=90)
+    output = wait_for("the operator's output", lambda: "SECRETS" in sandbox.logs("sbx-op", "op", "operator")
+                      and sandbox.logs("sbx-op", "op", "operator"), timeout=30)
+    assert "CLUSTER-ENV []" in output, "no KUBERNETES_* variable may point at a ClusterIP"
+    assert "OWN-PODS 1" in output, "the Role grants listing pods in its namespace"
+    assert "SECRETS 403" in output, "RBAC applies: the ServiceAccount may not read kube-system Secrets"

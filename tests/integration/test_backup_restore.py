@@ -509,3 +509,23 @@ def test_restore_refuses_a_target_with_data_and_an_uncovered_point_in_time(
     with pytest.raises(PointInTimeUnavailable, match="no archived binlog"):
         restore(instance_of(target, "root", "r00t-Secret-pw"), storage, "b1", point_in_time=later)
     assert user_tables(target) == []
+
+
+# What a dedicated backup user needs on MariaDB (the Job should not run as root).
+MARIADB_BACKUP_GRANTS = (
+    "SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, BINLOG MONITOR, REPLICATION SLAVE"
+)
+
+
+def test_backup_and_binlog_archive_need_only_the_documented_grants(servers: Servers, tmp_path: Path) -> None:
+    source = servers.start(SOURCE_HOST, 0)
+    create_schema(source)
+    write_batch(source, 1, rows=20)
+    source.sql("CREATE USER 'bk_min'@'%%' IDENTIFIED BY %s", ("min-pw",))
+    source.sql(f"GRANT {MARIADB_BACKUP_GRANTS} ON *.* TO 'bk_min'@'%'")
+    storage = DirectoryStorage(tmp_path / "pvc")
+    instance = instance_of(source, "bk_min", "min-pw")
+    backup = take_backup(instance, storage, cluster="shop-db", name="b1")
+    assert backup.binlog_file and backup.gtid_position
+    write_batch(source, 2, rows=20)
+    assert archive_binlogs(instance, storage).copied

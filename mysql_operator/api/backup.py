@@ -48,7 +48,7 @@ def parse_rfc3339(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
 
 
-class PvcStorage(_Model):
+class PvcVolume(_Model):
     """A PersistentVolumeClaim mounted into the backup Job."""
 
     claim_name: str = Field(
@@ -69,7 +69,7 @@ class PvcStorage(_Model):
         return value
 
 
-class S3Storage(_Model):
+class S3Bucket(_Model):
     """An S3-compatible bucket."""
 
     endpoint: str = Field(
@@ -106,8 +106,8 @@ class BackupStorage(_Model):
             ]
         }
     )
-    pvc: PvcStorage | None = None
-    s3: S3Storage | None = None
+    pvc: PvcVolume | None = None
+    s3: S3Bucket | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> BackupStorage:

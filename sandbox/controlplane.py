@@ -1,8 +1,9 @@
 """A Kubernetes control plane as local processes (like envtest): etcd, kube-apiserver,
 kube-controller-manager and kube-scheduler, all on 127.0.0.1, all logs in one run folder.
 
-The apiserver runs with RBAC on, `--endpoint-reconciler-type=none` (its address is loopback) and a
-service CIDR used only to allocate ClusterIPs (no process ever dials one).
+The apiserver runs with RBAC on, `--endpoint-reconciler-type=none` (its address is loopback), a
+service CIDR used only to allocate ClusterIPs (no process ever dials one) and admission webhooks off
+(calling one means dialing a ClusterIP).
 """
 
 from __future__ import annotations
@@ -186,6 +187,8 @@ class ControlPlane:
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
+            # Webhooks would make the apiserver dial a Service's ClusterIP: off, so nothing leaves loopback.
+            "--disable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
             "--profiling=false",
         ]
         if self.audit:

@@ -111,26 +111,33 @@ def storage_from_env(env: Mapping[str, str]) -> Storage:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mysql_operator", description=__doc__.split("\n")[0])
-    parser.add_argument("--termination-log", help="also write the result JSON (or the error) here")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--termination-log", help="also write the result JSON (or the error) here")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    take = commands.add_parser("backup", help="take a backup (dump + manifest)")
+    take = commands.add_parser("backup", parents=[common], help="take a backup (dump + manifest)")
     take.add_argument("--cluster", required=True)
     take.add_argument("--name", required=True, help="backup name (the MysqlBackup's name)")
     take.add_argument("--binlog-source", help="binlogs/<source>/ of this instance; default server-<id>")
     take.add_argument("--compress-level", type=int, default=1, choices=range(1, 10))
 
-    archive = commands.add_parser("archive-binlogs", help="copy closed binlog files to storage")
+    archive = commands.add_parser(
+        "archive-binlogs", parents=[common], help="copy closed binlog files to storage"
+    )
     archive.add_argument("--binlog-source", help="default server-<server_id>")
 
-    back = commands.add_parser("restore", help="restore a backup into the empty instance")
+    back = commands.add_parser("restore", parents=[common], help="restore a backup into the empty instance")
     back.add_argument("--backup", required=True, help="location (backups/<name>) or name")
     back.add_argument("--point-in-time", help="RFC 3339 time to roll forward to with archived binlogs")
 
-    keep = commands.add_parser("retention", help="delete all but the newest N complete backups")
+    keep = commands.add_parser(
+        "retention", parents=[common], help="delete all but the newest N complete backups"
+    )
     keep.add_argument("--keep", type=int, required=True)
 
-    commands.add_parser("list", help="list complete backups, leftovers and archived binlogs")
+    commands.add_parser(
+        "list", parents=[common], help="list complete backups, leftovers and archived binlogs"
+    )
     return parser
 
 

@@ -535,7 +535,7 @@ def test_cli_exit_codes_for_bad_usage_and_missing_backups(
     capsys.readouterr()
     log = tmp_path / "termination-log"
     assert (
-        main(["--termination-log", str(log), "restore", "--backup", "backups/none"], env=env)
+        main(["restore", "--backup", "backups/none", "--termination-log", str(log)], env=env)
         == EXIT_BAD_BACKUP
     )
     result = json.loads(capsys.readouterr().out)

@@ -223,6 +223,7 @@ class PodWorker(threading.Thread):
             c.state = {"waiting": {"reason": exc.reason, "message": exc.message}}
             c.not_runnable = True
             log.warning("%s/%s container %s: %s", meta["namespace"], meta["name"], c.name, exc.message)
+            self.event("Warning", "Failed", f"Error: {exc.reason}: {exc.message}", c)
             return
         except (ContainerConfigError, VolumeNotReady) as exc:
             c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
@@ -244,6 +245,7 @@ class PodWorker(threading.Thread):
             if kind in c.spec and not c.init:
                 Prober(self, c, kind, c.spec[kind], {**launch.env, **launch.probe_env}).start()
         log.info("%s/%s: started %s (pid %d)", meta["namespace"], meta["name"], c.name, c.proc.pid)
+        self.event("Normal", "Started", f"Started container {c.name} (pid {c.proc.pid})", c)
 
     def _exited(self, c: Container, code: int) -> None:
         c.probe_stop.set()
@@ -262,6 +264,9 @@ class PodWorker(threading.Thread):
             c.done = True
             return
         c.last_state = {"terminated": terminated}
+        if code != 0:
+            self.event("Warning", "BackOff", f"Back-off restarting failed container {c.name} "
+                       f"(exit code {exit_code})", c)
         ran_for = time.monotonic() - c.started_mono
         c.backoff = 0.0 if ran_for > 60 else min(max(c.backoff * 2, 1.0), MAX_BACKOFF)
         c.next_start = time.monotonic() + c.backoff
@@ -270,6 +275,9 @@ class PodWorker(threading.Thread):
         """Graceful deletion: stop every process, then remove the pod object (grace 0), like kubelet."""
         meta, spec = self.pod["metadata"], self.pod["spec"]
         grace = meta.get("deletionGracePeriodSeconds", spec.get("terminationGracePeriodSeconds", 30))
+        for c in self.containers:
+            if c.proc is not None:
+                self.event("Normal", "Killing", f"Stopping container {c.name}", c)
         self._kill_all(grace=min(float(grace if grace is not None else 30), MAX_GRACE))
         try:
             options = {"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}}
@@ -291,6 +299,25 @@ class PodWorker(threading.Thread):
             c.proc = None
 
     # ---- status ----------------------------------------------------------------------------------------
+
+    def event(self, kind: str, reason: str, message: str, c: Container | None = None) -> None:
+        """Post an Event about the pod, as kubelet does (best effort)."""
+        meta = self.pod["metadata"]
+        involved = {"apiVersion": "v1", "kind": "Pod", "namespace": meta["namespace"], "name": meta["name"],
+                    "uid": self.uid}
+        if c is not None:
+            involved["fieldPath"] = f"spec.{'initContainers' if c.init else 'containers'}{{{c.name}}}"
+        body = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": involved, "type": kind, "reason": reason, "message": message[:1000],
+            "source": {"component": "kubelet", "host": self.node}, "reportingComponent": "kubelet",
+            "reportingInstance": self.node, "firstTimestamp": now_iso(), "lastTimestamp": now_iso(),
+            "count": 1,
+        }
+        try:
+            self.agent.kube.create(f"/api/v1/namespaces/{meta['namespace']}/events", body)
+        except KubeError as exc:
+            log.debug("event for %s/%s not posted: %s", meta["namespace"], meta["name"], exc)
 
     def _path(self) -> str:
         meta = self.pod["metadata"]
@@ -417,6 +444,9 @@ class Prober(threading.Thread):
             elif not ok and failures >= failure_threshold:  # liveness or startup: restart the container
                 log.warning("%s: %s failed %d times; killing %s", self.worker.name, self.kind, failures,
                             self.c.name)
+                probe = self.kind.removesuffix("Probe").capitalize()
+                self.worker.event("Warning", "Unhealthy", f"{probe} probe failed {failures} times; "
+                                  f"container {self.c.name} will be restarted", self.c)
                 proc = self.c.proc
                 if proc is not None:
                     grace = self.worker.pod["spec"].get("terminationGracePeriodSeconds", 30)

@@ -284,3 +284,35 @@ def test_the_operator_image_runs_python_with_its_service_account_token(sandbox: 
     assert "CLUSTER-ENV []" in output, "no KUBERNETES_* variable may point at a ClusterIP"
     assert "OWN-PODS 1" in output, "the Role grants listing pods in its namespace"
     assert "SECRETS 403" in output, "RBAC applies: the ServiceAccount may not read kube-system Secrets"
+
+
+def test_a_job_pod_runs_to_completion_and_its_deletion_is_finalized(sandbox: Sandbox) -> None:
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once", "namespace": "sbx-op"},
+        "spec": {"backoffLimit": 2, "template": {"spec": {
+            "restartPolicy": "OnFailure",
+            "containers": [{"name": "operator", "image": "example.org/mysql-operator:test",
+                            "command": ["python3", "-c", "print('job done')"]}],
+        }}},
+    }
+    sandbox.kubectl("create", "namespace", "sbx-op", check=False)
+    sandbox.kubectl("apply", "-f", "-", input=json.dumps(job))
+    kube = sandbox.kube()
+
+    def succeeded() -> bool:
+        found = kube.get_or_none("/apis/batch/v1/namespaces/sbx-op/jobs/once") or {}
+        return (found.get("status") or {}).get("succeeded") == 1
+
+    wait_for("the Job to succeed", succeeded, timeout=90)
+    pods = kube.get("/api/v1/namespaces/sbx-op/pods", labelSelector="job-name=once")["items"]
+    assert [p["status"]["phase"] for p in pods] == ["Succeeded"]
+    assert pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    name = pods[0]["metadata"]["name"]
+    assert "job done" in sandbox.logs("sbx-op", name, "operator")
+    selector = f"involvedObject.name={name}"
+    events = kube.get("/api/v1/namespaces/sbx-op/events", fieldSelector=selector)["items"]
+    assert "Started" in {e["reason"] for e in events}
+    sandbox.kubectl("-n", "sbx-op", "delete", "job", "once", "--cascade=foreground", "--timeout=60s")
+    wait_for("the Job's pod to be gone",
+             lambda: not kube.get("/api/v1/namespaces/sbx-op/pods", labelSelector="job-name=once")["items"],
+             timeout=60)

@@ -56,10 +56,13 @@ class Kube:
             data = json.dumps(body).encode()
         response = self.pool.request(method, url, body=data, headers=headers,
                                      timeout=urllib3.Timeout(connect=5, read=timeout))
-        payload = json.loads(response.data) if response.data else {}
         if response.status >= 400:
-            raise KubeError(response.status, payload.get("message", response.data.decode(errors="replace")))
-        return payload  # type: ignore[no-any-return]
+            try:
+                message = json.loads(response.data).get("message", "")
+            except (ValueError, AttributeError):
+                message = response.data.decode(errors="replace")
+            raise KubeError(response.status, message)
+        return json.loads(response.data) if response.data else {}  # type: ignore[no-any-return]
 
     def get(self, path: str, **params: Any) -> Obj:
         return self.request("GET", path, params=params or None)

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import urllib3
+
 from sandbox import processes
 from sandbox.images import ContainerContext, Launch, NotRunnable, runner_for
 from sandbox.kube import KubeError
@@ -150,8 +152,13 @@ class PodWorker(threading.Thread):
                 if self.pod["metadata"].get("deletionTimestamp"):
                     self._terminate()
                     return
-                self._sync()
-                self._publish()
+                try:
+                    self._sync()
+                    self._publish()
+                except (KubeError, urllib3.exceptions.HTTPError) as exc:
+                    # the apiserver is briefly unavailable: keep the processes, try again next tick
+                    log.warning("pod %s: %s", self.name, exc)
+                    self.wake.wait(2)
                 self.wake.wait(0.5)
                 self.wake.clear()
         except Exception:

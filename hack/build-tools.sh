@@ -46,6 +46,10 @@ if [[ ${#missing[@]} -eq 0 ]]; then
 fi
 
 command -v go >/dev/null || { echo "build-tools: 'go' not found on PATH (need Go >= 1.24)" >&2; exit 1; }
+# One build at a time on this machine (a second caller waits, then finds the tools built).
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.build.lock"
+flock -w 3600 9 || { echo "build-tools: another build holds $CACHE/.build.lock" >&2; exit 1; }
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
 # 2 cores: one binary at a time, and the compiler's own parallelism left at its default.
 

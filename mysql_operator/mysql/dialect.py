@@ -53,6 +53,55 @@ def quote_identifier(name: str) -> str:
     return f"`{name}`"
 
 
+_VARIABLE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_SIZE = re.compile(r"^([0-9]+)([KMGT])$", re.IGNORECASE)
+_SIZE_FACTORS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+_BOOLEANS = {"ON": 1, "TRUE": 1, "YES": 1, "OFF": 0, "FALSE": 0, "NO": 0}
+
+
+def variable_name(key: str) -> str:
+    """A my.cnf key as a system variable name (`-` folded to `_`); refuses anything else."""
+    name = key.replace("-", "_").lower()
+    if not _VARIABLE.match(name):
+        raise ValueError(f"not a variable name: {key!r}")
+    return name
+
+
+def variable_value(value: str) -> int | float | str:
+    """A my.cnf value as SET accepts it: numbers and sizes (64M) as numbers, booleans as 1/0."""
+    text = value.strip()
+    if re.fullmatch(r"-?[0-9]+", text):
+        return int(text)
+    if re.fullmatch(r"-?[0-9]+\.[0-9]+", text):
+        return float(text)
+    size = _SIZE.match(text)
+    if size:
+        return int(size.group(1)) * _SIZE_FACTORS[size.group(2).upper()]
+    if text.upper() in _BOOLEANS:
+        return _BOOLEANS[text.upper()]
+    return text
+
+
+def same_value(wanted: str, running: Any) -> bool:
+    """Whether a running variable already has the my.cnf value (1/ON, 64M/67108864, 1.0/1.000000)."""
+    want = variable_value(wanted)
+    have: Any = running
+    if isinstance(have, bytes):
+        have = have.decode()
+    if isinstance(have, str):
+        have = variable_value(have)
+    if isinstance(want, int | float) and isinstance(have, int | float):
+        return float(want) == float(have)
+    return str(want).lower() == str(have).lower()
+
+
+def quote_any_identifier(name: str) -> str:
+    """A backtick-quoted name of an existing object, whatever its characters (for DROP)."""
+    if not name or len(name) > 64 or "\0" in name:
+        raise ValueError(f"not an identifier: {name!r}")
+    return "`" + name.replace("`", "``") + "`"
+
+
 def _on(value: Any) -> bool:
     return str(value).upper() in {"1", "ON", "YES", "TRUE"}
 
@@ -151,6 +200,24 @@ class Dialect(ABC):
 
     def grant_application(self, user: str, database: str) -> Statement:
         return Statement(f"GRANT ALL PRIVILEGES ON {quote_identifier(database)}.* TO %s@'%%'", (user,))
+
+    # Seeding and live configuration ----------------------------------------------------------------
+    @abstractmethod
+    def wipe(self, databases: list[str]) -> list[Statement]:
+        """Forget replication, drop `databases` and reset the GTID history (root session).
+
+        Run with the binary log off for the session: nothing of it may become a transaction."""
+
+    def set_variable(self, key: str, value: str) -> Statement:
+        """Apply one configuration key to the running server (SET GLOBAL, or SET PERSIST for MySQL)."""
+        return Statement(f"SET {self.set_scope} {variable_name(key)} = %s", (variable_value(value),))
+
+    set_scope = "GLOBAL"
+
+    def variables_query(self, keys: list[str]) -> Statement:
+        """One row with the running value of each key, under the key's folded name."""
+        columns = ", ".join(f"@@GLOBAL.{variable_name(k)} AS {variable_name(k)}" for k in keys)
+        return Statement(f"SELECT {columns}")
 
     # Connections --------------------------------------------------------------------------------
     def client_connections_query(self, spared_users: tuple[str, ...]) -> Statement:
@@ -252,6 +319,32 @@ class MysqlDialect(Dialect):
             replica_active=_on(status.get("Rpl_semi_sync_replica_status")),
         )
 
+    set_scope = "PERSIST"
+
+    def wipe(self, databases: list[str]) -> list[Statement]:
+        return [
+            Statement("STOP REPLICA"),
+            Statement("RESET REPLICA ALL"),
+            *(Statement(f"DROP DATABASE IF EXISTS {quote_any_identifier(d)}") for d in databases),
+            Statement("RESET BINARY LOGS AND GTIDS"),
+        ]
+
+    clone_plugin_query = Statement(
+        "SELECT PLUGIN_NAME FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'clone'"
+    )
+    install_clone = Statement("INSTALL PLUGIN clone SONAME 'mysql_clone.so'")
+
+    def clone_from(self, donor_host: str, donor_port: int, login_user: str, password: str) -> list[Statement]:
+        """On the recipient: accept the donor, then copy its whole data directory (the server
+        restarts by itself at the end, so the session is lost; that is expected)."""
+        return [
+            Statement("SET GLOBAL clone_valid_donor_list = %s", (f"{donor_host}:{int(donor_port)}",)),
+            Statement(
+                "CLONE INSTANCE FROM %s@%s:%s IDENTIFIED BY %s",
+                (login_user, donor_host, int(donor_port), password),
+            ),
+        ]
+
     def grant_operator(self, user: str) -> list[Statement]:
         return [
             Statement(
@@ -351,6 +444,15 @@ class MariadbDialect(Dialect):
             replica_enabled=_on(variables.get("rpl_semi_sync_slave_enabled")),
             replica_active=_on(status.get("Rpl_semi_sync_slave_status")),
         )
+
+    def wipe(self, databases: list[str]) -> list[Statement]:
+        return [
+            Statement("STOP SLAVE"),
+            Statement("RESET SLAVE ALL"),
+            *(Statement(f"DROP DATABASE IF EXISTS {quote_any_identifier(d)}") for d in databases),
+            Statement("RESET MASTER"),
+            Statement("SET GLOBAL gtid_slave_pos = ''"),
+        ]
 
     def grant_operator(self, user: str) -> list[Statement]:
         return [

@@ -7,6 +7,7 @@ receiving and applied their relay logs (the executor observes them again in betw
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -32,6 +33,18 @@ class ClusterView:
     primary_unreachable_for: float = 0.0
     grace_period: float = 10.0
     replication_mode: ReplicationMode = ReplicationMode.ASYNC
+    # Day-2: instances wanted (higher ordinals are on their way out), whether an empty instance is
+    # seeded from a donor rather than attached to replicate from nothing, whether a replica that
+    # cannot replicate is rebuilt, instances with a seed in progress, and a primary wanted by a rollout.
+    desired_instances: int | None = None
+    seed_new_instances: bool = False
+    auto_reseed: bool = False
+    seeding: frozenset[int] = frozenset()
+    move_primary_to: int | None = None
+
+    def wanted(self, ordinal: int) -> bool:
+        """Whether the ordinal stays (below the desired instance count)."""
+        return self.desired_instances is None or ordinal < self.desired_instances
 
     def get(self, ordinal: int | None) -> InstanceObservation | None:
         for observation in self.observations:
@@ -99,6 +112,19 @@ class Fence:
 
 
 @dataclass(frozen=True)
+class Seed:
+    """Wipe `ordinal` and copy a consistent snapshot of `donor` into it, then attach it to `source`.
+
+    `rebuild` is set when the instance had data of its own (a re-seed), not for an empty one."""
+
+    ordinal: int
+    donor: int
+    source: int
+    reason: str
+    rebuild: bool = False
+
+
+@dataclass(frozen=True)
 class EnableSemiSyncSource:
     ordinal: int
 
@@ -116,6 +142,7 @@ Action = (
     | Failover
     | Switchover
     | Fence
+    | Seed
     | EnableSemiSyncSource
     | DisableSemiSyncSource
 )
@@ -221,13 +248,26 @@ def decide(view: ClusterView) -> Plan:
         if not o.reachable
     ]
     writable = [o for o in reachable if o.writable]
-    if len(writable) >= 2:
+    followers = _writable_followers(writable)
+    if followers and len(writable) - len(followers) == 1:
+        # A replica made writable by hand while still replicating from the primary is no contender.
+        primary = next(o for o in writable if o not in followers)
+        plan = _with_primary(view, primary, reachable)
+        fences = tuple(Fence(o.ordinal, f"replica {o.ordinal} of {primary.ordinal} was writable")
+                       for o in followers)
+        plan = Plan(plan.primary, (*fences, *plan.actions), plan.problems)
+    elif len(writable) >= 2:
         plan = _split_brain(view, writable)
     elif len(writable) == 1:
         plan = _with_primary(view, writable[0], reachable)
     else:
         plan = _without_writable(view, reachable)
     return Plan(plan.primary, plan.actions, (*unreachable, *plan.problems))
+
+
+def _writable_followers(writable: list[InstanceObservation]) -> list[InstanceObservation]:
+    hosts = {o.host for o in writable}
+    return [o for o in writable if o.replica_configured and o.source_host in hosts - {o.host}]
 
 
 def _split_brain(view: ClusterView, writable: list[InstanceObservation]) -> Plan:
@@ -264,7 +304,13 @@ def _with_primary(
 ) -> Plan:
     actions: list[Action] = []
     problems: list[Problem] = []
-    target = view.switchover_to
+    target = view.move_primary_to if view.move_primary_to is not None else view.switchover_to
+    if not view.wanted(primary.ordinal) and (target is None or not view.wanted(target)):
+        # Scaling down past the primary: hand over to a staying replica before it goes.
+        target = _staying_replica(view, primary)
+        if target is None:
+            problems.append(Problem("ScaleDownWaiting", f"primary {primary.ordinal} is to be removed; "
+                                    "no staying replica to switch over to yet", primary.ordinal))
     if target is not None and target != primary.ordinal:
         switch = _switchover(view, primary, target)
         if isinstance(switch, Switchover):
@@ -273,7 +319,7 @@ def _with_primary(
     if primary.replica_configured:
         actions.append(Promote(primary.ordinal, "the writable primary still had a replication source"))
     for instance in reachable:
-        if instance is primary:
+        if instance is primary or instance.ordinal in view.seeding:
             continue
         action, problem = _replica_step(view, primary, instance)
         if action is not None:
@@ -298,6 +344,8 @@ def _switchover(view: ClusterView, primary: InstanceObservation, target: int) ->
         return Problem("SwitchoverTargetUnknown", f"instance {target} does not exist", target)
     if not candidate.reachable:
         return Problem("SwitchoverTargetUnreachable", f"instance {target} is unreachable", target)
+    if target in view.seeding:
+        return Problem("SwitchoverTargetSeeding", f"instance {target} is being seeded", target)
     if not (candidate.replicating and candidate.source_host == primary.host):
         return Problem("SwitchoverTargetNotReplicating",
                        f"instance {target} does not replicate from the primary {primary.ordinal}", target)
@@ -314,15 +362,19 @@ def _replica_step(
     flavor = view.flavor
     ordinal = instance.ordinal
     follows_primary = instance.replica_configured and instance.source_host == primary.host
+    if (
+        view.seed_new_instances and view.wanted(ordinal) and not instance.replicating
+        and gtid.is_empty(flavor, instance.gtid_executed) and not gtid.is_empty(flavor, primary.gtid_executed)
+    ):
+        return _seed(view, primary, ordinal, "empty instance", rebuild=False), None
     if not follows_primary:
         # Its data is static (not receiving from us): everything it has must be on the primary.
         extra = missing_on(flavor, primary, instance)
         if extra:
-            return None, Problem(
-                "ErrantTransactions",
+            return _reseed_or_report(
+                view, primary, ordinal, "ErrantTransactions",
                 f"instance {ordinal} has transactions the primary {primary.ordinal} lacks ({extra}); "
                 "not rejoined as replica",
-                ordinal,
             )
         if not instance.replica_configured:
             return AttachReplica(ordinal, primary.ordinal, "not replicating"), None
@@ -330,10 +382,17 @@ def _replica_step(
                              f"replicated from {instance.source_host}", repoint=True), None
     errant = errant_transactions(flavor, instance, primary.gtid_executed)
     if errant:
+        if view.auto_reseed:
+            return _reseed_or_report(view, primary, ordinal, "ErrantTransactions",
+                                     f"replica {ordinal} has transactions written on it: {errant}")
         problem = Problem("ErrantTransactions",
-                          f"replica {ordinal} has transactions written on it: {errant}", ordinal)
+                          f"replica {ordinal} has transactions written on it: {errant}{RESEED_HINT}", ordinal)
     else:
         problem = None
+    unrecoverable = _unrecoverable_error(instance)
+    if unrecoverable and (view.auto_reseed or problem is None):
+        return _reseed_or_report(view, primary, ordinal, "ReplicaNeedsReseed",
+                                 f"replica {ordinal} cannot replicate: {unrecoverable}")
     if view.replication_mode is ReplicationMode.SEMI_SYNC and not instance.semi_sync.replica_enabled:
         return RepairReplica(ordinal, primary.ordinal, "semi-sync not enabled", repoint=True), problem
     if not instance.sql_running:
@@ -350,6 +409,73 @@ def _replica_step(
     if not instance.io_running:
         return RepairReplica(ordinal, primary.ordinal, "IO thread stopped", repoint=False), problem
     return None, problem
+
+
+RESEED_HINT = "; set spec.replication.autoReseed: true to rebuild it from a healthy replica"
+
+# Replication errors that no restart cures: the source no longer has the binlogs the replica needs
+# (1236), or the replica's data differs from the source's (row not found, duplicate key, missing or
+# existing table/database/column).
+_PURGED_BINLOGS = re.compile(r"\b1236\b")
+_DATA_DRIFT_CODES = frozenset({1007, 1008, 1032, 1050, 1051, 1054, 1062, 1091, 1146})
+_ERROR_CODE = re.compile(r"Error_code: ?(\d+)")
+
+
+def _unrecoverable_error(instance: InstanceObservation) -> str:
+    """The replication error that only a re-seed cures, or ""."""
+    if not instance.io_running and _PURGED_BINLOGS.search(instance.last_io_error):
+        return instance.last_io_error
+    if not instance.sql_running:
+        codes = {int(code) for code in _ERROR_CODE.findall(instance.last_sql_error)}
+        if codes & _DATA_DRIFT_CODES:
+            return instance.last_sql_error
+    return ""
+
+
+def _reseed_or_report(
+    view: ClusterView, primary: InstanceObservation, ordinal: int, reason: str, message: str
+) -> tuple[Action | None, Problem | None]:
+    """Rebuild the instance when the spec allows it; otherwise say what is wrong and how to fix it."""
+    if view.auto_reseed and view.wanted(ordinal):
+        return _seed(view, primary, ordinal, f"{reason}: {message}", rebuild=True), None
+    return None, Problem(reason, message + RESEED_HINT, ordinal)
+
+
+def _seed(
+    view: ClusterView, primary: InstanceObservation, ordinal: int, reason: str, *, rebuild: bool
+) -> Seed:
+    return Seed(ordinal, choose_donor(view, primary, ordinal), primary.ordinal, reason, rebuild)
+
+
+def choose_donor(view: ClusterView, primary: InstanceObservation, target: int) -> int:
+    """The healthiest replica to copy from (least lag, then lowest ordinal), else the primary.
+
+    A donor replicates from the primary with both threads running, has no transactions of its own,
+    holds data (unless the primary has none), is staying, and is not being seeded itself.
+    """
+    candidates = [
+        o for o in view.observations
+        if o.reachable and o.ordinal not in (target, primary.ordinal) and o.ordinal not in view.seeding
+        and view.wanted(o.ordinal) and o.replicating and o.source_host == primary.host
+        and not o.last_sql_error and not o.last_io_error
+        and not errant_transactions(view.flavor, o, primary.gtid_executed)
+        and not gtid.is_empty(view.flavor, o.gtid_executed)
+    ]
+    if not candidates:
+        return primary.ordinal
+    best = min(candidates, key=lambda o: (o.seconds_behind if o.seconds_behind is not None else 1 << 30,
+                                          o.ordinal))
+    return best.ordinal
+
+
+def _staying_replica(view: ClusterView, primary: InstanceObservation) -> int | None:
+    """The replica to hand the primary role to when the primary's ordinal is scaled away."""
+    for o in sorted(view.observations, key=lambda o: o.ordinal):
+        if (o.reachable and view.wanted(o.ordinal) and o.ordinal not in view.seeding and o.replicating
+                and o.source_host == primary.host
+                and not errant_transactions(view.flavor, o, primary.gtid_executed)):
+            return o.ordinal
+    return None
 
 
 def _without_writable(view: ClusterView, reachable: list[InstanceObservation]) -> Plan:
@@ -370,7 +496,7 @@ def _without_writable(view: ClusterView, reachable: list[InstanceObservation]) -
         ]
         if not ahead:
             return Plan(last.ordinal, (Promote(last.ordinal, "the primary was read-only"),))
-        others = tuple(o.ordinal for o in reachable if o is not last)
+        others = tuple(o.ordinal for o in reachable if o is not last and o.ordinal not in view.seeding)
         names = ", ".join(str(o.ordinal) for o in ahead)
         return Plan(
             None,
@@ -379,7 +505,8 @@ def _without_writable(view: ClusterView, reachable: list[InstanceObservation]) -
             (Problem("ReplicaAheadOfPrimary", f"instances {names} hold transactions the primary "
                                               f"{last.ordinal} lacks", last.ordinal),),
         )
-    candidates = tuple(o.ordinal for o in reachable if o.ordinal != view.last_primary)
+    candidates = tuple(o.ordinal for o in reachable
+                       if o.ordinal != view.last_primary and o.ordinal not in view.seeding)
     if view.last_primary is not None and (last is None or not last.reachable):
         waited = view.primary_unreachable_for
         if waited < view.grace_period:

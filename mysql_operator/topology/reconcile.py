@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from mysql_operator.conventions import MYSQL_PORT, Flavor, Role
-from mysql_operator.mysql import actions, gtid
-from mysql_operator.mysql.dialect import Dialect, dialect_for
+from mysql_operator.mysql import actions, gtid, seed, variables
+from mysql_operator.mysql.dialect import Dialect, MysqlDialect, dialect_for
 from mysql_operator.mysql.observe import (
     InstanceObservation,
     observe_instance,
@@ -40,10 +40,12 @@ from mysql_operator.topology.decide import (
     Promote,
     RepairReplica,
     ReplicationMode,
+    Seed,
     Switchover,
     choose_new_primary,
     decide,
 )
+from mysql_operator.topology.seeding import SeedOutcome, SeedWorkers
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ class TopologySettings:
     catchup_timeout: float = 30.0
     semi_sync_ack_timeout: float = 5.0
     lag_threshold: int = 30
+    seed_timeout: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,8 @@ class _Pass:
     done: list[str] = field(default_factory=list)
     transition: TransitionRecord | None = None
     primary: int | None = None
+    seeds: SeedWorkers | None = None
+    seeding: dict[int, str] = field(default_factory=dict)
 
     @property
     def flavor(self) -> Flavor:
@@ -232,8 +237,22 @@ def reconcile_topology(
     switchover_to: int | None,
     now: float,
     settings: TopologySettings | None = None,
+    *,
+    desired_instances: int | None = None,
+    seed_new_instances: bool = False,
+    auto_reseed: bool = False,
+    move_primary_to: int | None = None,
+    live_config: Mapping[str, str] | None = None,
+    seeds: SeedWorkers | None = None,
 ) -> TopologyResult:
     """Observe every instance, take the next step, and report.
+
+    Day-2 options: `desired_instances` (higher ordinals are being removed: the primary moves off
+    them), `seed_new_instances` (an empty instance is seeded from a donor instead of replicating
+    from nothing), `auto_reseed` (a replica that cannot replicate is rebuilt), `move_primary_to`
+    (a rollout wants the primary there; takes precedence over `switchover_to`), `live_config`
+    (dynamic keys set on every instance), `seeds` (run seeds in the background across passes;
+    without it a seed runs within the pass).
 
     `credentials` is the decoded credentials Secret (conventions.KEY_*) or ClusterCredentials.
     `now` is wall-clock seconds (time.time()), used for the grace period and records only.
@@ -250,7 +269,12 @@ def reconcile_topology(
         settings=settings or TopologySettings(),
         previous=previous,
         now=now,
+        seeds=seeds,
     )
+    if seeds is not None:
+        for outcome in seeds.finished():
+            _seed_outcome_event(work, outcome)
+        work.seeding = seeds.running()
     ordinals = sorted(work.endpoints)
     observed = work.observe_all(ordinals)
     since = _unreachable_since(previous, observed, now)
@@ -263,6 +287,11 @@ def reconcile_topology(
         primary_unreachable_for=0.0 if since is None else max(0.0, now - since),
         grace_period=work.settings.grace_period,
         replication_mode=work.mode,
+        desired_instances=desired_instances,
+        seed_new_instances=seed_new_instances,
+        auto_reseed=auto_reseed,
+        seeding=frozenset(work.seeding),
+        move_primary_to=move_primary_to,
     )
     plan = decide(view)
     work.primary = plan.primary
@@ -272,6 +301,8 @@ def reconcile_topology(
         except MysqlError as error:
             work.problems.append(Problem("ActionFailed", f"{_describe(action)}: {error}"))
             work.event("Warning", "ActionFailed", f"{_describe(action)}: {error}")
+    if live_config:
+        _apply_live_config(work, observed, live_config)
     if plan.actions:
         observed = work.observe_all(ordinals)
     return _report(work, plan, observed, since)
@@ -327,6 +358,8 @@ def _act(work: _Pass, action: Action, observed: Mapping[int, InstanceObservation
         with work.session(action.ordinal) as session:
             actions.disable_semi_sync_source(session, dialect)
         work.event("Normal", "SemiSyncDisabled", f"primary {action.ordinal} replicates asynchronously")
+    elif isinstance(action, Seed):
+        _start_seed(work, action)
     elif isinstance(action, Failover):
         _failover(work, action, observed)
     elif isinstance(action, Switchover):
@@ -347,6 +380,93 @@ def _attach(work: _Pass, action: AttachReplica | RepairReplica) -> None:
     reason = "ReplicaAttached" if isinstance(action, AttachReplica) else "ReplicaRepointed"
     work.event("Normal", reason, f"instance {action.ordinal} replicates from {action.source} "
                                  f"({action.reason})")
+
+
+def _pod(work: _Pass, ordinal: int) -> str:
+    endpoint = work.endpoints.get(ordinal)
+    return endpoint.pod_name if endpoint is not None else str(ordinal)
+
+
+def _start_seed(work: _Pass, action: Seed) -> None:
+    verb = "re-seeding" if action.rebuild else "seeding"
+    description = f"{verb} from {_pod(work, action.donor)}"
+    run = _seed_runner(work, action)
+    if work.seeds is None:
+        seconds = run()
+        _seed_outcome_event(work, SeedOutcome(action.ordinal, description, seconds))
+        return
+    if work.seeds.start(action.ordinal, description, run):
+        work.seeding[action.ordinal] = description
+        work.event("Warning" if action.rebuild else "Normal", "ReseedStarted" if action.rebuild else
+                   "SeedStarted", f"instance {action.ordinal}: {description} ({action.reason})")
+
+
+def _seed_runner(work: _Pass, action: Seed) -> Callable[[], float]:
+    """The seed as a closure over immutable values only, safe to run in another thread."""
+    dialect, creds, settings = work.dialect, work.credentials, work.settings
+    target, donor, source = (work.endpoints[o] for o in (action.ordinal, action.donor, action.source))
+    semi_sync = work.mode is ReplicationMode.SEMI_SYNC
+    seed_timeouts = Timeouts(connect=settings.connect_timeout, read=settings.seed_timeout,
+                             write=settings.read_timeout)
+
+    def session(endpoint: InstanceEndpoint, login: Login, timeouts: Timeouts | None = None) -> Any:
+        return open_session(endpoint.host, login, port=endpoint.port,
+                            timeouts=timeouts or Timeouts(settings.connect_timeout, settings.read_timeout,
+                                                          settings.read_timeout),
+                            secrets=creds.secrets)
+
+    def run() -> float:
+        started = time.monotonic()
+        donor_end = seed.SeedEndpoint(donor.host, creds.root, donor.port)
+        if isinstance(dialect, MysqlDialect):
+            with session(donor, creds.root) as donor_session:
+                seed.prepare_clone_donor(donor_session, dialect)
+            with session(target, creds.root, seed_timeouts) as target_session:
+                seed.clone(target_session, dialect, donor_end)
+            return time.monotonic() - started  # it restarts; later passes attach it
+        with session(target, creds.root) as target_session:
+            dropped = seed.wipe(target_session, dialect)
+        log.info("seed of instance %s: wiped (%d databases dropped)", action.ordinal, len(dropped))
+        seed.stream_dump(donor_end, seed.SeedEndpoint(target.host, creds.root, target.port),
+                         settings.seed_timeout)
+        with session(target, creds.operator) as target_session:
+            actions.configure_replica(
+                target_session, dialect, source_host=source.host, source_port=source.port,
+                replication=creds.replication, semi_sync=semi_sync,
+            )
+        return time.monotonic() - started
+
+    return run
+
+
+def _seed_outcome_event(work: _Pass, outcome: SeedOutcome) -> None:
+    if outcome.error:
+        work.problems.append(Problem("SeedFailed", f"instance {outcome.ordinal}: {outcome.description} "
+                                                   f"failed: {outcome.error}", outcome.ordinal))
+        work.event("Warning", "SeedFailed",
+                   f"instance {outcome.ordinal}: {outcome.description} failed: {outcome.error}")
+        return
+    work.event("Normal", "InstanceSeeded",
+               f"instance {outcome.ordinal}: {outcome.description} done in {outcome.seconds:.1f}s")
+
+
+def _apply_live_config(
+    work: _Pass, observed: Mapping[int, InstanceObservation], wanted: Mapping[str, str]
+) -> None:
+    def apply(ordinal: int) -> str:
+        try:
+            with work.session(ordinal, work.credentials.root) as session:
+                changed = variables.apply_live(session, work.dialect, wanted)
+        except (MysqlError, ValueError) as error:
+            return f"!{error}"
+        return ", ".join(changed)
+
+    ordinals = [o for o, obs in observed.items() if obs.reachable and o not in work.seeding]
+    for ordinal, outcome in zip(ordinals, _parallel(apply, ordinals), strict=True):
+        if outcome.startswith("!"):
+            work.problems.append(Problem("ConfigNotApplied", f"instance {ordinal}: {outcome[1:]}", ordinal))
+        elif outcome:
+            work.event("Normal", "ConfigApplied", f"instance {ordinal}: set {outcome} without a restart")
 
 
 def _ensure_application(work: _Pass, ordinal: int) -> None:
@@ -484,6 +604,8 @@ def _report(
                                         ("lagging" if o.replicating else "not replicating"))
         else:
             role, ready, message = Role.NONE, False, o.error or "not replicating from the primary"
+        if ordinal in work.seeding:
+            role, ready, message = Role.NONE, False, work.seeding[ordinal]
         statuses.append(InstanceStatus(ordinal, work.endpoints[ordinal].pod_name, role, ready and o.reachable,
                                        o.reachable, gtid.position(work.flavor, o.gtid_executed)
                                        if o.reachable else "", o.seconds_behind, message))

@@ -61,6 +61,9 @@ DB_MANIFEST = textwrap.dedent("""
             args: ["--server-id=1$(POD_INDEX)", "--report-host=$(POD_NAME)"]
             env:
             - {name: MARIADB_ROOT_PASSWORD, valueFrom: {secretKeyRef: {name: db-root, key: password}}}
+            - {name: MARIADB_DATABASE, value: app}
+            - {name: MARIADB_USER, value: appuser}
+            - {name: MARIADB_PASSWORD, value: app-pw}
             - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
             - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
             - name: POD_INDEX
@@ -152,6 +155,8 @@ def test_mariadb_statefulset_pod_is_ready_on_a_loopback_ip_and_accepts_root(
         assert cursor.fetchone() == (10, "db-0", 1, status["podIP"])
         cursor.execute("SELECT @@gtid_binlog_pos")
         assert cursor.fetchone() == ("",), "initialisation must not write binlog events"
+        cursor.execute("SELECT user, host FROM mysql.user WHERE user IN ('root', 'appuser') ORDER BY 1, 2")
+        assert cursor.fetchall() == (("appuser", "%"), ("root", "%"), ("root", "localhost"))
         cursor.execute("CREATE DATABASE shop")
         cursor.execute("CREATE TABLE shop.orders (id INT PRIMARY KEY)")
         cursor.execute("INSERT INTO shop.orders VALUES (42)")
@@ -316,3 +321,30 @@ def test_a_job_pod_runs_to_completion_and_its_deletion_is_finalized(sandbox: San
     wait_for("the Job's pod to be gone",
              lambda: not kube.get("/api/v1/namespaces/sbx-op/pods", labelSelector="job-name=once")["items"],
              timeout=60)
+
+
+def test_a_failing_liveness_probe_restarts_the_container(sandbox: Sandbox) -> None:
+    manifest = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sick", "namespace": "sbx-op"}, "spec": {
+            "containers": [{
+                "name": "operator", "image": "example.org/mysql-operator:test",
+                "command": ["python", "-c", "import time; time.sleep(600)"],
+                "livenessProbe": {"exec": {"command": ["sh", "-c", "exit 1"]},
+                                  "periodSeconds": 1, "failureThreshold": 2},
+            }],
+            "terminationGracePeriodSeconds": 1,
+        },
+    }
+    sandbox.kubectl("create", "namespace", "sbx-op", check=False)
+    sandbox.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+    def restarted() -> bool:
+        found = pod(sandbox, "sick", "sbx-op") or {}
+        statuses = (found.get("status") or {}).get("containerStatuses") or [{}]
+        last = statuses[0].get("lastState", {})
+        return bool(statuses[0].get("restartCount", 0) >= 1 and last.get("terminated"))
+
+    wait_for("a restart after the liveness probe failed", restarted, timeout=60)
+    events = sandbox.kube().get("/api/v1/namespaces/sbx-op/events", fieldSelector="involvedObject.name=sick")
+    assert "Unhealthy" in {e["reason"] for e in events["items"]}
+    sandbox.kubectl("-n", "sbx-op", "delete", "pod", "sick", "--timeout=60s")

@@ -18,7 +18,8 @@ from sandbox.tools import tool_path
 
 from .conftest import wait_for
 
-pytestmark = pytest.mark.e2e
+# The first test also pays for building the toolchain on a cold machine (about 5 minutes here).
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 NS = "sbx-db"
 ROOT_PASSWORD = "r00t'pw\"x"

@@ -17,7 +17,8 @@ from sandbox.tools import REPO_ROOT, ToolMissing
 
 from .conftest import wait_for
 
-pytestmark = pytest.mark.e2e
+# The first test also pays for building the toolchain on a cold machine (about 5 minutes here).
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 
 def test_up_twice_is_idempotent_and_down_leaves_no_process() -> None:

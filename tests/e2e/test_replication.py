@@ -6,6 +6,8 @@ would), reads go to a replica pod. Failover, switchover there and back, and the 
 
 from __future__ import annotations
 
+import re
+import urllib.request
 from typing import Any
 
 import pytest
@@ -179,3 +181,21 @@ def test_no_password_in_operator_logs(ha: Cluster) -> None:
     secrets = ha.secret(f"{NAME}-credentials", NS)
     for key in ("root-password", "replication-password", "operator-password", "app-password"):
         assert secrets[key] not in log, f"{key} appears in the operator log"
+
+
+def test_operator_metrics_show_lag_failovers_and_reconciles(ha: Cluster) -> None:
+    (pod,) = [
+        p
+        for p in ha.items("pods", "mysql-operator", "app.kubernetes.io/instance=mysql-operator")
+        if p["status"].get("podIP") and not p["metadata"].get("deletionTimestamp")
+    ]
+    url = f"http://{pod['status']['podIP']}:9090/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    labels = f'namespace="{NS}",cluster="{NAME}"'
+    assert f"mysql_operator_failovers_total{{{labels}}} 1.0" in text
+    assert f"mysql_operator_switchovers_total{{{labels}}} 6.0" in text
+    assert f"mysql_operator_cluster_ready{{{labels}}} 1.0" in text
+    assert re.search(rf"mysql_operator_replication_lag_seconds\{{{labels},instance=\"{NAME}-\d\"\}} \d", text)
+    assert re.search(rf"mysql_operator_topology_passes_total\{{{labels}\}} \d+", text)
+    assert "mysql_operator_reconciles_total{" in text

@@ -65,7 +65,14 @@ def test_namespaced_install_renders_roles_only_in_watched_namespaces(helm: str) 
     docs = render(helm, "watchNamespaces={shop,orders}")
     roles = [doc for doc in docs if doc["kind"] == "Role"]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["orders", "shop"]
-    assert not [doc for doc in docs if doc["kind"].startswith("Cluster")]
+    (cluster_role,) = [doc for doc in docs if doc["kind"] == "ClusterRole"]
+    assert cluster_role["rules"] == [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ], "namespaced: nothing cluster-wide but reading CRDs"
     deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=shop" in args and "--namespace=orders" in args

@@ -23,6 +23,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default (include "mysql-operator.fullname" .) .Values.serviceAccount.name -}}
 {{- end -}}
 
+{{/* kopf watches which CRDs exist to find its resources: read-only. */}}
+{{- define "mysql-operator.discoveryRules" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["get", "list", "watch"]
+{{- end -}}
+
 {{/* The rules the operator needs: exactly the verbs and kinds it uses, nothing more. */}}
 {{- define "mysql-operator.rules" -}}
 - apiGroups: ["mysql.operator.dev"]

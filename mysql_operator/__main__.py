@@ -51,6 +51,7 @@ def run_operator(settings: OperatorSettings) -> None:
 
     # Importing the handler modules registers them with kopf.
     import mysql_operator.handlers.cluster
+    import mysql_operator.handlers.day2
     import mysql_operator.handlers.topology  # noqa: F401
     from mysql_operator import metrics
 

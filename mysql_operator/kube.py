@@ -142,5 +142,16 @@ class Kube:
         items: list[dict[str, Any]] = result.get("items", [])
         return items
 
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> bool:
+        """Delete an object (only the incarnation `uid` when given); False when it was already gone."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}} if uid else None
+        try:
+            self._call("DELETE", _path(api_version, kind, namespace, name), body=body)
+        except KubeError as error:
+            if error.status in (404, 409):
+                return False
+            raise
+        return True
+
     def set_pod_label(self, namespace: str, pod: str, key: str, value: str) -> None:
         self.merge_patch("v1", "Pod", namespace, pod, {"metadata": {"labels": {key: value}}})

@@ -229,6 +229,12 @@ class Replication(_Model):
         description="Ordinal of the instance that should be primary; the operator switches over "
         "without losing writes when it is not.",
     )
+    auto_reseed: bool = Field(
+        default=False,
+        description="Rebuild a replica that cannot replicate (errant transactions, purged binary logs, "
+        "diverged data) from a healthy replica: its own data is dropped and replaced by a copy. When "
+        "false, such a replica is only reported (Degraded condition and a Warning Event).",
+    )
 
 
 class Service(_Model):
@@ -252,6 +258,14 @@ class Service(_Model):
 
 _SPEC_RULES: list[JsonValue] = [
     cel("self.flavor == oldSelf.flavor", "flavor is immutable", fieldPath=".flavor"),
+    cel(
+        "!has(self.version) || !has(oldSelf.version) || "
+        "int(self.version.split('.')[0]) > int(oldSelf.version.split('.')[0]) || "
+        "(int(self.version.split('.')[0]) == int(oldSelf.version.split('.')[0]) && "
+        "int(self.version.split('.')[1]) >= int(oldSelf.version.split('.')[1]))",
+        "version may not go back to an older major version (downgrades are not supported)",
+        fieldPath=".version",
+    ),
     cel(
         "!has(self.replication) || !has(self.replication.switchoverTo) || "
         "self.replication.switchoverTo < self.instances",
@@ -287,6 +301,7 @@ class MysqlClusterSpec(_Model):
     version: str | None = Field(
         default=None,
         pattern=VERSION_PATTERN,
+        max_length=32,
         description="Server version; default 8.4 for mysql, 10.11 for mariadb.",
     )
     image: str | None = Field(
@@ -348,11 +363,50 @@ class MysqlClusterSpec(_Model):
         return self.image or f"{DEFAULT_IMAGE_REPOSITORY[self.flavor]}:{self.effective_version}"
 
 
+# MySQL upgrades go from one LTS series to the next; anything else is refused.
+MYSQL_SERIES = ((8, 0), (8, 4))
+
+
+def server_version(spec: MysqlClusterSpec) -> tuple[int, ...]:
+    """The server version the spec runs: the image tag when it is a version, else `version`."""
+    tag = ""
+    if spec.image:
+        last = spec.image.rsplit("/", 1)[-1].split("@", 1)[0]
+        tag = last.rsplit(":", 1)[1] if ":" in last else ""
+    for text in (tag, spec.effective_version):
+        match = re.match(r"^([0-9]+)\.([0-9]+)(?:\.([0-9]+))?", text)
+        if match:
+            return tuple(int(part) for part in match.groups() if part is not None)
+    return ()
+
+
+def check_version_change(flavor: Flavor, old: tuple[int, ...], new: tuple[int, ...]) -> str | None:
+    """Why a version change is refused, or None when it is a supported upgrade (or no change)."""
+    if len(old) < 2 or len(new) < 2 or old[:2] == new[:2]:
+        return None
+    shown = ".".join(str(p) for p in old[:2]), ".".join(str(p) for p in new[:2])
+    if new[:2] < old[:2]:
+        return f"downgrade from {shown[0]} to {shown[1]} is not supported (a major version never goes back)"
+    if flavor == Flavor.MYSQL:
+        series: list[tuple[int, ...]] = list(MYSQL_SERIES)
+        if new[:2] not in series or old[:2] not in series:
+            return f"MySQL {shown[1]} is not supported (supported series: 8.0, 8.4)"
+        if series.index(new[:2]) - series.index(old[:2]) != 1:
+            return f"upgrade from {shown[0]} to {shown[1]} skips a series; upgrade one LTS series at a time"
+    elif new[0] - old[0] > 1:
+        return f"upgrade from {shown[0]} to {shown[1]} skips a major version; upgrade one major at a time"
+    return None
+
+
 def check_update(old: MysqlClusterSpec, new: MysqlClusterSpec) -> list[str]:
     """Transition rules (the CEL `oldSelf` rules): what an update may not change. Empty when allowed."""
     problems = []
     if old.flavor != new.flavor:
         problems.append("flavor is immutable")
+    else:
+        refused = check_version_change(new.flavor, server_version(old), server_version(new))
+        if refused:
+            problems.append(f"version change refused: {refused}")
     if quantity_value(new.storage.size) < quantity_value(old.storage.size):
         problems.append("storage.size may grow but never shrink")
     if old.storage.storage_class_name is not None and new.storage.storage_class_name != (

@@ -25,7 +25,7 @@ from mysql_operator.resources.services import (
     build_primary_service,
     build_replicas_service,
 )
-from mysql_operator.resources.statefulset import build_statefulset, credentials_secret
+from mysql_operator.resources.statefulset import build_statefulset, credentials_secret, statefulset_replicas
 
 
 class InvalidSpec(Exception):
@@ -85,7 +85,9 @@ def ensure_credentials(kube: Kube, ref: ClusterRef, spec: MysqlClusterSpec) -> C
     return CredentialsOutcome(name, True, f"using generated Secret {name}")
 
 
-def owned_objects(ref: ClusterRef, spec: MysqlClusterSpec) -> list[dict[str, Any]]:
+def owned_objects(
+    ref: ClusterRef, spec: MysqlClusterSpec, primary_ordinal: int | None = None
+) -> list[dict[str, Any]]:
     """Every object applied for a cluster except the credentials Secret, in apply order."""
     return [
         build_config_map(ref, spec),
@@ -93,14 +95,22 @@ def owned_objects(ref: ClusterRef, spec: MysqlClusterSpec) -> list[dict[str, Any
         build_primary_service(ref, spec),
         build_replicas_service(ref),
         build_pod_disruption_budget(ref),
-        build_statefulset(ref, spec),
+        build_statefulset(ref, spec, statefulset_replicas(spec, primary_ordinal)),
     ]
+
+
+def primary_ordinal(kube: Kube, ref: ClusterRef) -> int | None:
+    """The ordinal of the pod labelled primary, if any (scale-down must not remove it)."""
+    labels = {**c.selector_labels(ref.name), c.LABEL_ROLE: c.Role.PRIMARY.value}
+    pods = kube.list("v1", "Pod", ref.namespace, labels)
+    ordinals = [c.ordinal_of_pod(p["metadata"]["name"]) for p in pods]
+    return max(ordinals) if ordinals else None
 
 
 def apply_objects(kube: Kube, ref: ClusterRef, spec: MysqlClusterSpec, logger: logging.Logger) -> list[str]:
     """Apply every owned object; returns `Kind/name` of each. Safe to run any number of times."""
     applied = []
-    for manifest in owned_objects(ref, spec):
+    for manifest in owned_objects(ref, spec, primary_ordinal(kube, ref)):
         kube.apply(manifest)
         applied.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
     logger.info("applied %s", ", ".join(applied))

@@ -17,6 +17,7 @@ import kopf
 from mysql_operator import conventions as c
 from mysql_operator import metrics
 from mysql_operator.api.models import MysqlClusterSpec
+from mysql_operator.handlers import day2
 from mysql_operator.handlers.objects import InvalidSpec, parse_spec
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.resources.credentials import decode_secret_data
@@ -103,15 +104,16 @@ def topology_status(
     for type_ in (REPLICATING, DEGRADED):
         fact = facts[type_]
         conditions = set_condition(conditions, type_, fact.status, fact.reason, fact.message, generation, now)
-    ready_count = sum(1 for inst in result.instances if inst.ready)
+    staying = [inst for inst in result.instances if inst.ordinal < spec.instances]
+    ready_count = sum(1 for inst in staying if inst.ready)
     ready_fact = facts[READY]
-    all_present = len(result.instances) == spec.instances
+    all_present = len(staying) == spec.instances
     applied = condition_is(conditions, RESOURCES_READY)
     ready = ready_fact.status and all_present and applied
     if ready or not ready_fact.status:
         reason, message = ready_fact.reason, ready_fact.message
     elif not all_present:
-        reason, message = "InstancesMissing", f"{len(result.instances)}/{spec.instances} instances running"
+        reason, message = "InstancesMissing", f"{len(staying)}/{spec.instances} instances running"
     else:
         reason, message = "ResourcesNotApplied", "owned objects not applied yet"
     conditions = set_condition(conditions, READY, ready, reason, message, generation, now)
@@ -193,13 +195,18 @@ def topology(
     try:
         pods = kube.list("v1", "Pod", ns, c.selector_labels(name))
         secret = kube.get("v1", "Secret", ns, credentials_secret(cluster_spec, name))
+        statefulset = kube.get("apps/v1", "StatefulSet", ns, c.statefulset_name(name))
     except KubeError as error:
         raise kopf.TemporaryError(str(error), delay=5) from None
     if secret is None:
         return
-    endpoints = [e for e in (pod_endpoint(p, cluster_spec.instances) for p in pods) if e is not None]
+    # Pods above spec.instances still count while the StatefulSet keeps them (the primary may be one).
+    kept = max(cluster_spec.instances, int(((statefulset or {}).get("spec") or {}).get("replicas") or 0))
+    endpoints = [e for e in (pod_endpoint(p, kept) for p in pods) if e is not None]
     if not endpoints:
         return
+    state = day2.state_for(str(meta.get("uid")))
+    accepted = day2.spec_accepted(conditions, meta.get("generation"))
     result = reconcile_topology(
         endpoints,
         decode_secret_data(secret.get("data")),
@@ -212,6 +219,7 @@ def topology(
             grace_period=float(cluster_spec.replication.failover_grace_seconds),
             lag_threshold=cluster_spec.replication.max_lag_seconds,
         ),
+        **day2.topology_options(cluster_spec, state, accepted),
     )
     for action in result.actions:
         logger.info("topology action: %s", action)
@@ -228,6 +236,8 @@ def topology(
                 logger.warning("could not label pod %s: %s", pod, error)
     for event in result.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    if accepted:
+        day2.after_topology(kube, body, cluster_spec, pods, statefulset, result, state, logger)
     fields = topology_status(
         cluster_spec,
         name,

@@ -7,6 +7,7 @@ from typing import Any
 
 from mysql_operator import conventions as c
 from mysql_operator.api.models import MysqlClusterSpec, ReplicationMode
+from mysql_operator.mysql.variables import is_dynamic
 from mysql_operator.resources.meta import ClusterRef
 
 CONFIG_KEY = "my.cnf"
@@ -62,8 +63,13 @@ def render_my_cnf(spec: MysqlClusterSpec) -> str:
 
 
 def config_hash(spec: MysqlClusterSpec) -> str:
-    """A short digest of my.cnf, stamped on the pod template so that a change rolls the pods."""
-    return hashlib.sha256(render_my_cnf(spec).encode()).hexdigest()[:16]
+    """A short digest of my.cnf, stamped on the pod template so that a change rolls the pods.
+
+    Keys applied live (mysql.variables.DYNAMIC_KEYS) are left out: changing them restarts nothing."""
+    live = {k for k in spec.mysql_config if is_dynamic(spec.flavor, k)}
+    options = [(k, v) for k, v in mysqld_options(spec) if k not in live]
+    text = "\n".join(f"{key} = {value}" for key, value in options)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def build_config_map(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any]:

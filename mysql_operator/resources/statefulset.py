@@ -145,7 +145,16 @@ def build_volume_claim_template(spec: MysqlClusterSpec) -> dict[str, Any]:
     return {"metadata": {"name": DATA_VOLUME}, "spec": claim_spec}
 
 
-def build_statefulset(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any]:
+def statefulset_replicas(spec: MysqlClusterSpec, primary_ordinal: int | None) -> int:
+    """Pods to keep: spec.instances, but never fewer than the primary needs (scale-down removes the
+    highest ordinals; the operator moves the primary off them first, then this drops to instances)."""
+    if primary_ordinal is not None and primary_ordinal >= spec.instances:
+        return primary_ordinal + 1
+    return spec.instances
+
+
+def build_statefulset(ref: ClusterRef, spec: MysqlClusterSpec, replicas: int | None = None) -> dict[str, Any]:
+    """`replicas` defaults to spec.instances (see statefulset_replicas)."""
     retention = "Delete" if spec.storage.pvc_retention == PvcRetention.DELETE else "Retain"
     return {
         "apiVersion": "apps/v1",
@@ -153,10 +162,12 @@ def build_statefulset(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any]
         "metadata": ref.metadata(c.statefulset_name(ref.name)),
         "spec": {
             "serviceName": c.headless_service_name(ref.name),
-            "replicas": spec.instances,
+            "replicas": spec.instances if replicas is None else replicas,
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": c.selector_labels(ref.name)},
-            "updateStrategy": {"type": "RollingUpdate"},
+            # The operator restarts pods itself: replicas first, one at a time, the primary last and
+            # only after a switchover (handlers/day2.py).
+            "updateStrategy": {"type": "OnDelete"},
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": retention, "whenScaled": retention},
             "template": build_pod_template(ref, spec),
             "volumeClaimTemplates": [build_volume_claim_template(spec)],

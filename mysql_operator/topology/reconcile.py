@@ -448,6 +448,8 @@ def _seed_outcome_event(work: _Pass, outcome: SeedOutcome) -> None:
         return
     work.event("Normal", "InstanceSeeded",
                f"instance {outcome.ordinal}: {outcome.description} done in {outcome.seconds:.1f}s")
+    if work.flavor is Flavor.MARIADB:  # MySQL restarts after a clone; a later pass attaches it
+        work.event("Normal", "ReplicaAttached", f"instance {outcome.ordinal} replicates (seeded)")
 
 
 def _apply_live_config(

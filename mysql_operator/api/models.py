@@ -437,6 +437,7 @@ class Condition(_Model):
     reason: str
     message: str = ""
     last_transition_time: str
+    reachable: bool = False
     observed_generation: int | None = None
 
 

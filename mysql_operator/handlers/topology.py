@@ -88,6 +88,20 @@ def history_entry(record: TransitionRecord, pod_names: Mapping[int, str], cluste
     }
 
 
+def _instance_status(inst: Any) -> dict[str, Any]:
+    """One entry of status.instances; absent rather than null (a merge patch drops nulls)."""
+    entry = {
+        "name": inst.pod_name,
+        "role": inst.role.value,
+        "ready": inst.ready,
+        "reachable": inst.reachable,
+        "gtid": inst.gtid or None,
+        "lagSeconds": inst.lag_seconds,
+        "message": inst.message or None,
+    }
+    return {key: value for key, value in entry.items() if value is not None}
+
+
 def topology_status(
     spec: MysqlClusterSpec,
     cluster: str,
@@ -135,18 +149,7 @@ def topology_status(
         "primary": pod_names.get(result.primary) if result.primary is not None else None,
         "readyInstances": ready_count,
         "instancesReady": f"{ready_count}/{spec.instances}",
-        "instances": [
-            {
-                "name": inst.pod_name,
-                "role": inst.role.value,
-                "ready": inst.ready,
-                "reachable": inst.reachable,
-                "gtid": inst.gtid or None,
-                "lagSeconds": inst.lag_seconds,
-                "message": inst.message or None,
-            }
-            for inst in result.instances
-        ],
+        "instances": [_instance_status(inst) for inst in result.instances],
         "roleChanges": history,
         "topology": result.memory.to_dict(),
     }

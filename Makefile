@@ -6,7 +6,7 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 PIP       := $(VENV)/bin/pip
 STAMP     := $(VENV)/.installed
-APT_PKGS  := mariadb-server mariadb-client iproute2
+APT_PKGS  := mariadb-server mariadb-client iproute2 prometheus-mysqld-exporter
 
 .PHONY: help venv apt tools lint unit crd test sandbox sandbox-down
 
@@ -39,7 +39,7 @@ lint: venv
 	$(VENV)/bin/mypy mysql_operator
 
 crd: venv
-	$(PY) -m mysql_operator crd > crds/mysqlclusters.yaml
+	$(PY) -m mysql_operator crd --out-dir crds
 	cp crds/*.yaml charts/mysql-operator/crds/
 	@echo "README reference: python -m mysql_operator reference"
 

@@ -127,6 +127,30 @@ class MariaDBRunner:
         return "".join(parts)
 
 
+class MysqldExporterRunner:
+    """prom/mysqld-exporter images: Debian's prometheus-mysqld-exporter, serving on the pod IP.
+
+    Debian ships 0.14 (configured by DATA_SOURCE_NAME, as the image's v0.14 tags are); the listen
+    address is forced to <podIP>:<the port named metrics, else 9104> so pods never collide."""
+
+    BINARY = Path("/usr/bin/prometheus-mysqld-exporter")
+
+    def matches(self, image: str) -> bool:
+        return "mysqld-exporter" in image.lower()
+
+    def launch(self, ctx: ContainerContext) -> Launch:
+        if not self.BINARY.exists():
+            raise NotRunnable(f"{self.BINARY} is missing: apt-get install prometheus-mysqld-exporter")
+        words = ctx.command + ctx.args
+        if words and not words[0].startswith("-"):
+            words = words[1:]  # the image's own entrypoint binary
+        flags = [w for w in words if not w.startswith("--web.listen-address")]
+        port = next((p["containerPort"] for p in ctx.container.get("ports") or []
+                     if p.get("name") == "metrics"), 9104)
+        argv = [str(self.BINARY), *flags, f"--web.listen-address={ctx.pod_ip}:{port}"]
+        return Launch(argv=argv, env=base_env(ctx), cwd=ctx.work_dir)
+
+
 class MySQLRunner:
     """MySQL server images: no MySQL 8.x binaries exist on this machine, so they never run."""
 
@@ -176,8 +200,10 @@ class Unknown:
             "container runtime; it runs MariaDB and mysql-operator images only)")
 
 
-# Order matters: the operator's image name contains "mysql".
-RUNNERS: list[ImageRunner] = [OperatorRunner(), MariaDBRunner(), MySQLRunner(), Unknown()]
+# Order matters: the operator's and the exporter's image names contain "mysql".
+RUNNERS: list[ImageRunner] = [
+    OperatorRunner(), MysqldExporterRunner(), MariaDBRunner(), MySQLRunner(), Unknown(),
+]
 
 
 def runner_for(image: str) -> ImageRunner:

@@ -93,6 +93,8 @@ def pod_revisions(pods: Sequence[Mapping[str, Any]]) -> list[PodRevision]:
             uid=str(meta.get("uid") or ""),
             revision=str((meta.get("labels") or {}).get(REVISION_LABEL) or ""),
             terminating=bool(meta.get("deletionTimestamp")),
+            pod_ready=any(cond.get("type") == "Ready" and cond.get("status") == "True"
+                          for cond in (pod.get("status") or {}).get("conditions") or []),
         ))
     return revisions
 

@@ -21,6 +21,7 @@ class PodRevision:
     uid: str
     revision: str
     terminating: bool = False
+    pod_ready: bool = True  # the kubelet's Ready condition (Services and the PDB go by it)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ def next_rollout_step(
     if not update_revision:
         return Wait("the StatefulSet has no update revision yet")
     staying = {p.ordinal: p for p in pods if p.ordinal < instances}
+    # Ready means both: replicating per the topology, and Ready per the kubelet.
+    ready = {o: bool(ready.get(o)) and o in staying and staying[o].pod_ready for o in range(instances)}
     outdated = sorted((p for p in staying.values() if p.revision != update_revision),
                       key=lambda p: -p.ordinal)
     if not outdated:

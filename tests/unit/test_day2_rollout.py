@@ -76,3 +76,9 @@ def test_unknown_update_revision_waits() -> None:
 
 def test_pods_being_scaled_away_are_not_rolled() -> None:
     assert next_rollout_step(pods(NEW, NEW, OLD), NEW, 2, 0, all_ready(2)) == Done()
+
+
+def test_next_replica_waits_for_the_kubelet_to_see_the_restarted_one_ready() -> None:
+    revisions = pods(OLD, OLD, NEW)
+    revisions[2] = PodRevision(2, "db-2", "uid-2", NEW, pod_ready=False)
+    assert isinstance(next_rollout_step(revisions, NEW, 3, 0, all_ready(3)), Wait)

@@ -255,7 +255,10 @@ def decide(view: ClusterView) -> Plan:
         plan = _with_primary(view, primary, reachable)
         fences = tuple(Fence(o.ordinal, f"replica {o.ordinal} of {primary.ordinal} was writable")
                        for o in followers)
-        plan = Plan(plan.primary, (*fences, *plan.actions), plan.problems)
+        names = ", ".join(str(o.ordinal) for o in followers)
+        problem = Problem("SplitBrain", f"replica {names} of {primary.ordinal} was writable while "
+                                        f"replicating; fenced, {primary.ordinal} stays primary")
+        plan = Plan(plan.primary, (*fences, *plan.actions), (problem, *plan.problems))
     elif len(writable) >= 2:
         plan = _split_brain(view, writable)
     elif len(writable) == 1:
@@ -267,7 +270,8 @@ def decide(view: ClusterView) -> Plan:
 
 def _writable_followers(writable: list[InstanceObservation]) -> list[InstanceObservation]:
     hosts = {o.host for o in writable}
-    return [o for o in writable if o.replica_configured and o.source_host in hosts - {o.host}]
+    # Only one still replicating: a replica that stopped and took writes is a real split brain.
+    return [o for o in writable if o.replicating and o.source_host in hosts - {o.host}]
 
 
 def _split_brain(view: ClusterView, writable: list[InstanceObservation]) -> Plan:

@@ -155,7 +155,13 @@ def test_replica_made_writable_by_hand_is_fenced_not_a_split_brain() -> None:
     assert plan.primary == 0
     assert plan.actions[0] == Fence(1, "replica 1 of 0 was writable")
     assert any(isinstance(a, Seed) and a.ordinal == 1 for a in plan.actions)
-    assert "SplitBrain" not in reasons(plan)
+    assert reasons(plan)[0] == "SplitBrain" and "stays primary" in plan.problems[0].message
+
+
+def test_replica_that_stopped_replicating_and_took_writes_is_a_real_split_brain() -> None:
+    rogue = replica(1, gtids="0-10-10,0-11-11", read_only=False, io_running=False, sql_running=False)
+    plan = decide(day2(primary(0, "0-10-12"), rogue, auto_reseed=True))
+    assert plan.primary is None and {a.ordinal for a in plan.actions} == {0, 1}  # type: ignore[union-attr]
 
 
 # Scale-down and rollouts ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""`python -m mysql_operator`: run the operator, or print the CRDs / the API reference."""
+"""`python -m mysql_operator`: run the operator, print the CRDs / the API reference, or run one backup
+command (backup | archive-binlogs | restore | retention | list: what the backup Jobs run)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,19 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
-from mysql_operator.settings import OperatorSettings
+from mysql_operator.settings import DEFAULT_JOB_IMAGE, OperatorSettings
+
+# Subcommands of the backup Jobs, handed to mysql_operator.backup.cli as they are.
+BACKUP_COMMANDS = ("backup", "archive-binlogs", "restore", "retention", "list")
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="mysql-operator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("crd", help="print the CustomResourceDefinitions (YAML)")
+    crd = sub.add_parser("crd", help="print the CustomResourceDefinitions (YAML)")
+    crd.add_argument("--out-dir", help="write one file per CRD into this directory instead")
     sub.add_parser("reference", help="print the MysqlCluster reference (Markdown)")
     run = sub.add_parser("run", help="run the operator (in cluster, or with $KUBECONFIG)")
     scope = run.add_mutually_exclusive_group()
@@ -30,6 +36,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     run.add_argument(
         "--log-format", default="plain", choices=["plain", "json"], help="json: one object a line"
     )
+    run.add_argument(
+        "--job-image", default=DEFAULT_JOB_IMAGE, help="image of the backup and restore Jobs (the operator's)"
+    )
     return parser.parse_args(argv)
 
 
@@ -43,6 +52,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         liveness_endpoint=args.liveness,
         metrics_address=args.metrics,
         log_format=args.log_format,
+        job_image=args.job_image,
     )
 
 
@@ -50,8 +60,10 @@ def run_operator(settings: OperatorSettings) -> None:
     import kopf
 
     # Importing the handler modules registers them with kopf.
+    import mysql_operator.handlers.backup
     import mysql_operator.handlers.cluster
     import mysql_operator.handlers.day2
+    import mysql_operator.handlers.restore
     import mysql_operator.handlers.topology  # noqa: F401
     from mysql_operator import metrics
 
@@ -71,16 +83,27 @@ def run_operator(settings: OperatorSettings) -> None:
             standalone=settings.standalone,
             peering_name=settings.peering_name,
             liveness_endpoint=settings.liveness_endpoint,
+            memo=kopf.Memo(settings=settings),
         )
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(sys.argv[1:] if argv is None else argv)
-    if args.command == "crd":
-        from mysql_operator.api.crd import render_crds
+    words = sys.argv[1:] if argv is None else argv
+    if words and words[0] in BACKUP_COMMANDS:
+        # What the backup, restore and binlog Jobs run (mysql_operator.backup.cli has the options).
+        from mysql_operator.backup.cli import main as backup_main
 
-        sys.stdout.write(render_crds())
+        return backup_main(words)
+    args = _parse(words)
+    if args.command == "crd":
+        from mysql_operator.api.crd import crd_files, render_crds
+
+        if args.out_dir:
+            for name, text in crd_files().items():
+                Path(args.out_dir, name).write_text(text)
+        else:
+            sys.stdout.write(render_crds())
     elif args.command == "reference":
         from mysql_operator.api.reference import render_reference
 

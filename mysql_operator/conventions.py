@@ -45,6 +45,7 @@ MANAGED_BY = "mysql-operator"
 ROOT_USER = "root"
 REPLICATION_USER = "mysqlop_repl"
 OPERATOR_USER = "mysqlop_admin"
+BACKUP_USER = "mysqlop_backup"  # the backup and binlog Jobs log in as this user (read-only grants)
 
 # Keys of the credentials Secret.
 KEY_ROOT_PASSWORD = "root-password"
@@ -53,6 +54,7 @@ KEY_OPERATOR_PASSWORD = "operator-password"
 KEY_APP_USER = "app-user"
 KEY_APP_PASSWORD = "app-password"
 KEY_APP_DATABASE = "app-database"
+KEY_BACKUP_PASSWORD = "backup-password"  # added to a generated Secret by the first backup
 REQUIRED_SECRET_KEYS = (KEY_ROOT_PASSWORD, KEY_REPLICATION_PASSWORD, KEY_OPERATOR_PASSWORD)
 
 # server_id of the instance with StatefulSet ordinal N is int("1" + str(N)): unique for every

@@ -21,6 +21,7 @@ _PLURALS = {
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("batch/v1", "Job"): "jobs",
     (f"{c.API_GROUP}/{c.API_VERSION}", c.KIND): c.PLURAL,
+    (f"{c.API_GROUP}/{c.API_VERSION}", "MysqlBackup"): "mysqlbackups",
 }
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+DEFAULT_JOB_IMAGE = "mysql-operator:latest"
+
 
 @dataclass(frozen=True)
 class OperatorSettings:
@@ -16,3 +18,4 @@ class OperatorSettings:
     topology_interval_seconds: float = 3.0
     metrics_address: str | None = None  # host:port; None: no /metrics
     log_format: str = "plain"  # plain | json
+    job_image: str = DEFAULT_JOB_IMAGE  # the backup, binlog, retention and restore Jobs run this image

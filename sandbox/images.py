@@ -20,6 +20,7 @@ from sandbox.tools import REPO_ROOT
 
 ENTRYPOINT = Path(__file__).with_name("mariadb_entrypoint.py")  # standalone script, stdlib only
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"  # kubelet's default
 
 
 class NotRunnable(Exception):
@@ -45,6 +46,7 @@ class ContainerContext:
     work_dir: Path  # private to this container incarnation of this pod
     socket_dir: Path  # short path for unix sockets (108-byte limit)
     service_account_kubeconfig: Callable[[], Path]
+    termination_log: Path | None = None  # the local file behind the container's terminationMessagePath
 
 
 @dataclass
@@ -71,10 +73,13 @@ def base_env(ctx: ContainerContext) -> dict[str, str]:
 
 
 def rewrite_paths(text: str, mounts: dict[str, Path]) -> str:
-    """Replace container mount paths (longest first) by their local directories."""
-    for mount_path in sorted(mounts, key=len, reverse=True):
-        text = re.sub(re.escape(mount_path) + r"(?![\w.-])", str(mounts[mount_path]), text)
-    return text
+    """Replace container mount paths (longest first, in one pass: a replacement is never rewritten
+    again) by their local directories; only whole path prefixes, not lookalikes."""
+    if not mounts:
+        return text
+    choices = "|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True))
+    pattern = re.compile(r"(?<![\w.-])(" + choices + r")(?![\w.-])")
+    return pattern.sub(lambda match: str(mounts[match.group(1)]), text)
 
 
 class MariaDBRunner:
@@ -164,9 +169,25 @@ class MySQLRunner:
             "(no container runtime); the sandbox runs the MariaDB flavor only")
 
 
+def local_paths(ctx: ContainerContext) -> dict[str, Path]:
+    """Container path -> local path: the volume mounts and the termination message file."""
+    paths = dict(ctx.mounts)
+    if ctx.termination_log is not None:
+        path = str(ctx.container.get("terminationMessagePath") or TERMINATION_MESSAGE_PATH)
+        paths[path] = ctx.termination_log
+    return paths
+
+
 class OperatorRunner:
     """The operator's own image: its command with `python` replaced by this interpreter, authenticated
-    by a token of the pod's ServiceAccount (so the chart's RBAC applies) via a kubeconfig."""
+    by a token of the pod's ServiceAccount (so the chart's RBAC applies) via a kubeconfig.
+
+    There are no mount namespaces here, so a volume is reachable at its local directory only: every
+    argument and env value that starts with a mountPath (or is the terminationMessagePath) is
+    rewritten to the local path, e.g. `BACKUP_PVC_ROOT=/backup` -> the PVC's directory and
+    `--termination-log /dev/termination-log` -> the file the agent reports as the termination message.
+    A path the process builds itself from other strings is not rewritten.
+    """
 
     PYTHONS = re.compile(r"^python(3(\.\d+)?)?$")
 
@@ -184,7 +205,11 @@ class OperatorRunner:
             words = [sys.executable, "-m", "mysql_operator", *words[1:]]
         else:
             raise NotRunnable(f"the operator image runs python here, not {words[0]!r}")
-        env = base_env(ctx)
+        paths = local_paths(ctx)
+        words = [words[0], *(rewrite_paths(word, paths) for word in words[1:])]
+        env = {key: rewrite_paths(value, paths) for key, value in base_env(ctx).items()}
+        if "/tmp" in ctx.mounts:
+            env["TMPDIR"] = str(ctx.mounts["/tmp"])
         env["KUBECONFIG"] = str(ctx.service_account_kubeconfig())
         env["PYTHONUNBUFFERED"] = "1"
         return Launch(argv=words, env=env, cwd=REPO_ROOT)

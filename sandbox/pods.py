@@ -42,6 +42,8 @@ Obj = dict[str, Any]
 OUR_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
 MAX_BACKOFF = 20.0  # kubelet's is 300 s; shorter keeps tests quick
 MAX_GRACE = 30.0
+TERMINATION_MESSAGE_LIMIT = 4096  # kubelet's limit per container
+FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES = 80, 2048  # FallbackToLogsOnError, as kubelet
 
 
 def now_iso() -> str:
@@ -71,6 +73,7 @@ class Container:
     started_iso: str = ""
     container_id: str = ""
     probe_stop: threading.Event = field(default_factory=threading.Event)
+    termination_log: Path | None = None
 
     @property
     def name(self) -> str:
@@ -219,11 +222,14 @@ class PodWorker(threading.Thread):
             command, args = expanded_command(c.spec, env)
             work_dir = self.pod_dir / c.name
             work_dir.mkdir(parents=True, exist_ok=True)
+            c.termination_log = work_dir / "termination-log"
+            c.termination_log.unlink(missing_ok=True)  # one message per incarnation
             ctx = ContainerContext(
                 pod=self.pod, container=c.spec, env=env, command=command, args=args,
                 mounts=container_mounts(c.spec, self.volumes), pod_ip=str(self.ip), work_dir=work_dir,
                 socket_dir=self.agent.socket_dir,
                 service_account_kubeconfig=lambda: self.agent.service_account_kubeconfig(self.pod, work_dir),
+                termination_log=c.termination_log,
             )
             launch = runner_for(c.spec["image"]).launch(ctx)
         except NotRunnable as exc:
@@ -259,6 +265,9 @@ class PodWorker(threading.Thread):
         exit_code = code if code >= 0 else 128 - code  # killed by a signal: 128 + signo, as a runtime says
         terminated = {"exitCode": exit_code, "reason": "Completed" if code == 0 else "Error",
                       "startedAt": c.started_iso, "finishedAt": now_iso(), "containerID": c.container_id}
+        message = self._termination_message(c, code)
+        if message:
+            terminated["message"] = message
         c.proc, c.ready, c.started = None, False, False
         c.state = {"terminated": terminated}
         policy = self.pod["spec"].get("restartPolicy", "Always")
@@ -277,6 +286,21 @@ class PodWorker(threading.Thread):
         ran_for = time.monotonic() - c.started_mono
         c.backoff = 0.0 if ran_for > 60 else min(max(c.backoff * 2, 1.0), MAX_BACKOFF)
         c.next_start = time.monotonic() + c.backoff
+
+    def _termination_message(self, c: Container, code: int) -> str:
+        """As kubelet: the file at terminationMessagePath (at most 4096 bytes); with the policy
+        FallbackToLogsOnError and a failure, the end of the log when the file is empty."""
+        text = ""
+        if c.termination_log is not None and c.termination_log.is_file():
+            with open(c.termination_log, "rb") as source:
+                text = source.read(TERMINATION_MESSAGE_LIMIT).decode(errors="replace")
+        fallback = c.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+        if not text.strip() and code != 0 and fallback:
+            log_file = self.pod_dir / f"{c.name}.log"
+            if log_file.is_file():
+                lines = log_file.read_bytes().decode(errors="replace").splitlines()[-FALLBACK_LOG_LINES:]
+                text = "\n".join(lines)[-FALLBACK_LOG_BYTES:]
+        return text
 
     def _terminate(self) -> None:
         """Graceful deletion: stop every process, then remove the pod object (grace 0), like kubelet."""

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from mysql_operator import conventions as c
-from mysql_operator.api.models import _Model, cel
+from mysql_operator.api.base import _Model, cel
 
 BACKUP_KIND = "MysqlBackup"
 BACKUP_PLURAL = "mysqlbackups"

@@ -8,13 +8,13 @@ schema is still caught before the operator acts on it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
-from pydantic.config import JsonDict
+from pydantic import ConfigDict, Field, JsonValue, field_validator, model_validator
 
+from mysql_operator.api.backup import BackupSchedule, RestoreFrom
+from mysql_operator.api.base import _Model, cel, nested
 from mysql_operator.conventions import Flavor
 
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
@@ -81,31 +81,6 @@ def quantity_value(quantity: str) -> float:
 def fold_config_key(key: str) -> str:
     """mysqld treats `-` and `_` in option names alike."""
     return key.replace("-", "_")
-
-
-def cel(rule: str, message: str, **extra: str) -> JsonDict:
-    """One CEL rule for `x-kubernetes-validations`."""
-    return {"rule": rule, "message": message, **extra}
-
-
-class _Model(BaseModel):
-    """Camel-case JSON on the wire, snake_case in Python; unknown fields are rejected."""
-
-    model_config = ConfigDict(
-        populate_by_name=True,
-        extra="forbid",
-        alias_generator=lambda name: re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name),
-        use_enum_values=False,
-    )
-
-    def wire(self) -> dict[str, Any]:
-        """The object as it goes to the API server (camelCase, no unset optionals)."""
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
-
-
-def nested(factory: Callable[[], _Model], **kwargs: Any) -> Any:
-    """A nested object field whose defaults also go into the CRD, so the apiserver fills them in."""
-    return Field(default_factory=factory, json_schema_extra={"default": factory().wire()}, **kwargs)
 
 
 class ReplicationMode(StrEnum):
@@ -278,6 +253,12 @@ _SPEC_RULES: list[JsonValue] = [
         fieldPath=".replication.mode",
     ),
     cel(
+        "has(self.restoreFrom) == has(oldSelf.restoreFrom) && "
+        "(!has(self.restoreFrom) || self.restoreFrom == oldSelf.restoreFrom)",
+        "restoreFrom is immutable (it is read only when the cluster is created)",
+        fieldPath=".restoreFrom",
+    ),
+    cel(
         "!has(self.mysqlConfig) || self.mysqlConfig.all(k, k.matches('" + CONFIG_KEY_PATTERN + "'))",
         "mysqlConfig keys must be lower-case option names matching " + CONFIG_KEY_PATTERN,
         fieldPath=".mysqlConfig",
@@ -328,6 +309,14 @@ class MysqlClusterSpec(_Model):
     pod_template: PodTemplate = nested(PodTemplate)
     replication: Replication = nested(Replication)
     service: Service = nested(Service)
+    backup: BackupSchedule | None = Field(
+        default=None, description="Scheduled backups, their retention and binlog archiving (PITR)."
+    )
+    restore_from: RestoreFrom | None = Field(
+        default=None,
+        description="Create the cluster from a backup (optionally rolled forward to a point in time). "
+        "Read only at creation; immutable.",
+    )
 
     @field_validator("mysql_config")
     @classmethod
@@ -415,6 +404,8 @@ def check_update(old: MysqlClusterSpec, new: MysqlClusterSpec) -> list[str]:
         problems.append("storage.storageClassName is immutable")
     if old.replication.mode != new.replication.mode:
         problems.append("replication.mode cannot be changed on a running cluster")
+    if old.restore_from != new.restore_from:
+        problems.append("restoreFrom is immutable (it is read only when the cluster is created)")
     return problems
 
 
@@ -429,6 +420,8 @@ class Phase(StrEnum):
     DEGRADED = "Degraded"
     FAILING_OVER = "FailingOver"
     INVALID = "Invalid"
+    RESTORING = "Restoring"
+    RESTORE_FAILED = "RestoreFailed"
 
 
 class Condition(_Model):

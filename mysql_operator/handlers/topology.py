@@ -19,6 +19,7 @@ from mysql_operator import metrics
 from mysql_operator.api.models import MysqlClusterSpec
 from mysql_operator.handlers import day2
 from mysql_operator.handlers.objects import InvalidSpec, parse_spec
+from mysql_operator.handlers.restore import restore_finished
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.resources.credentials import decode_secret_data
 from mysql_operator.resources.statefulset import credentials_secret
@@ -193,6 +194,8 @@ def topology(
     conditions = [dict(cond) for cond in (status.get("conditions") or [])]
     if not condition_is(conditions, "CredentialsReady"):
         return
+    if not restore_finished(cluster_spec, status):
+        return  # instance 0 is being restored (handlers/restore.py); it opens for writes only after
     kube: Kube = memo.kube
     ns, name = str(namespace), str(meta["name"])
     try:

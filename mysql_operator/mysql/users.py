@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mysql_operator.conventions import (
+    BACKUP_USER,
     KEY_APP_DATABASE,
     KEY_APP_PASSWORD,
     KEY_APP_USER,
@@ -25,6 +26,7 @@ from mysql_operator.conventions import (
     REPLICATION_USER,
     REQUIRED_SECRET_KEYS,
     ROOT_USER,
+    Flavor,
 )
 from mysql_operator.mysql.dialect import Dialect
 from mysql_operator.mysql.session import Login, Session, Statement
@@ -125,3 +127,29 @@ def ensure_application(session: Session, dialect: Dialect, credentials: ClusterC
         session.execute(*statements)
         created.append(f"user {user}")
     return created
+
+
+# What a consistent dump with its binlog position, and fetching binlogs, need; nothing that writes.
+BACKUP_GRANTS = {
+    Flavor.MARIADB: "SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, BINLOG MONITOR, "
+    "REPLICATION SLAVE",
+    Flavor.MYSQL: "SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, PROCESS, REPLICATION CLIENT, "
+    "REPLICATION SLAVE",
+}
+
+
+def ensure_backup_user(session: Session, dialect: Dialect, password: str) -> None:
+    """Create (or re-password) the backup user with its read-only grants, unlogged. Needs root.
+
+    Unlogged like the system users: the instance a backup is taken from is often a replica, where a
+    logged write would be an errant transaction. Each instance that serves a backup gets the user.
+    """
+    session.execute(dialect.disable_binlog_for_session)
+    try:
+        session.execute(
+            dialect.create_user(BACKUP_USER, password),
+            Statement("ALTER USER %s@'%%' IDENTIFIED BY %s", (BACKUP_USER, password)),
+            Statement(f"GRANT {BACKUP_GRANTS[dialect.flavor]} ON *.* TO %s@'%%'", (BACKUP_USER,)),
+        )
+    finally:
+        session.execute(Statement("SET SESSION sql_log_bin=1"))

@@ -349,3 +349,49 @@ def test_a_failing_liveness_probe_restarts_the_container(sandbox: Sandbox) -> No
     events = sandbox.kube().get("/api/v1/namespaces/sbx-op/events", fieldSelector="involvedObject.name=sick")
     assert "Unhealthy" in {e["reason"] for e in events["items"]}
     sandbox.kubectl("-n", "sbx-op", "delete", "pod", "sick", "--timeout=60s")
+
+
+TERMINATION_SCRIPT = """
+import json, os, sys
+scratch = os.environ["SCRATCH"]
+open(os.path.join(scratch, "written"), "w").write("x")
+with open(sys.argv[1], "w") as out:
+    json.dump({"result": "ok", "scratch": scratch}, out)
+"""
+
+
+def test_a_job_reports_its_termination_message_and_reaches_its_volumes(sandbox: Sandbox) -> None:
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "report", "namespace": "sbx-op"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never",
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+            "containers": [
+                {"name": "writer", "image": "example.org/mysql-operator:test",
+                 "command": ["python3", "-c", TERMINATION_SCRIPT, "/dev/termination-log"],
+                 "env": [{"name": "SCRATCH", "value": "/scratch"}],
+                 "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]},
+                {"name": "crasher", "image": "example.org/mysql-operator:test",
+                 "command": ["python3", "-c", "print('boom: half way'); raise SystemExit(3)"],
+                 "terminationMessagePolicy": "FallbackToLogsOnError"},
+            ],
+        }}},
+    }
+    sandbox.kubectl("create", "namespace", "sbx-op", check=False)
+    sandbox.kubectl("apply", "-f", "-", input=json.dumps(job))
+    kube = sandbox.kube()
+
+    def finished() -> list[dict[str, Any]] | None:
+        pods = kube.get("/api/v1/namespaces/sbx-op/pods", labelSelector="job-name=report")["items"]
+        states = [s["state"] for p in pods for s in p["status"].get("containerStatuses") or []]
+        return pods if len(states) == 2 and all("terminated" in s for s in states) else None
+
+    pods = wait_for("both containers of the Job's pod to terminate", finished, timeout=90)
+    terminated = {s["name"]: s["state"]["terminated"] for s in pods[0]["status"]["containerStatuses"]}
+    result = json.loads(terminated["writer"]["message"])
+    assert result["result"] == "ok" and terminated["writer"]["exitCode"] == 0
+    assert result["scratch"] != "/scratch" and (Path(result["scratch"]) / "written").is_file(), (
+        "an env value naming a mountPath reaches the volume's local directory")
+    assert terminated["crasher"]["exitCode"] == 3
+    assert "boom: half way" in terminated["crasher"]["message"], "FallbackToLogsOnError: the log's end"
+    assert pods[0]["status"]["phase"] == "Failed"

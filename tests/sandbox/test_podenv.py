@@ -32,3 +32,26 @@ def test_rewrite_paths_maps_mounts_but_not_lookalikes() -> None:
 def test_parse_quantity_understands_binary_and_milli_suffixes() -> None:
     assert parse_quantity("1Gi") == 2**30
     assert parse_quantity("500m") == 0.5
+
+
+def test_operator_runner_maps_mount_paths_and_the_termination_log_to_local_files() -> None:
+    from pathlib import Path
+
+    from sandbox.images import ContainerContext
+
+    log = "/dev/termination-log"
+    container = {"name": "backup", "image": "mysql-operator:1", "terminationMessagePath": log}
+    ctx = ContainerContext(
+        pod={"metadata": {"name": "job-x", "uid": "u"}}, container=container,
+        env={"BACKUP_PVC_ROOT": "/backup", "OTHER": "/backups-not-a-mount"},
+        command=["python", "-m", "mysql_operator"], args=["backup", "--termination-log", log],
+        mounts={"/backup": Path("/pv/b1"), "/tmp": Path("/pods/x/tmp")}, pod_ip="127.0.0.9",
+        work_dir=Path("/pods/x/backup"), socket_dir=Path("/s"),
+        service_account_kubeconfig=lambda: Path("/pods/x/kubeconfig"),
+        termination_log=Path("/pods/x/backup/termination-log"),
+    )
+    launch = OperatorRunner().launch(ctx)
+    assert launch.argv[1:] == ["-m", "mysql_operator", "backup", "--termination-log",
+                               "/pods/x/backup/termination-log"]
+    assert launch.env["BACKUP_PVC_ROOT"] == "/pv/b1" and launch.env["OTHER"] == "/backups-not-a-mount"
+    assert launch.env["TMPDIR"] == "/pods/x/tmp"

@@ -6,7 +6,9 @@ import subprocess
 import sys
 from typing import Any
 
-from mysql_operator.api.crd import mysqlcluster_crd, render_crds
+import yaml
+
+from mysql_operator.api.crd import crd_files, mysqlcluster_crd, render_crds
 from mysql_operator.api.models import OPERATOR_OWNED_CONFIG_KEYS
 from tests.conftest import ROOT
 
@@ -16,12 +18,29 @@ def _spec_schema() -> dict[str, Any]:
     return schema["properties"]["spec"]
 
 
-def test_committed_crd_matches_the_models() -> None:
+def test_committed_crds_match_the_models() -> None:
     generated = subprocess.run(
         [sys.executable, "-m", "mysql_operator", "crd"], check=True, capture_output=True, text=True, cwd=ROOT
     ).stdout
     assert generated == render_crds()
-    assert (ROOT / "crds" / "mysqlclusters.yaml").read_text() == generated, "run `make crd`"
+    files = crd_files()
+    assert sorted(files) == ["mysqlbackups.yaml", "mysqlclusters.yaml"]
+    assert set(files) <= {p.name for p in (ROOT / "crds").glob("*.yaml")}
+    for name, text in files.items():
+        assert (ROOT / "crds" / name).read_text() == text, "run `make crd`"
+    assert [doc["spec"]["names"]["kind"] for doc in yaml.safe_load_all(generated)] == [
+        "MysqlCluster",
+        "MysqlBackup",
+    ]
+
+
+def test_restore_from_is_immutable_and_backup_is_optional() -> None:
+    spec = _spec_schema()
+    assert "backup" in spec["properties"] and "restoreFrom" in spec["properties"]
+    assert "backup" not in spec.get("required", []) and "restoreFrom" not in spec.get("required", [])
+    rule = next(r for r in spec["x-kubernetes-validations"] if r.get("fieldPath") == ".restoreFrom")
+    assert "oldSelf.restoreFrom" in rule["rule"]
+    assert spec["properties"]["backup"]["properties"]["storage"]["x-kubernetes-validations"]
 
 
 def test_chart_crds_are_the_top_level_crds() -> None:

@@ -1,0 +1,361 @@
+"""Backups and restores on the e2e cluster, through the operator running as a pod.
+
+S3 target: moto's S3 server (`moto_server`, a real HTTP S3 implementation from PyPI) on 127.0.0.1;
+the backup Jobs (pods of the operator image) reach it like any endpoint. PVC target: a
+PersistentVolumeClaim of the sandbox's default StorageClass, mounted into the Jobs.
+
+Point in time: rows written, backed up, more written, a moment noted, more written, binlogs archived;
+a new cluster restored to that moment holds exactly the rows of that moment, table by table, row by
+row and by CHECKSUM TABLE. Also: scheduled backups and retention, a backup Job killed half way, a
+restore from a backup that does not exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.e2e.conftest import Cluster, connect, operator_log, wait_for
+from tests.integration.s3server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, S3Server
+
+pytestmark = pytest.mark.e2e
+
+NS = "backups"
+BUCKET = "e2e-backups"
+SOURCE = "src"  # 2 instances, S3, binlogs archived every 10 s
+SCHEDULED = "sched"  # 1 instance, PVC, a backup every minute, retention 2
+TABLES = ("items", "orders")
+API = "mysql.operator.dev/v1alpha1"
+
+
+def cluster_manifest(name: str, instances: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "MysqlCluster",
+        "metadata": {"name": name},
+        "spec": {
+            "flavor": "mariadb",
+            "instances": instances,
+            "application": {"database": "app", "user": "app"},
+            "storage": {"size": "1Gi", "pvcRetention": "Delete"},
+            **extra,
+        },
+    }
+
+
+def backup_manifest(name: str, cluster: str) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "MysqlBackup",
+        "metadata": {"name": name},
+        "spec": {"cluster": cluster},
+    }
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    log_dir = Path(tempfile.mkdtemp(prefix="e2e-s3-"))
+    server = S3Server(log_path=log_dir / "moto.log")
+    server.start()
+    server.create_bucket(BUCKET)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def s3_keys(server: S3Server, prefix: str) -> list[str]:
+    client = boto3.client(
+        "s3",
+        endpoint_url=server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=ACCESS_KEY_ID,
+        aws_secret_access_key=SECRET_ACCESS_KEY,
+    )
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return [obj["Key"] for page in pages for obj in page.get("Contents") or []]
+
+
+@pytest.fixture(scope="module")
+def shop(operator: Cluster, s3: S3Server) -> Cluster:
+    """The namespace, the S3 credentials, the PVC, and both source clusters Ready."""
+    operator.create_namespace(NS)
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s3-creds"},
+        "data": {
+            "access-key-id": base64.b64encode(ACCESS_KEY_ID.encode()).decode(),
+            "secret-access-key": base64.b64encode(SECRET_ACCESS_KEY.encode()).decode(),
+        },
+    }
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "backups"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    operator.apply({"apiVersion": "v1", "kind": "List", "items": [secret, pvc]}, NS)
+    s3_storage = {
+        "s3": {"endpoint": s3.endpoint, "bucket": BUCKET, "prefix": SOURCE, "credentialsSecret": "s3-creds"}
+    }
+    operator.apply(
+        cluster_manifest(
+            SOURCE,
+            2,
+            backup={
+                "schedule": "0 0 1 1 *",
+                "retention": 5,
+                "storage": s3_storage,
+                "binlogArchiveIntervalSeconds": 10,
+            },
+        ),
+        NS,
+    )
+    operator.apply(
+        cluster_manifest(
+            SCHEDULED,
+            1,
+            backup={
+                "schedule": "* * * * *",
+                "retention": 2,
+                "storage": {"pvc": {"claimName": "backups", "path": "sched"}},
+            },
+        ),
+        NS,
+    )
+    operator.wait_ready(SOURCE, NS, timeout=300)
+    operator.wait_ready(SCHEDULED, NS, timeout=300)
+    with root_session(operator, SCHEDULED, f"{SCHEDULED}-0") as conn, conn.cursor() as cur:
+        create_tables(cur)
+        cur.executemany(
+            "INSERT INTO app.items (id, name, qty) VALUES (%s, %s, %s)",
+            [(i, f"sched-{i}", i) for i in range(1, 51)],
+        )
+    return operator
+
+
+def root_session(cluster: Cluster, name: str, pod: str) -> Any:
+    root = cluster.secret(f"{name}-credentials", NS)["root-password"]
+    return connect(cluster.pod_ip(pod, NS), "root", root)
+
+
+def create_tables(cur: Any) -> None:
+    cur.execute("CREATE TABLE IF NOT EXISTS app.items (id INT PRIMARY KEY, name VARCHAR(64), qty INT)")
+    cur.execute(
+        "CREATE TABLE IF NOT EXISTS app.orders (id INT AUTO_INCREMENT PRIMARY KEY, item_id INT, "
+        "note TEXT, placed DATETIME(6) DEFAULT CURRENT_TIMESTAMP(6))"
+    )
+
+
+def snapshot(cluster: Cluster, name: str, pod: str) -> dict[str, Any]:
+    """Every table of the app database: its CHECKSUM TABLE and all its rows in key order."""
+    with root_session(cluster, name, pod) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'app' ORDER BY table_name"
+        )
+        tables = [row[0] for row in cur.fetchall()]
+        state: dict[str, Any] = {}
+        for table in tables:
+            cur.execute(f"CHECKSUM TABLE app.`{table}`")
+            checksum = cur.fetchone()[1]
+            cur.execute(f"SELECT * FROM app.`{table}` ORDER BY 1")
+            state[table] = {"checksum": checksum, "rows": [tuple(row) for row in cur.fetchall()]}
+    return state
+
+
+def mysqlbackup(cluster: Cluster, name: str) -> dict[str, Any]:
+    return cluster.get("mysqlbackup", name, NS)
+
+
+def wait_backup(cluster: Cluster, name: str, phases: tuple[str, ...], timeout: float = 120) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        status = mysqlbackup(cluster, name).get("status") or {}
+        return status if status.get("phase") in phases else None
+
+    return wait_for(done, timeout, f"MysqlBackup {name} {'/'.join(phases)}")
+
+
+def seconds_between(start: str, end: str) -> float:
+    def parse(text: str) -> datetime:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    return (parse(end) - parse(start)).total_seconds()
+
+
+def test_a_backup_to_s3_completes_from_a_replica_and_kubectl_shows_it(shop: Cluster, s3: S3Server) -> None:
+    primary = shop.status(SOURCE, NS)["primary"]
+    with root_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
+        create_tables(cur)
+        cur.executemany(
+            "INSERT INTO app.items (id, name, qty) VALUES (%s, %s, %s)",
+            [(i, f"item-{i}", i * 10) for i in range(1, 201)],
+        )
+        cur.executemany(
+            "INSERT INTO app.orders (item_id, note) VALUES (%s, %s)",
+            [(i % 200 + 1, "x" * (i % 50)) for i in range(300)],
+        )
+    shop.apply(backup_manifest("src-full", SOURCE), NS)
+    status = wait_backup(shop, "src-full", ("Completed", "Failed"))
+    assert status["phase"] == "Completed", status
+    replica = next(i["name"] for i in shop.status(SOURCE, NS)["instances"] if i["role"] == "replica")
+    assert status["instance"] == replica != primary, "backups come from a replica while one is healthy"
+    assert status["location"] == "backups/src-full" and status["size"] > 0 and status["gtidPosition"]
+    assert f"{SOURCE}/backups/src-full/manifest.json" in s3_keys(s3, f"{SOURCE}/backups/src-full/")
+    table = shop.kubectl("get", "mysqlbackups", "-n", NS)
+    header, row = (
+        table.splitlines()[0].split(),
+        next(line for line in table.splitlines() if "src-full" in line),
+    )
+    assert header == ["NAME", "CLUSTER", "PHASE", "SIZE", "AGE"]
+    assert row.split()[1:4] == [SOURCE, "Completed", status["sizeHuman"]]
+    took = seconds_between(status["startTime"], status["completionTime"])
+    print(f"\nbackup src-full: {status['sizeHuman']} in {took:.1f}s")
+
+
+def test_point_in_time_restore_into_a_new_cluster_has_exactly_the_rows_of_that_moment(shop: Cluster) -> None:
+    primary = shop.status(SOURCE, NS)["primary"]
+    with root_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE app.items SET qty = qty + 1 WHERE id <= 50")
+        cur.execute("DELETE FROM app.items WHERE id > 190")
+        cur.executemany(
+            "INSERT INTO app.orders (item_id, note) VALUES (%s, %s)",
+            [(i, "after the backup") for i in range(1, 41)],
+        )
+        cur.execute("CREATE TABLE app.notes (id INT PRIMARY KEY, body TEXT)")
+        cur.execute("INSERT INTO app.notes VALUES (1, 'before the moment')")
+    moment = int(time.time()) + 1  # every write above is stamped before this second
+    while time.time() < moment + 1.2:
+        time.sleep(0.1)
+    expected = snapshot(shop, SOURCE, primary)
+    assert set(expected) == {"items", "orders", "notes"}
+    with root_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE app.items SET name = 'too late' WHERE id <= 100")
+        cur.execute("INSERT INTO app.notes VALUES (2, 'after the moment')")
+        cur.execute("DROP TABLE app.orders")
+    after_writes = time.time()
+    point_in_time = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def archived() -> bool:
+        last = (shop.status(SOURCE, NS).get("backup") or {}).get("lastBinlogArchiveTime")
+        return (
+            bool(last) and datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp() > after_writes + 1
+        )
+
+    wait_for(archived, 90, "binlogs archived after the last writes")
+    started = time.monotonic()
+    shop.apply(
+        cluster_manifest("restored", 2, restoreFrom={"backup": "src-full", "pointInTime": point_in_time}), NS
+    )
+    status = shop.wait_ready("restored", NS, timeout=300)
+    elapsed = time.monotonic() - started
+    restore = status["restore"]
+    assert restore["phase"] == "Completed" and "replayed" in restore["message"], restore
+    restored_condition = shop.condition("restored", NS, "Restored")
+    assert restored_condition is not None and restored_condition["status"] == "True"
+    assert status["primary"] == "restored-0"
+    got = snapshot(shop, "restored", "restored-0")
+    assert set(got) == set(expected)
+    for table in expected:
+        assert got[table]["rows"] == expected[table]["rows"], f"rows of app.{table} differ"
+        assert got[table]["checksum"] == expected[table]["checksum"], f"CHECKSUM TABLE app.{table} differs"
+    wait_for(lambda: snapshot(shop, "restored", "restored-1") == expected, 120, "the replica to follow")
+    print(f"\nrestore to {point_in_time} and Ready with 2 instances: {elapsed:.1f}s ({restore['message']})")
+
+
+def test_a_backup_job_killed_half_way_leaves_the_backup_failed(shop: Cluster, s3: S3Server) -> None:
+    replica = next(i["name"] for i in shop.status(SOURCE, NS)["instances"] if i["role"] == "replica")
+    with root_session(shop, SOURCE, replica) as lock, lock.cursor() as cur:
+        cur.execute("LOCK TABLES app.items WRITE")  # the dump blocks on this table, half way
+        shop.apply(backup_manifest("src-killed", SOURCE), NS)
+        wait_backup(shop, "src-killed", ("Running",))
+
+        def dumping() -> str | None:
+            cur.execute(
+                "SELECT COUNT(*) FROM information_schema.processlist WHERE user = 'mysqlop_backup' "
+                "AND state LIKE 'Waiting for%'"
+            )
+            if not cur.fetchone()[0]:
+                return None
+            pods = shop.items("pods", NS, "job-name=src-killed-backup")
+            return str(pods[0]["metadata"]["name"]) if pods else None
+
+        pod = wait_for(dumping, 60, "the dump to wait on the locked table")
+        assert shop.sandbox.kill_container(NS, pod, "backup"), "the Job's process was killed"
+    status = wait_backup(shop, "src-killed", ("Completed", "Failed"))
+    assert status["phase"] == "Failed", status
+    assert "137" in status["message"] and "killed" in status["message"], status["message"]
+    assert not [k for k in s3_keys(s3, f"{SOURCE}/backups/src-killed/") if k.endswith("manifest.json")]
+    table = shop.kubectl("get", "mysqlbackups", "-n", NS, "-o", "wide")
+    assert "Failed" in next(line for line in table.splitlines() if "src-killed" in line)
+    reasons = {e["reason"] for e in shop.events(NS, "src-killed")}
+    assert "BackupFailed" in reasons
+
+
+def test_a_restore_from_a_missing_backup_fails_clearly_and_changes_nothing(shop: Cluster) -> None:
+    shop.apply(cluster_manifest("ghost", 1, restoreFrom={"backup": "no-such-backup"}), NS)
+
+    def failed() -> dict[str, Any] | None:
+        cond = shop.condition("ghost", NS, "Restored")
+        return cond if cond and cond["reason"] == "RestoreFailed" else None
+
+    cond = wait_for(failed, 90, "the Restored condition to say RestoreFailed")
+    assert (
+        cond["status"] == "False"
+        and "BackupNotFound" in cond["message"]
+        and "no-such-backup" in cond["message"]
+    )
+    time.sleep(6)  # two more restore and topology passes: no retry, no bootstrap
+    status = shop.status("ghost", NS)
+    assert status["phase"] == "RestoreFailed" and not status.get("primary")
+    assert shop.condition("ghost", NS, "Restored") == cond, "no retry storm: the condition stays as it was"
+    assert shop.kubectl_result("get", "job", "ghost-restore", "-n", NS).returncode != 0
+    events = [e for e in shop.events(NS, "ghost") if e["reason"] == "RestoreFailed"]
+    assert len(events) == 1 and events[0]["type"] == "Warning"
+
+
+def pvc_directory(cluster: Cluster) -> Path:
+    volume = cluster.get("pvc", "backups", NS)["spec"]["volumeName"]
+    spec = cluster.get("pv", volume, NS)["spec"]
+    return Path((spec.get("hostPath") or spec.get("local"))["path"])
+
+
+def test_scheduled_backups_fire_and_retention_prunes_objects_and_data(shop: Cluster) -> None:
+    seen: set[str] = set()
+
+    def pruned_after_three() -> dict[str, Any] | None:
+        backups = shop.items("mysqlbackups", NS, f"mysql.operator.dev/cluster={SCHEDULED}")
+        seen.update(b["metadata"]["name"] for b in backups)
+        state = shop.status(SCHEDULED, NS).get("backup") or {}
+        done = len(seen) >= 3 and state.get("retainedAfter") and not state.get("retentionJob")
+        return state if done and str(state.get("lastRetention", "")).startswith("kept 2") else None
+
+    state = wait_for(pruned_after_three, 240, "3 scheduled backups and retention after the third", interval=2)
+    remaining = shop.items("mysqlbackups", NS, f"mysql.operator.dev/cluster={SCHEDULED}")
+    complete = sorted(
+        b["metadata"]["name"] for b in remaining if (b.get("status") or {}).get("phase") == "Completed"
+    )
+    assert len(complete) <= 2 and len(seen) >= 3, (seen, complete, state)
+    stored = pvc_directory(shop) / "sched" / "backups"
+    with_manifest = sorted(p.parent.name for p in stored.glob("*/manifest.json"))
+    assert with_manifest == complete, "retention deleted the data of the pruned backups, and only theirs"
+
+    newest = complete[-1]
+    shop.apply(cluster_manifest("sched-copy", 1, restoreFrom={"backup": newest}), NS)
+    shop.wait_ready("sched-copy", NS, timeout=240)
+    assert snapshot(shop, "sched-copy", "sched-copy-0") == snapshot(shop, SCHEDULED, f"{SCHEDULED}-0")
+
+
+def test_the_operator_logged_no_tracebacks_in_the_backup_handlers(shop: Cluster) -> None:
+    log = operator_log(shop)
+    assert "handlers/backup.py" not in log and "handlers/restore.py" not in log, log[-3000:]

@@ -430,7 +430,6 @@ class Condition(_Model):
     reason: str
     message: str = ""
     last_transition_time: str
-    reachable: bool = False
     observed_generation: int | None = None
 
 
@@ -438,6 +437,7 @@ class InstanceStatus(_Model):
     name: str
     role: str = "none"
     ready: bool = False
+    reachable: bool = False
     gtid: str | None = None
     lag_seconds: float | None = None
     message: str | None = None

@@ -367,6 +367,9 @@ def test_scale_down_moves_the_primary_off_removed_ordinals_first(d2: Cluster) ->
     assert all(role != "primary" for role in roles_at_deletion.values()), roles_at_deletion
     last = d2.status(NAME, NS)["roleChanges"][-1]
     assert last["kind"] == "switchover" and last["from"] == f"{NAME}-4"
+    scaled = [e["message"] for e in d2.events(NS, NAME) if e["reason"] == "Scaled"]
+    print(f"scale events: {scaled}")
+    assert any("-> 2 (primary is instance 0)" in m or "-> 2 (primary is instance 1)" in m for m in scaled)
 
     def volumes_gone() -> bool:
         claims = {c["metadata"]["name"] for c in d2.items("pvc", NS)}

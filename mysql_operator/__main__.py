@@ -19,6 +19,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="mysql-operator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     crd = sub.add_parser("crd", help="print the CustomResourceDefinitions (YAML)")
+    crd.add_argument(
+        "plural",
+        nargs="?",
+        default="mysqlclusters",
+        help="which CRD to print: mysqlclusters (default), mysqlbackups, or all",
+    )
     crd.add_argument("--out-dir", help="write one file per CRD into this directory instead")
     sub.add_parser("reference", help="print the MysqlCluster reference (Markdown)")
     run = sub.add_parser("run", help="run the operator (in cluster, or with $KUBECONFIG)")
@@ -99,11 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "crd":
         from mysql_operator.api.crd import crd_files, render_crds
 
+        files = crd_files()
         if args.out_dir:
-            for name, text in crd_files().items():
+            for name, text in files.items():
                 Path(args.out_dir, name).write_text(text)
-        else:
+        elif args.plural == "all":
             sys.stdout.write(render_crds())
+        elif f"{args.plural}.yaml" in files:
+            sys.stdout.write(files[f"{args.plural}.yaml"])
+        else:
+            print(f"no CRD {args.plural!r}; one of: {', '.join(n[:-5] for n in files)}, all", file=sys.stderr)
+            return 2
     elif args.command == "reference":
         from mysql_operator.api.reference import render_reference
 

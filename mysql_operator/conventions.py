@@ -13,6 +13,7 @@ SHORT_NAMES = ["mysql"]
 
 FIELD_MANAGER = "mysql-operator"
 MYSQL_PORT = 3306
+EXPORTER_PORT = 9104
 
 
 class Flavor(StrEnum):
@@ -45,6 +46,7 @@ MANAGED_BY = "mysql-operator"
 ROOT_USER = "root"
 REPLICATION_USER = "mysqlop_repl"
 OPERATOR_USER = "mysqlop_admin"
+EXPORTER_USER = "mysqlop_exporter"  # the mysqld_exporter sidecar (read-only monitoring grants)
 BACKUP_USER = "mysqlop_backup"  # the backup and binlog Jobs log in as this user (read-only grants)
 
 # Keys of the credentials Secret.
@@ -54,6 +56,7 @@ KEY_OPERATOR_PASSWORD = "operator-password"
 KEY_APP_USER = "app-user"
 KEY_APP_PASSWORD = "app-password"
 KEY_APP_DATABASE = "app-database"
+KEY_EXPORTER_PASSWORD = "exporter-password"  # present when spec.monitoring.exporter is on
 KEY_BACKUP_PASSWORD = "backup-password"  # added to a generated Secret by the first backup
 REQUIRED_SECRET_KEYS = (KEY_ROOT_PASSWORD, KEY_REPLICATION_PASSWORD, KEY_OPERATOR_PASSWORD)
 

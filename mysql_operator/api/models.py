@@ -231,6 +231,22 @@ class Service(_Model):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+class Monitoring(_Model):
+    """Prometheus metrics of each mysqld through a mysqld_exporter sidecar."""
+
+    exporter: bool = Field(
+        default=False,
+        description="Run mysqld_exporter beside each mysqld (port 9104, user mysqlop_exporter with "
+        "read-only grants; its password is the credentials Secret's exporter-password).",
+    )
+    exporter_image: str = Field(
+        default="prom/mysqld-exporter:v0.14.0",
+        pattern=IMAGE_PATTERN,
+        max_length=512,
+        description="Image of the sidecar (configured by DATA_SOURCE_NAME, as v0.14 is).",
+    )
+
+
 _SPEC_RULES: list[JsonValue] = [
     cel("self.flavor == oldSelf.flavor", "flavor is immutable", fieldPath=".flavor"),
     cel(
@@ -309,6 +325,7 @@ class MysqlClusterSpec(_Model):
     pod_template: PodTemplate = nested(PodTemplate)
     replication: Replication = nested(Replication)
     service: Service = nested(Service)
+    monitoring: Monitoring = nested(Monitoring)
     backup: BackupSchedule | None = Field(
         default=None, description="Scheduled backups, their retention and binlog archiving (PITR)."
     )

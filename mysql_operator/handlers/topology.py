@@ -21,6 +21,9 @@ from mysql_operator.handlers import day2
 from mysql_operator.handlers.objects import InvalidSpec, parse_spec
 from mysql_operator.handlers.restore import restore_finished
 from mysql_operator.kube import Kube, KubeError
+from mysql_operator.mysql.dialect import dialect_for
+from mysql_operator.mysql.session import Login, MysqlError, open_session
+from mysql_operator.mysql.users import ensure_exporter_user
 from mysql_operator.resources.credentials import decode_secret_data
 from mysql_operator.resources.statefulset import credentials_secret
 from mysql_operator.status import (
@@ -156,6 +159,38 @@ def topology_status(
     }
 
 
+# Per cluster uid: the (pod, host) pairs whose exporter user is known to exist.
+_EXPORTER_USERS: dict[str, set[tuple[str, str]]] = {}
+
+
+def ensure_exporter_users(
+    uid: str,
+    endpoints: list[InstanceEndpoint],
+    result: TopologyResult,
+    secret_data: Mapping[str, str],
+    spec: MysqlClusterSpec,
+    logger: logging.Logger,
+) -> None:
+    """Create the mysqld_exporter user on every reachable instance once (unlogged, read-only grants)."""
+    password = secret_data.get(c.KEY_EXPORTER_PASSWORD)
+    if not password:
+        return
+    done = _EXPORTER_USERS.setdefault(uid, set())
+    reachable = {inst.ordinal for inst in result.instances if inst.reachable}
+    root = Login(c.ROOT_USER, secret_data.get(c.KEY_ROOT_PASSWORD, ""))
+    for endpoint in endpoints:
+        key = (endpoint.pod_name, endpoint.host)
+        if key in done or endpoint.ordinal not in reachable:
+            continue
+        try:
+            with open_session(endpoint.host, root, port=endpoint.port, secrets=(password,)) as session:
+                ensure_exporter_user(session, dialect_for(spec.flavor), password)
+            done.add(key)
+            logger.info("exporter user ready on %s", endpoint.pod_name)
+        except MysqlError as error:
+            logger.warning("exporter user on %s: %s", endpoint.pod_name, error)
+
+
 def record_metrics(namespace: str, cluster: str, result: TopologyResult) -> None:
     metrics.TOPOLOGY_PASSES.labels(namespace, cluster).inc()
     ready = sum(1 for inst in result.instances if inst.ready)
@@ -213,9 +248,10 @@ def topology(
         return
     state = day2.state_for(str(meta.get("uid")))
     accepted = day2.spec_accepted(conditions, meta.get("generation"))
+    secret_data = decode_secret_data(secret.get("data"))
     result = reconcile_topology(
         endpoints,
-        decode_secret_data(secret.get("data")),
+        secret_data,
         cluster_spec.flavor,
         cluster_spec.replication.mode.value,
         TopologyMemory.from_dict(status.get("topology")),
@@ -230,6 +266,8 @@ def topology(
     for action in result.actions:
         logger.info("topology action: %s", action)
     record_metrics(ns, name, result)
+    if cluster_spec.monitoring.exporter:
+        ensure_exporter_users(str(meta.get("uid")), endpoints, result, secret_data, cluster_spec, logger)
     current = {p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_ROLE) for p in pods}
     wanted = desired_role_labels(result)
     # Demote before promoting, so no moment has two pods labelled primary.

@@ -195,6 +195,10 @@ class Dialect(ABC):
     @abstractmethod
     def grant_operator(self, user: str) -> list[Statement]: ...
 
+    @abstractmethod
+    def grant_exporter(self, user: str) -> Statement:
+        """What mysqld_exporter reads: process list, replication and binlog status, schemas."""
+
     def create_database(self, name: str) -> Statement:
         return Statement(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(name)}")
 
@@ -359,6 +363,9 @@ class MysqlDialect(Dialect):
             Statement("GRANT INSERT, DELETE ON mysql.plugin TO %s@'%%'", (user,)),
         ]
 
+    def grant_exporter(self, user: str) -> Statement:
+        return Statement("GRANT PROCESS, REPLICATION CLIENT, SELECT ON *.* TO %s@'%%'", (user,))
+
 
 class MariadbDialect(Dialect):
     """MariaDB 10.11: MASTER/SLAVE vocabulary, GTID slave_pos, read_only."""
@@ -463,6 +470,9 @@ class MariadbDialect(Dialect):
                 (user,),
             )
         ]
+
+    def grant_exporter(self, user: str) -> Statement:
+        return Statement("GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR, SELECT ON *.* TO %s@'%%'", (user,))
 
 
 _DIALECTS: dict[Flavor, Dialect] = {Flavor.MYSQL: MysqlDialect(), Flavor.MARIADB: MariadbDialect()}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from mysql_operator.conventions import (
     BACKUP_USER,
+    EXPORTER_USER,
     KEY_APP_DATABASE,
     KEY_APP_PASSWORD,
     KEY_APP_USER,
@@ -136,6 +137,21 @@ BACKUP_GRANTS = {
     Flavor.MYSQL: "SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, PROCESS, REPLICATION CLIENT, "
     "REPLICATION SLAVE",
 }
+
+
+def ensure_exporter_user(session: Session, dialect: Dialect, password: str) -> None:
+    """Create (or re-password) the mysqld_exporter user with read-only grants, unlogged. Needs root.
+
+    Unlogged for the same reason as the system users: every instance gets it, replicas included."""
+    session.execute(dialect.disable_binlog_for_session)
+    try:
+        session.execute(
+            dialect.create_user(EXPORTER_USER, password),
+            Statement("ALTER USER %s@'%%' IDENTIFIED BY %s", (EXPORTER_USER, password)),
+            dialect.grant_exporter(EXPORTER_USER),
+        )
+    finally:
+        session.execute(Statement("SET SESSION sql_log_bin=1"))
 
 
 def ensure_backup_user(session: Session, dialect: Dialect, password: str) -> None:

@@ -22,6 +22,8 @@ def required_keys(spec: MysqlClusterSpec) -> list[str]:
     keys = list(c.REQUIRED_SECRET_KEYS)
     if spec.application is not None:
         keys.append(c.KEY_APP_PASSWORD)
+    if spec.monitoring.exporter:
+        keys.append(c.KEY_EXPORTER_PASSWORD)
     return keys
 
 

@@ -86,6 +86,44 @@ def _resources(spec: MysqlClusterSpec) -> dict[str, Any]:
     }
 
 
+EXPORTER_CONTAINER = "exporter"
+
+
+def build_exporter_container(spec: MysqlClusterSpec, cluster: str) -> dict[str, Any]:
+    """The mysqld_exporter sidecar: reads this pod's mysqld as a read-only user, serves :9104/metrics."""
+    return {
+        "name": EXPORTER_CONTAINER,
+        "image": spec.monitoring.exporter_image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "env": [
+            _field_env("POD_IP", "status.podIP"),
+            {
+                "name": "EXPORTER_PASSWORD",
+                "valueFrom": {
+                    "secretKeyRef": {
+                        "name": credentials_secret(spec, cluster),
+                        "key": c.KEY_EXPORTER_PASSWORD,
+                    }
+                },
+            },
+            # kubelet expands $(VAR) from the variables above; the password never appears in the spec.
+            {
+                "name": "DATA_SOURCE_NAME",
+                "value": f"{c.EXPORTER_USER}:$(EXPORTER_PASSWORD)@($(POD_IP):{c.MYSQL_PORT})/",
+            },
+        ],
+        "ports": [{"name": "metrics", "containerPort": c.EXPORTER_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 10},
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "readOnlyRootFilesystem": True,
+        },
+    }
+
+
 def build_pod_template(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any]:
     overrides = spec.pod_template
     labels = {**overrides.labels, **c.common_labels(ref.name)}
@@ -111,6 +149,10 @@ def build_pod_template(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any
             "runAsNonRoot": True,
         },
     }
+    containers = [container]
+    if spec.monitoring.exporter:
+        containers.append(build_exporter_container(spec, ref.name))
+        annotations.update({"prometheus.io/scrape": "true", "prometheus.io/port": str(c.EXPORTER_PORT)})
     pod_spec: dict[str, Any] = {
         "terminationGracePeriodSeconds": 60,
         "securityContext": {
@@ -121,7 +163,7 @@ def build_pod_template(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "affinity": overrides.affinity or default_affinity(ref.name),
-        "containers": [container],
+        "containers": containers,
         "volumes": [{"name": CONFIG_VOLUME, "configMap": {"name": c.config_map_name(ref.name)}}],
     }
     if overrides.node_selector:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from tests.conftest import ROOT
 T = TypeVar("T")
 OPERATOR_NS = "mysql-operator"
 CHART = ROOT / "charts" / "mysql-operator"
-SANDBOX_NAME = "e2e"
+SANDBOX_NAME = os.environ.get("E2E_SANDBOX", "e2e")  # distinct names let runs go side by side
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:

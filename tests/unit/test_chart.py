@@ -110,6 +110,17 @@ def test_service_monitor_when_enabled(helm: str) -> None:
     assert "--metrics=$(POD_IP):9090" in args and "--log-format=json" in args
 
 
+def test_prometheus_rule_holds_the_documented_alerts(helm: str) -> None:
+    assert not [d for d in render(helm) if d["kind"] == "PrometheusRule"]
+    (rule,) = [
+        d for d in render(helm, "metrics.prometheusRule.enabled=true") if d["kind"] == "PrometheusRule"
+    ]
+    alerts = [r["alert"] for r in rule["spec"]["groups"][0]["rules"]]
+    readme = (ROOT / "README.md").read_text()
+    assert alerts and all(f"`{alert}`" in readme for alert in alerts), "every alert is documented"
+    assert "{{ $labels.cluster }}" in rule["spec"]["groups"][0]["rules"][0]["annotations"]["summary"]
+
+
 def test_values_schema_is_valid_json() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mysql_operator.backup.commands import Instance, Tools, child_env, defaults_file
 from mysql_operator.conventions import MYSQL_PORT, Flavor
+from mysql_operator.mysql import gtid
 from mysql_operator.mysql.dialect import Dialect, MysqlDialect
 from mysql_operator.mysql.session import InstanceUnreachable, Login, MysqlError, Session, Statement, redact
 
@@ -150,6 +151,29 @@ def stream_dump(donor: SeedEndpoint, target: SeedEndpoint, timeout: float) -> fl
         if load_code != 0:
             raise SeedError(f"load into {target.host} failed ({load_code}): {_tail(load_err, secrets)}")
     return time.monotonic() - started
+
+
+BINLOG_STATE_QUERY = Statement("SELECT @@global.gtid_binlog_state AS state")
+SLAVE_POS_QUERY = Statement("SELECT @@global.gtid_slave_pos AS pos")
+
+
+def donor_binlog_state(session: Session) -> str:
+    """MariaDB: the donor's per-(domain, server) history, read before its snapshot is taken."""
+    row = session.query_one(BINLOG_STATE_QUERY) or {}
+    return str(row.get("state") or "")
+
+
+def restore_binlog_state(session: Session, donor_state: str) -> str:
+    """MariaDB: after the load, give the target the donor's whole GTID history, not only the
+    position: a switchover or failover checks containment per (domain, server_id), and a position
+    names one server per domain. The donor's state read before the snapshot holds only transactions
+    the snapshot has; the position adds the last one. Needs an empty binary log (the load was
+    unlogged). Returns the state set."""
+    position = str((session.query_one(SLAVE_POS_QUERY) or {}).get("pos") or "")
+    state = gtid.merge_mariadb(donor_state, position)
+    session.execute(Statement("SET SESSION sql_log_bin=0"), Statement("RESET MASTER"),
+                    Statement("SET GLOBAL gtid_binlog_state = %s", (state,)))
+    return state
 
 
 def clone(session: Session, dialect: Dialect, donor: SeedEndpoint) -> None:

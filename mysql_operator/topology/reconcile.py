@@ -427,8 +427,12 @@ def _seed_runner(work: _Pass, action: Seed) -> Callable[[], float]:
         with session(target, creds.root) as target_session:
             dropped = seed.wipe(target_session, dialect)
         log.info("seed of instance %s: wiped (%d databases dropped)", action.ordinal, len(dropped))
+        with session(donor, creds.root) as donor_session:
+            history = seed.donor_binlog_state(donor_session)
         seed.stream_dump(donor_end, seed.SeedEndpoint(target.host, creds.root, target.port),
                          settings.seed_timeout)
+        with session(target, creds.root) as target_session:
+            seed.restore_binlog_state(target_session, history)
         with session(target, creds.operator) as target_session:
             actions.configure_replica(
                 target_session, dialect, source_host=source.host, source_port=source.port,

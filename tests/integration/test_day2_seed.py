@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from mysql_operator.conventions import Flavor
+from mysql_operator.mysql import gtid
 from mysql_operator.topology.decide import ReplicationMode
 from mysql_operator.topology.reconcile import (
     InstanceEndpoint,
@@ -134,6 +135,11 @@ def test_new_empty_instance_is_seeded_from_a_replica_even_after_binlogs_were_pur
     day2.reconcile_until(settled)
     primary = day2.servers[0]
     write_rows(primary, 0, 500)
+    # History from more than one server in the domain, as switchovers and rollouts leave it.
+    with primary.root_connection() as connection, connection.cursor() as cursor:
+        cursor.execute("SET SESSION server_id = 99")
+        cursor.execute("INSERT INTO shop.items VALUES (99999, 'from server 99')")
+    write_rows(primary, 100000, 1)
     # Without its binary logs, a replica starting empty could never catch up: only a seed works.
     purge_binlogs(primary)
     day2.members = [0, 1, 2]
@@ -147,9 +153,19 @@ def test_new_empty_instance_is_seeded_from_a_replica_even_after_binlogs_were_pur
     while not caught_up(day2) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len({checksum(s) for s in day2.servers}) == 1
-    assert day2.servers[2].sql("SELECT COUNT(*) FROM shop.items")[0][0] == 510
-    # The copy created no transaction of the target's own.
+    assert day2.servers[2].sql("SELECT COUNT(*) FROM shop.items")[0][0] == 512
+    # The copy created no transaction of the target's own, and it holds the whole history (every
+    # server that wrote, not only the last position), so it can take part in a switchover.
     assert "-12-" not in day2.servers[2].sql("SELECT @@gtid_binlog_state")[0][0]
+    assert seeded_history_complete(day2, 2)
+
+
+def seeded_history_complete(day2: Day2Cluster, ordinal: int) -> bool:
+    def state(server: MariadbServer) -> str:
+        row = server.sql("SELECT @@gtid_binlog_state, @@gtid_slave_pos, @@gtid_current_pos")[0]
+        return gtid.merge_mariadb(*(str(v) for v in row))
+
+    return gtid.includes(Flavor.MARIADB, state(day2.servers[ordinal]), state(day2.servers[0]))
 
 
 def test_errant_replica_is_reported_then_reseeded_when_allowed(day2: Day2Cluster) -> None:

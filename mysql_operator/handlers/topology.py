@@ -280,6 +280,14 @@ def topology(
                 logger.warning("could not label pod %s: %s", pod, error)
     for event in result.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    # The pass took a while: start from the newest conditions, so the reconcile handler's (Valid for
+    # a new generation) are not overwritten with the ones read before the pass.
+    try:
+        fresh = kube.get(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, ns, name) or {}
+        conditions = [dict(cond) for cond in ((fresh.get("status") or {}).get("conditions") or [])]
+        accepted = day2.spec_accepted(conditions, meta.get("generation"))
+    except KubeError as error:
+        logger.warning("could not re-read the cluster's status: %s", error)
     if accepted:
         day2.after_topology(kube, body, cluster_spec, pods, statefulset, result, state, logger)
     fields = topology_status(

@@ -569,6 +569,18 @@ def _switchover(work: _Pass, action: Switchover, observed: Mapping[int, Instance
         history = actions.executed_gtids(session, dialect)
     with work.session(target) as session:
         caught_up = actions.wait_for_gtids(session, dialect, history, work.settings.catchup_timeout)
+        # A client killed by the fence may still have been committing: promote only once the old
+        # primary's history stopped moving and the target holds all of it.
+        for _ in range(20):
+            if not caught_up:
+                break
+            time.sleep(0.1)
+            with work.session(source) as old:
+                latest = actions.executed_gtids(old, dialect)
+            if latest == history:
+                break
+            history = latest
+            caught_up = actions.wait_for_gtids(session, dialect, history, work.settings.catchup_timeout)
         if not caught_up:
             with work.session(source) as old:
                 actions.unfence(old, dialect)

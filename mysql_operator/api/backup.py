@@ -270,7 +270,9 @@ def mysqlbackup_crd() -> dict[str, Any]:
                 "plural": BACKUP_PLURAL,
                 "singular": BACKUP_SINGULAR,
                 "shortNames": list(BACKUP_SHORT_NAMES),
-                "categories": ["all", "mysql"],
+                # not the category "mysql": that word is MysqlCluster's short name, and a category
+                # with two kinds makes `kubectl get mysql <name>` ambiguous
+                "categories": ["all"],
             },
             "versions": [
                 {

@@ -128,3 +128,11 @@ def test_readme_reference_is_generated_from_the_models() -> None:
     assert render_reference() in (ROOT / "README.md").read_text(), (
         "regenerate: python -m mysql_operator reference"
     )
+
+
+def test_no_category_shadows_the_mysqlcluster_short_name() -> None:
+    from mysql_operator.api.backup import mysqlbackup_crd
+
+    # kubectl resolves a category before a short name: `kubectl get mysql NAME` must name one kind
+    assert "mysql" in mysqlcluster_crd()["spec"]["names"]["shortNames"]
+    assert "mysql" not in mysqlbackup_crd()["spec"]["names"]["categories"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -77,7 +78,11 @@ def reconcile(
     generation = meta.get("generation")
     now = now_iso()
     conditions = _conditions(status)
-    old_spec = dict(old.get("spec") or {}) if isinstance(old, dict) else None
+    # What the transition rules compare against: the spec last accepted and acted on (kept in status,
+    # so a refused update in between or an operator restart does not move the baseline), else kopf's
+    # old value (registered with field="spec", `old` is the old spec itself).
+    accepted = status.get("acceptedSpec")
+    old_spec = dict(accepted) if accepted else (dict(old) if isinstance(old, Mapping) and old else None)
     try:
         cluster_spec = parse_spec(dict(spec), old_spec)
     except InvalidSpec as error:
@@ -91,6 +96,7 @@ def reconcile(
         patch.status["observedGeneration"] = generation
         return
     conditions = set_condition(conditions, VALID, True, "SpecValid", "spec accepted", generation, now)
+    patch.status["acceptedSpec"] = cluster_spec.wire()
     try:
         credentials = ensure_credentials(kube, ref, cluster_spec)
         was_invalid = any(

@@ -6,6 +6,7 @@ labels) -> status and Events. SQL runs in kopf's thread pool; a pass never raise
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -199,8 +200,13 @@ def record_metrics(namespace: str, cluster: str, result: TopologyResult) -> None
     metrics.CLUSTER_READY.labels(namespace, cluster).set(1 if ready_fact and ready_fact.status else 0)
     for inst in result.instances:
         metrics.INSTANCE_UP.labels(namespace, cluster, inst.pod_name).set(1 if inst.reachable else 0)
+        lag = metrics.REPLICATION_LAG
         if inst.ordinal != result.primary and inst.lag_seconds is not None:
-            metrics.REPLICATION_LAG.labels(namespace, cluster, inst.pod_name).set(inst.lag_seconds)
+            lag.labels(namespace, cluster, inst.pod_name).set(inst.lag_seconds)
+        else:
+            # A primary (or an instance not replicating) has no lag: drop the series, not keep a stale one.
+            with contextlib.suppress(KeyError):
+                lag.remove(namespace, cluster, inst.pod_name)
     if result.transition is not None:
         counter = metrics.FAILOVERS if result.transition.kind == "failover" else metrics.SWITCHOVERS
         counter.labels(namespace, cluster).inc()

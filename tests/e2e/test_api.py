@@ -78,6 +78,36 @@ def test_transition_rules_refuse_immutable_changes(operator: Cluster) -> None:
             "patch", "mysqlcluster", "db", "-n", ns, "--type=merge", "-p", yaml.safe_dump({"spec": patch})
         )
         assert result.returncode != 0 and expected in result.stderr, result.stderr
+    # An image-only downgrade has no CEL rule: the operator refuses it, says why, and applies nothing.
+    before = operator.get("statefulset", "db", ns)["spec"]["template"]["spec"]["containers"][0]["image"]
+    operator.kubectl(
+        "patch", "mysqlcluster", "db", "-n", ns, "--type=merge", "-p", '{"spec": {"image": "mariadb:10.6"}}'
+    )
+
+    def refused() -> dict[str, Any] | None:
+        cond = operator.condition("db", ns, "Valid")
+        return cond if cond and cond["status"] == "False" else None
+
+    assert "version change refused" in wait_for(refused, 60, "Valid=False for a downgrade")["message"]
+    assert operator.status("db", ns)["phase"] == "Invalid"
+    assert (
+        operator.get("statefulset", "db", ns)["spec"]["template"]["spec"]["containers"][0]["image"] == before
+    )
+    assert "InvalidSpec" in {e["reason"] for e in operator.events(ns, "db")}
+    # A later change still compares with what was accepted, not with the refused spec in between.
+    operator.kubectl(
+        "patch",
+        "mysqlcluster",
+        "db",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        '{"spec": {"image": "mariadb:10.11", "instances": 2}}',
+    )
+    wait_for(
+        lambda: (c := operator.condition("db", ns, "Valid")) and c["status"] == "True", 60, "Valid again"
+    )
     grow = operator.kubectl_result(
         "patch",
         "mysqlcluster",

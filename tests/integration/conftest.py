@@ -59,8 +59,14 @@ class Cluster:
 
     def reconcile(self, switchover_to: int | None = None) -> TopologyResult:
         result = reconcile_topology(
-            self.endpoints, CREDENTIALS, Flavor.MARIADB, self.mode, self.memory, switchover_to,
-            time.time(), self.settings,
+            self.endpoints,
+            CREDENTIALS,
+            Flavor.MARIADB,
+            self.mode,
+            self.memory,
+            switchover_to,
+            time.time(),
+            self.settings,
         )
         self.memory = result.memory
         self.results.append(result)
@@ -77,8 +83,10 @@ class Cluster:
                 return result
             if time.monotonic() > deadline:
                 conditions = [(c.type, c.status, c.reason, c.message) for c in result.conditions]
-                pytest.fail(f"not reached in {timeout}s: primary={result.primary} {conditions} "
-                            f"problems={result.problems} actions={result.actions}")
+                pytest.fail(
+                    f"not reached in {timeout}s: primary={result.primary} {conditions} "
+                    f"problems={result.problems} actions={result.actions}"
+                )
             time.sleep(TICK)
 
     def events(self) -> list[tuple[str, str]]:

@@ -19,8 +19,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 def app_connection(server: MariadbServer) -> pymysql.connections.Connection:  # type: ignore[type-arg]
     return pymysql.connect(
-        host=server.host, user=CREDENTIALS["app-user"], password=CREDENTIALS["app-password"],
-        database="shop", connect_timeout=2, read_timeout=10, write_timeout=10, autocommit=True,
+        host=server.host,
+        user=CREDENTIALS["app-user"],
+        password=CREDENTIALS["app-password"],
+        database="shop",
+        connect_timeout=2,
+        read_timeout=10,
+        write_timeout=10,
+        autocommit=True,
     )
 
 
@@ -50,7 +56,8 @@ def bootstrap(cluster: Cluster) -> TopologyResult:
 
 def gtid_equal_everywhere(cluster: Cluster, ordinals: list[int]) -> bool:
     positions = {
-        cluster.servers[o].sql("SELECT @@gtid_binlog_pos")[0][0] for o in ordinals  # type: ignore[index]
+        cluster.servers[o].sql("SELECT @@gtid_binlog_pos")[0][0]
+        for o in ordinals  # type: ignore[index]
     }
     return len(positions) == 1
 
@@ -87,7 +94,9 @@ def test_bootstrap_attaches_replicas_and_replicates_writes(cluster: Cluster) -> 
     assert result.primary == 0
     assert [i.role for i in result.instances] == [Role.PRIMARY, Role.REPLICA, Role.REPLICA]
     assert {c.type: c.status for c in result.conditions} == {
-        "Ready": True, "Replicating": True, "Degraded": False,
+        "Ready": True,
+        "Replicating": True,
+        "Degraded": False,
     }
     reasons = [reason for reason, _ in cluster.events()]
     assert "PrimaryBootstrapped" in reasons and reasons.count("ReplicaAttached") == 2
@@ -127,8 +136,10 @@ def test_failover_after_kill_promotes_a_replica_holding_acknowledged_writes(
     other = cluster.servers[3 - new.ordinal]
     wait_for(lambda: gtid_equal_everywhere(cluster, [new.ordinal, other.ordinal]), 20, "the other replica")
     lost = set(writer.acknowledged) - ids(new)
-    print(f"\nFAILOVER mode={mode.value} acknowledged={len(writer.acknowledged)} lost={len(lost)} "
-          f"kill->writable={writable_after:.2f}s promote={transitions[0].seconds:.3f}s")
+    print(
+        f"\nFAILOVER mode={mode.value} acknowledged={len(writer.acknowledged)} lost={len(lost)} "
+        f"kill->writable={writable_after:.2f}s promote={transitions[0].seconds:.3f}s"
+    )
     if mode is ReplicationMode.SEMI_SYNC:
         assert lost == set()
     assert role_of(result, other.ordinal) is Role.REPLICA
@@ -182,7 +193,7 @@ def test_old_primary_with_errant_transactions_is_reported_and_not_rejoined(clust
     assert role_of(result, 0) is Role.NONE
     errant = [p for p in result.problems if p.reason == "ErrantTransactions" and p.ordinal == 0]
     assert errant and "0-10-" in errant[0].message
-    assert ("ErrantTransactions" in [e[0] for e in cluster.events()])
+    assert "ErrantTransactions" in [e[0] for e in cluster.events()]
     assert old.sql("SHOW SLAVE STATUS") == []
     degraded = next(c for c in result.conditions if c.type == "Degraded")
     assert degraded.status and "ErrantTransactions" in [p.reason for p in result.problems]
@@ -199,8 +210,10 @@ def test_switchover_there_and_back_three_times_keeps_data_identical(cluster: Clu
                 lambda r, t=target: r.primary == t and ready(r), timeout=60, switchover_to=target
             )
             with app_connection(cluster.servers[target]) as connection, connection.cursor() as cursor:
-                cursor.executemany("INSERT INTO items VALUES (%s, %s)",
-                                   [(i, f"round {round_} on {target}") for i in range(next_id, next_id + 20)])
+                cursor.executemany(
+                    "INSERT INTO items VALUES (%s, %s)",
+                    [(i, f"round {round_} on {target}") for i in range(next_id, next_id + 20)],
+                )
             next_id += 20
             assert [i.role for i in result.instances].count(Role.PRIMARY) == 1
     switchovers = [r.transition for r in cluster.results if r.transition]

@@ -71,7 +71,7 @@ def run_operator(settings: OperatorSettings) -> None:
     import mysql_operator.handlers.day2
     import mysql_operator.handlers.restore
     import mysql_operator.handlers.topology  # noqa: F401
-    from mysql_operator import metrics
+    from mysql_operator import logcontext, metrics
 
     if settings.log_format == "json":
         # kopf's JSON lines carry the object's namespace and name under "object" on every line about it.
@@ -79,6 +79,7 @@ def run_operator(settings: OperatorSettings) -> None:
     else:
         kopf.configure(log_format=kopf.LogFormat.FULL)
     logging.getLogger().setLevel(settings.log_level)
+    logcontext.install()
     if settings.metrics_address:
         host, _, port = settings.metrics_address.rpartition(":")
         metrics.serve(host or "0.0.0.0", int(port))

@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from mysql_operator import conventions as c
-from mysql_operator import metrics
+from mysql_operator import logcontext, metrics
 from mysql_operator.api.models import MysqlClusterSpec
 from mysql_operator.handlers import day2
 from mysql_operator.handlers.objects import InvalidSpec, parse_spec
@@ -225,7 +225,21 @@ def topology(
     logger: logging.Logger,
     **_: Any,
 ) -> None:
-    """One observe -> decide -> act pass for one cluster."""
+    """One observe -> decide -> act pass for one cluster; SQL-layer log lines name the cluster."""
+    with logcontext.bound(str(namespace), str(meta["name"])):
+        _topology_pass(body, spec, meta, status, namespace, patch, memo, logger)
+
+
+def _topology_pass(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    namespace: str | None,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    logger: logging.Logger,
+) -> None:
     if meta.get("deletionTimestamp"):
         return
     try:

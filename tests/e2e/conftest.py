@@ -154,6 +154,8 @@ def operator(cluster: Cluster) -> Cluster:
         "--wait",
         "--timeout",
         "180s",
+        "--set",
+        "logFormat=json",  # the structured logs are checked too (test_replication)
     )
 
     def running() -> bool:

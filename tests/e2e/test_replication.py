@@ -6,6 +6,7 @@ would), reads go to a replica pod. Failover, switchover there and back, and the 
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.request
 from typing import Any
@@ -181,6 +182,15 @@ def test_no_password_in_operator_logs(ha: Cluster) -> None:
     secrets = ha.secret(f"{NAME}-credentials", NS)
     for key in ("root-password", "replication-password", "operator-password", "app-password"):
         assert secrets[key] not in log, f"{key} appears in the operator log"
+
+
+def test_operator_logs_are_json_lines_naming_the_cluster(ha: Cluster) -> None:
+    lines = [json.loads(line) for line in operator_log(ha).splitlines() if line.strip()]
+    ours = [line for line in lines if (line.get("object") or {}).get("name") == NAME]
+    assert ours and all(line["object"]["namespace"] == NS for line in ours)
+    failover = [line for line in lines if "FailoverCompleted" in line.get("message", "")]
+    assert failover, "the SQL layer's failover line is in the log"
+    assert all(line.get("object", {}).get("name") == NAME for line in failover), failover
 
 
 def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

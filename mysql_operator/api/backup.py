@@ -13,7 +13,6 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from mysql_operator import conventions as c
 from mysql_operator.api.base import _Model, cel
 
 BACKUP_KIND = "MysqlBackup"
@@ -249,53 +248,19 @@ def backup_printer_columns() -> list[dict[str, Any]]:
 
 
 def mysqlbackup_crd() -> dict[str, Any]:
-    """The MysqlBackup CustomResourceDefinition as a dict (same shape as `mysqlcluster_crd`)."""
-    from mysql_operator.api.crd import schema_of  # crd imports models, which imports this module
+    """The MysqlBackup CustomResourceDefinition as a dict."""
+    from mysql_operator.api.crd import build_crd  # crd imports models, which imports this module
 
-    spec_schema = schema_of(MysqlBackupSpec)
-    spec_schema["description"] = MysqlBackupSpec.__doc__
-    status_schema = schema_of(MysqlBackupStatus)
-    status_schema.pop("default", None)
-    status_schema["x-kubernetes-preserve-unknown-fields"] = True
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{BACKUP_PLURAL}.{c.API_GROUP}"},
-        "spec": {
-            "group": c.API_GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": BACKUP_KIND,
-                "listKind": f"{BACKUP_KIND}List",
-                "plural": BACKUP_PLURAL,
-                "singular": BACKUP_SINGULAR,
-                "shortNames": list(BACKUP_SHORT_NAMES),
-                # not the category "mysql": that word is MysqlCluster's short name, and a category
-                # with two kinds makes `kubectl get mysql <name>` ambiguous
-                "categories": ["all"],
-            },
-            "versions": [
-                {
-                    "name": c.API_VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": backup_printer_columns(),
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": "One backup of a MysqlCluster, taken by mysql-operator.",
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema,
-                                "status": status_schema,
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return build_crd(
+        kind=BACKUP_KIND,
+        plural=BACKUP_PLURAL,
+        singular=BACKUP_SINGULAR,
+        short_names=list(BACKUP_SHORT_NAMES),
+        # not the category "mysql": that word is MysqlCluster's short name, and a category with two
+        # kinds makes `kubectl get mysql <name>` ambiguous
+        categories=["all"],
+        description="One backup of a MysqlCluster, taken by mysql-operator.",
+        spec_model=MysqlBackupSpec,
+        status_model=MysqlBackupStatus,
+        columns=backup_printer_columns(),
+    )

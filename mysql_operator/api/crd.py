@@ -97,27 +97,38 @@ def printer_columns() -> list[dict[str, Any]]:
     ]
 
 
-def mysqlcluster_crd() -> dict[str, Any]:
-    """The MysqlCluster CustomResourceDefinition as a dict."""
-    spec_schema = schema_of(MysqlClusterSpec)
-    spec_schema["description"] = MysqlClusterSpec.__doc__
-    status_schema = schema_of(MysqlClusterStatus)
+def build_crd(
+    *,
+    kind: str,
+    plural: str,
+    singular: str,
+    short_names: list[str],
+    categories: list[str],
+    description: str,
+    spec_model: type[BaseModel],
+    status_model: type[BaseModel],
+    columns: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A namespaced CRD of our group: one served version, status subresource, generated schema."""
+    spec_schema = schema_of(spec_model)
+    spec_schema["description"] = spec_model.__doc__
+    status_schema = schema_of(status_model)
     status_schema.pop("default", None)
     status_schema["x-kubernetes-preserve-unknown-fields"] = True
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{c.PLURAL}.{c.API_GROUP}"},
+        "metadata": {"name": f"{plural}.{c.API_GROUP}"},
         "spec": {
             "group": c.API_GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": c.KIND,
-                "listKind": f"{c.KIND}List",
-                "plural": c.PLURAL,
-                "singular": c.SINGULAR,
-                "shortNames": list(c.SHORT_NAMES),
-                "categories": ["all", "mysql"],
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": short_names,
+                "categories": categories,
             },
             "versions": [
                 {
@@ -125,11 +136,11 @@ def mysqlcluster_crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": printer_columns(),
+                    "additionalPrinterColumns": columns,
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
-                            "description": "A MySQL or MariaDB cluster managed by mysql-operator.",
+                            "description": description,
                             "required": ["spec"],
                             "properties": {
                                 "apiVersion": {"type": "string"},
@@ -144,6 +155,21 @@ def mysqlcluster_crd() -> dict[str, Any]:
             ],
         },
     }
+
+
+def mysqlcluster_crd() -> dict[str, Any]:
+    """The MysqlCluster CustomResourceDefinition as a dict."""
+    return build_crd(
+        kind=c.KIND,
+        plural=c.PLURAL,
+        singular=c.SINGULAR,
+        short_names=list(c.SHORT_NAMES),
+        categories=["all", "mysql"],
+        description="A MySQL or MariaDB cluster managed by mysql-operator.",
+        spec_model=MysqlClusterSpec,
+        status_model=MysqlClusterStatus,
+        columns=printer_columns(),
+    )
 
 
 def crd_files() -> dict[str, str]:

@@ -276,8 +276,17 @@ def test_image_change_rolls_replicas_first_then_the_primary(d2: Cluster) -> None
 
 def test_major_downgrade_is_refused(d2: Cluster) -> None:
     pods_before = RolloutWatch(d2)
-    out = d2.kubectl("patch", "mysqlcluster", NAME, "-n", NS, "--type=merge", "-p",
-                     json.dumps({"spec": {"version": "10.6", "image": "mariadb:10.6"}}), check=False)
+    out = d2.kubectl(
+        "patch",
+        "mysqlcluster",
+        NAME,
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"version": "10.6", "image": "mariadb:10.6"}}),
+        check=False,
+    )
     print(f"downgrade refused by the API: {out.strip()[-200:]}")
     assert "downgrade" in out and d2.get("mysqlcluster", NAME, NS)["spec"]["version"] == "10.11"
     d2.wait_ready(NAME, NS, timeout=120)

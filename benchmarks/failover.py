@@ -28,8 +28,9 @@ import pymysql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sandbox.demo import install_operator  # noqa: E402
 from sandbox.instance import Sandbox  # noqa: E402
-from tests.e2e.conftest import CHART, OPERATOR_NS, Cluster, connect, wait_for  # noqa: E402
+from tests.e2e.conftest import Cluster, connect, wait_for  # noqa: E402
 
 NS = "bench"
 NODE_PORT = 30506
@@ -199,18 +200,7 @@ def main() -> int:
     box.up(timeout=3 * 3600, progress=lambda line: print(f"# {line}", file=sys.stderr, flush=True))
     try:
         cluster = Cluster(box)
-        cluster.helm(
-            "upgrade",
-            "--install",
-            "mysql-operator",
-            str(CHART),
-            "-n",
-            OPERATOR_NS,
-            "--create-namespace",
-            "--wait",
-            "--timeout",
-            "180s",
-        )
+        install_operator(box)
         cluster.create_namespace(NS)
         rows = [run_mode(cluster, mode, args.rounds, args.grace) for mode in args.modes.split(",")]
     finally:

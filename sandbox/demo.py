@@ -58,10 +58,9 @@ def wait_ready(box: Sandbox, name: str) -> None:
     )
 
 
-def up(box: Sandbox) -> None:
-    say("starting the local Kubernetes (etcd, kube-apiserver, controller-manager, scheduler, node agent)")
-    box.up(timeout=3 * 3600, progress=lambda line: print(f"    {line}", flush=True))
-    say("installing the chart (helm upgrade --install)")
+def install_operator(box: Sandbox, *values: str) -> None:
+    """helm upgrade --install the chart (cluster-wide), waiting for the operator; `values` are --set's."""
+    sets = [arg for value in values for arg in ("--set", value)]
     box.helm(
         "upgrade",
         "--install",
@@ -73,7 +72,15 @@ def up(box: Sandbox) -> None:
         "--wait",
         "--timeout",
         "300s",
+        *sets,
     )
+
+
+def up(box: Sandbox) -> None:
+    say("starting the local Kubernetes (etcd, kube-apiserver, controller-manager, scheduler, node agent)")
+    box.up(timeout=3 * 3600, progress=lambda line: print(f"    {line}", flush=True))
+    say("installing the chart (helm upgrade --install)")
+    install_operator(box)
     if box.kubectl("get", "namespace", DEMO_NS, check=False).returncode != 0:
         kubectl(box, "create", "namespace", DEMO_NS)
     say(f"applying {EXAMPLE.relative_to(ROOT)} in namespace {DEMO_NS}")

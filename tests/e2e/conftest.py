@@ -15,6 +15,7 @@ import pymysql
 import pytest
 import yaml
 
+from sandbox.demo import install_operator
 from sandbox.instance import Sandbox
 from tests.conftest import ROOT
 
@@ -143,20 +144,7 @@ def cluster(sandbox: Sandbox) -> Cluster:
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster) -> Cluster:
     """The chart installed with helm, cluster-wide, and its operator pod running (as a pod, under RBAC)."""
-    cluster.helm(
-        "upgrade",
-        "--install",
-        "mysql-operator",
-        str(CHART),
-        "-n",
-        OPERATOR_NS,
-        "--create-namespace",
-        "--wait",
-        "--timeout",
-        "180s",
-        "--set",
-        "logFormat=json",  # the structured logs are checked too (test_replication)
-    )
+    install_operator(cluster.sandbox, "logFormat=json")  # the JSON logs are checked too (test_replication)
 
     def running() -> bool:
         pods = cluster.items("pods", OPERATOR_NS, "app.kubernetes.io/instance=mysql-operator")

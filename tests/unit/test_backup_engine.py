@@ -231,13 +231,13 @@ def test_option_values_escape_quotes_and_backslashes() -> None:
 
 
 def test_defaults_file_holds_the_login_readable_by_owner_only(tmp_path: Path) -> None:
-    instance = Instance(host="10.0.0.5", port=3307, login=Login("backup", PASSWORD), flavor=Flavor.MARIADB)
+    instance = Instance(host="127.0.9.5", port=3307, login=Login("backup", PASSWORD), flavor=Flavor.MARIADB)
     assert PASSWORD not in repr(instance)
     with defaults_file(instance, str(tmp_path)) as path:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         text = path.read_text()
         assert text == defaults_text(instance)
-        assert "[client]" in text and "port=3307" in text and 'host="10.0.0.5"' in text
+        assert "[client]" in text and "port=3307" in text and 'host="127.0.9.5"' in text
     assert not path.exists()
 
 
@@ -482,7 +482,7 @@ def test_binlog_plan_refuses_gaps_uncovered_times_and_times_before_the_backup() 
 
 def test_cli_reads_instance_and_storage_from_the_environment(tmp_path: Path) -> None:
     env = {
-        "DB_HOST": "10.1.2.3",
+        "DB_HOST": "127.0.9.3",
         "DB_PORT": "3307",
         "DB_USER": "bk",
         "DB_PASSWORD": PASSWORD,
@@ -492,7 +492,7 @@ def test_cli_reads_instance_and_storage_from_the_environment(tmp_path: Path) -> 
     }
     instance = instance_from_env(env)
     assert (instance.host, instance.port, instance.login.password, instance.flavor) == (
-        "10.1.2.3",
+        "127.0.9.3",
         3307,
         PASSWORD,
         Flavor.MARIADB,

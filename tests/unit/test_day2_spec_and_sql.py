@@ -140,16 +140,16 @@ def test_mariadb_wipe_drops_user_databases_and_resets_gtid_history() -> None:
 def test_mysql_wipe_and_clone_statements() -> None:
     dialect = MysqlDialect()
     assert dialect.wipe(["app"])[-1] == Statement("RESET BINARY LOGS AND GTIDS")
-    assert dialect.clone_from("10.0.0.2", 3306, "root", "s3cret") == [
-        Statement("SET GLOBAL clone_valid_donor_list = %s", ("10.0.0.2:3306",)),
-        Statement("CLONE INSTANCE FROM %s@%s:%s IDENTIFIED BY %s", ("root", "10.0.0.2", 3306, "s3cret")),
+    assert dialect.clone_from("127.0.9.2", 3306, "root", "s3cret") == [
+        Statement("SET GLOBAL clone_valid_donor_list = %s", ("127.0.9.2:3306",)),
+        Statement("CLONE INSTANCE FROM %s@%s:%s IDENTIFIED BY %s", ("root", "127.0.9.2", 3306, "s3cret")),
     ]
     assert dialect.install_clone == Statement("INSTALL PLUGIN clone SONAME 'mysql_clone.so'")
 
 
 class FakeSession:
     def __init__(self, rows: dict[str, Any]) -> None:
-        self.rows, self.executed, self.host = rows, [], "10.0.0.1"
+        self.rows, self.executed, self.host = rows, [], "127.0.9.1"
 
     def query_one(self, statement: Statement) -> dict[str, Any] | None:
         return self.rows.get(statement.sql)
@@ -161,7 +161,7 @@ class FakeSession:
 def test_clone_installs_the_plugin_when_missing_then_clones() -> None:
     dialect = MysqlDialect()
     session = FakeSession({})
-    seed.clone(session, dialect, seed.SeedEndpoint("10.0.0.2", Login("root", "pw")))  # type: ignore[arg-type]
+    seed.clone(session, dialect, seed.SeedEndpoint("127.0.9.2", Login("root", "pw")))  # type: ignore[arg-type]
     assert [s.sql.split()[0] for s in session.executed] == ["INSTALL", "SET", "CLONE"]
 
 

@@ -27,12 +27,12 @@ MARIADB = dialect_for(Flavor.MARIADB)
 
 
 def test_mysql_84_points_a_replica_with_auto_position_and_public_key() -> None:
-    statement = MYSQL.change_source("10.0.0.5", 3306, "mysqlop_repl", "s3cret")
+    statement = MYSQL.change_source("127.0.9.5", 3306, "mysqlop_repl", "s3cret")
     assert statement == Statement(
         "CHANGE REPLICATION SOURCE TO SOURCE_HOST=%s, SOURCE_PORT=%s, SOURCE_USER=%s, "
         "SOURCE_PASSWORD=%s, SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1, "
         "SOURCE_CONNECT_RETRY=1, SOURCE_RETRY_COUNT=86400",
-        ("10.0.0.5", 3306, "mysqlop_repl", "s3cret"),
+        ("127.0.9.5", 3306, "mysqlop_repl", "s3cret"),
     )
     assert "s3cret" not in statement.sql
     assert MYSQL.prepare_replica_position("x:1") == []
@@ -137,12 +137,12 @@ def test_semi_sync_state_parses_each_flavor() -> None:
 def test_mysql_84_replica_status_relay_log_applied_by_gtid_sets() -> None:
     uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
     row = {
-        "Source_Host": "10.0.0.5", "Source_Port": 3306, "Replica_IO_Running": "No",
+        "Source_Host": "127.0.9.5", "Source_Port": 3306, "Replica_IO_Running": "No",
         "Replica_SQL_Running": "Yes", "Seconds_Behind_Source": None, "Last_IO_Error": "",
         "Last_SQL_Error": "", "Retrieved_Gtid_Set": f"{uuid}:1-10", "Executed_Gtid_Set": f"{uuid}:1-9",
     }
     status = MYSQL.parse_replica_status(row)
-    assert (status.source_host, status.io_running, status.sql_running) == ("10.0.0.5", False, True)
+    assert (status.source_host, status.io_running, status.sql_running) == ("127.0.9.5", False, True)
     assert not status.relay_log_applied
     assert MYSQL.parse_replica_status({**row, "Executed_Gtid_Set": f"{uuid}:1-10"}).relay_log_applied
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import secrets
 import sys
 from pathlib import Path
 
@@ -37,6 +38,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     peering = run.add_mutually_exclusive_group()
     peering.add_argument("--peering", default="mysql-operator", help="kopf peering name (leader election)")
     peering.add_argument("--standalone", action="store_true", help="no peering: a single operator")
+    run.add_argument(
+        "--priority", type=int, default=None, help="peering priority (default: random, so one replica leads)"
+    )
     run.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("--metrics", default=None, help="serve /metrics at HOST:PORT, e.g. 0.0.0.0:9090")
     run.add_argument(
@@ -55,6 +59,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         log_level=args.log_level,
         peering_name=None if args.standalone else args.peering,
         standalone=bool(args.standalone),
+        priority=args.priority,
         liveness_endpoint=args.liveness,
         metrics_address=args.metrics,
         log_format=args.log_format,
@@ -88,6 +93,7 @@ def run_operator(settings: OperatorSettings) -> None:
             clusterwide=settings.all_namespaces,
             namespaces=settings.namespaces,
             standalone=settings.standalone,
+            priority=settings.priority if settings.priority is not None else secrets.randbelow(2**31 - 1) + 1,
             peering_name=settings.peering_name,
             liveness_endpoint=settings.liveness_endpoint,
             memo=kopf.Memo(settings=settings),

@@ -14,6 +14,9 @@ class OperatorSettings:
     log_level: str = "INFO"
     peering_name: str | None = "mysql-operator"
     standalone: bool = False
+    # kopf peering pauses EVERY operator when peers share a priority; a random one per process makes
+    # exactly one replica (the highest) active and the others wait as standbys.
+    priority: int | None = None
     liveness_endpoint: str | None = None
     topology_interval_seconds: float = 3.0
     metrics_address: str | None = None  # host:port; None: no /metrics

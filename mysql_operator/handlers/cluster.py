@@ -45,6 +45,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 16
+    # A standby replica takes over this long after the leader vanished without saying goodbye.
+    settings.peering.lifetime = 20
     memo.kube = Kube(load_config())
 
 

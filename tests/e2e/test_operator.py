@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -101,3 +104,74 @@ def test_namespaced_install_upgrade_and_uninstall_with_rbac_enforced(
     assert not can_i(operator, account, "get", "secrets", "-n", "team-a")
     # The CRDs stay (helm never deletes CRDs), so the main install keeps working.
     assert operator.kubectl_result("get", "crd", "mysqlclusters.mysql.operator.dev").returncode == 0
+
+
+def topology_passes(pod: dict[str, Any], namespace: str, cluster: str) -> float:
+    """The pod's count of topology passes for one cluster (0 when it never acted on it)."""
+    url = f"http://{pod['status']['podIP']}:9090/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    pattern = rf'mysql_operator_topology_passes_total\{{cluster="{cluster}",namespace="{namespace}"\}} (\S+)'
+    match = re.search(pattern, text)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_two_operator_replicas_elect_one_leader_that_keeps_working(operator: Cluster) -> None:
+    """kopf peering with a random priority per replica: one acts, the other waits as a standby."""
+    operator.helm(
+        "upgrade",
+        "mysql-operator",
+        str(CHART),
+        "-n",
+        OPERATOR_NS,
+        "--reuse-values",
+        "--set",
+        "replicaCount=2",
+        "--wait",
+        "--timeout",
+        "180s",
+    )
+    try:
+        wait_for(lambda: len(operator_pods(operator)) == 2, 120, "two operator pods")
+        ns = operator.create_namespace("leader")
+        operator.apply(
+            {
+                "apiVersion": "mysql.operator.dev/v1alpha1",
+                "kind": "MysqlCluster",
+                "metadata": {"name": "solo"},
+                "spec": {
+                    "flavor": "mariadb",
+                    "instances": 1,
+                    "storage": {"size": "1Gi", "pvcRetention": "Delete"},
+                },
+            },
+            ns,
+        )
+        assert operator.wait_ready("solo", ns, timeout=180)["primary"] == "solo-0"
+        pods = [
+            p
+            for p in operator.items("pods", OPERATOR_NS, "app.kubernetes.io/instance=mysql-operator")
+            if not p["metadata"].get("deletionTimestamp")
+        ]
+        passes = sorted(topology_passes(pod, ns, "solo") for pod in pods)
+        assert len(passes) == 2 and passes[0] == 0 < passes[1], (
+            f"one leader acts, one standby waits: {passes}"
+        )
+        logs = "".join(operator.pod_logs(OPERATOR_NS, p["metadata"]["name"], "operator") for p in pods)
+        assert "Possibly conflicting operators with the same priority" not in logs
+        operator.kubectl("delete", "namespace", ns, "--wait=false")
+    finally:
+        operator.helm(
+            "upgrade",
+            "mysql-operator",
+            str(CHART),
+            "-n",
+            OPERATOR_NS,
+            "--reuse-values",
+            "--set",
+            "replicaCount=1",
+            "--wait",
+            "--timeout",
+            "180s",
+        )
+        wait_for(lambda: len(operator_pods(operator)) == 1, 120, "one operator pod again")

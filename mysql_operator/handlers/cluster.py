@@ -12,7 +12,9 @@ from mysql_operator import conventions as c
 from mysql_operator import metrics
 from mysql_operator.handlers.objects import (
     InvalidSpec,
+    accepted_spec,
     apply_objects,
+    encode_accepted_spec,
     ensure_credentials,
     parse_spec,
     ready_instances,
@@ -83,8 +85,8 @@ def reconcile(
     # What the transition rules compare against: the spec last accepted and acted on (kept in status,
     # so a refused update in between or an operator restart does not move the baseline), else kopf's
     # old value (registered with field="spec", `old` is the old spec itself).
-    accepted = status.get("acceptedSpec")
-    old_spec = dict(accepted) if accepted else (dict(old) if isinstance(old, Mapping) and old else None)
+    accepted = accepted_spec(status)
+    old_spec = accepted if accepted else (dict(old) if isinstance(old, Mapping) and old else None)
     try:
         cluster_spec = parse_spec(dict(spec), old_spec)
     except InvalidSpec as error:
@@ -98,7 +100,7 @@ def reconcile(
         patch.status["observedGeneration"] = generation
         return
     conditions = set_condition(conditions, VALID, True, "SpecValid", "spec accepted", generation, now)
-    patch.status["acceptedSpec"] = cluster_spec.wire()
+    patch.status["acceptedSpec"] = encode_accepted_spec(cluster_spec)
     try:
         credentials = ensure_credentials(kube, ref, cluster_spec)
         was_invalid = any(

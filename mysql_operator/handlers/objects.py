@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,24 @@ from mysql_operator.resources.statefulset import build_statefulset, credentials_
 
 class InvalidSpec(Exception):
     """The spec cannot be acted on; the message says what to fix."""
+
+
+def encode_accepted_spec(spec: MysqlClusterSpec) -> str:
+    """status.acceptedSpec: the spec last acted on, as one JSON string (a merge patch replaces a
+    string whole, where it would merge a nested object and keep keys the new spec dropped)."""
+    return json.dumps(spec.wire(), sort_keys=True, separators=(",", ":"))
+
+
+def accepted_spec(status: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The spec last accepted and acted on, from status (None before the first)."""
+    text = status.get("acceptedSpec")
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def parse_spec(raw: dict[str, Any], old_raw: dict[str, Any] | None = None) -> MysqlClusterSpec:

@@ -19,7 +19,7 @@ from mysql_operator import conventions as c
 from mysql_operator import logcontext, metrics
 from mysql_operator.api.models import MysqlClusterSpec
 from mysql_operator.handlers import day2
-from mysql_operator.handlers.objects import InvalidSpec, parse_spec
+from mysql_operator.handlers.objects import InvalidSpec, encode_accepted_spec, parse_spec
 from mysql_operator.handlers.restore import restore_finished
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.dialect import dialect_for
@@ -192,6 +192,13 @@ def ensure_exporter_users(
             logger.warning("exporter user on %s: %s", endpoint.pod_name, error)
 
 
+def spec_accepted(status: Mapping[str, Any], spec: MysqlClusterSpec) -> bool:
+    """Whether the reconcile handler accepted exactly this spec (a refused change, such as a
+    downgrade, must not scale or roll anything). Only that handler writes status.acceptedSpec, so
+    no concurrent status write of this timer can make an accepted spec look refused."""
+    return status.get("acceptedSpec") == encode_accepted_spec(spec)
+
+
 def record_metrics(namespace: str, cluster: str, result: TopologyResult) -> None:
     metrics.TOPOLOGY_PASSES.labels(namespace, cluster).inc()
     ready = sum(1 for inst in result.instances if inst.ready)
@@ -267,7 +274,7 @@ def _topology_pass(
     if not endpoints:
         return
     state = day2.state_for(str(meta.get("uid")))
-    accepted = day2.spec_accepted(conditions, meta.get("generation"))
+    accepted = spec_accepted(status, cluster_spec)
     secret_data = decode_secret_data(secret.get("data"))
     result = reconcile_topology(
         endpoints,
@@ -305,9 +312,12 @@ def _topology_pass(
     try:
         fresh = kube.get(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, ns, name) or {}
         conditions = [dict(cond) for cond in ((fresh.get("status") or {}).get("conditions") or [])]
-        accepted = day2.spec_accepted(conditions, meta.get("generation"))
-    except KubeError as error:
-        logger.warning("could not re-read the cluster's status: %s", error)
+        accepted = spec_accepted(fresh.get("status") or {}, cluster_spec) and (
+            parse_spec(dict(fresh.get("spec") or {})).wire() == cluster_spec.wire()
+        )
+    except (KubeError, InvalidSpec) as error:
+        accepted = False
+        logger.warning("could not re-read the cluster's spec and status: %s", error)
     if accepted:
         day2.after_topology(kube, body, cluster_spec, pods, statefulset, result, state, logger)
     fields = topology_status(

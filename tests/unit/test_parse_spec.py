@@ -28,3 +28,16 @@ def test_update_that_shrinks_storage_is_refused() -> None:
 
 def test_update_from_an_invalid_old_spec_is_judged_on_its_own() -> None:
     assert parse_spec({"instances": 3}, {"instances": 99}).instances == 3
+
+
+def test_accepted_spec_round_trips_as_one_string() -> None:
+    from mysql_operator.handlers.objects import accepted_spec, encode_accepted_spec
+    from mysql_operator.handlers.topology import spec_accepted
+
+    spec = parse_spec({"instances": 2, "replication": {"switchoverTo": 1}})
+    text = encode_accepted_spec(spec)
+    assert isinstance(text, str) and accepted_spec({"acceptedSpec": text}) == spec.wire()
+    assert spec_accepted({"acceptedSpec": text}, spec)
+    dropped = parse_spec({"instances": 2})
+    assert not spec_accepted({"acceptedSpec": text}, dropped), "a dropped key is a different spec"
+    assert accepted_spec({}) is None and accepted_spec({"acceptedSpec": "not json"}) is None

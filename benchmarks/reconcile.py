@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sandbox import processes, tools  # noqa: E402
-from sandbox.controlplane import ControlPlane  # noqa: E402
+from sandbox.controlplane import ControlPlane, free_port  # noqa: E402
 
 OPERATOR_NS = "mysql-operator"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NS}:mysql-operator"
@@ -93,6 +94,20 @@ def operator_kubeconfig(admin: Path, cp: ControlPlane, path: Path) -> Path:
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
     return path
+
+
+def wait_operator_live(url: str, operator: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """Bounded wait until kopf answers on its liveness endpoint (it is then watching)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if operator.poll() is not None:
+            raise RuntimeError(f"the operator exited with {operator.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the operator did not answer {url} within {timeout:.0f}s")
 
 
 def rss_mib(pid: int) -> float:
@@ -207,15 +222,23 @@ def main() -> int:
                 "KUBECONFIG": str(operator_kubeconfig(admin, cp, Path(tmp) / "op.kubeconfig")),
             }
             log = (Path(tmp) / "operator.log").open("wb")
+            liveness = f"http://127.0.0.1:{free_port()}/healthz"
             operator = subprocess.Popen(
-                [sys.executable, "-m", "mysql_operator", "run", "--log-level=WARNING"],
+                [
+                    sys.executable,
+                    "-m",
+                    "mysql_operator",
+                    "run",
+                    "--log-level=WARNING",
+                    f"--liveness={liveness}",
+                ],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
                 start_new_session=True,
             )
-            time.sleep(3)
+            wait_operator_live(liveness, operator)
             rows = [run_round(admin, cp, n, operator.pid) for n in sizes]
         finally:
             if operator is not None:

@@ -8,7 +8,7 @@ PIP       := $(VENV)/bin/pip
 STAMP     := $(VENV)/.installed
 APT_PKGS  := mariadb-server mariadb-client iproute2 prometheus-mysqld-exporter
 
-.PHONY: help venv apt tools lint unit crd test sandbox sandbox-down
+.PHONY: help venv apt tools mysql lint unit crd test sandbox sandbox-down
 
 help:
 	@echo "make sandbox       local Kubernetes + chart + a Ready MariaDB cluster"
@@ -34,6 +34,9 @@ apt:
 tools:
 	hack/build-tools.sh
 
+mysql:
+	hack/build-mysql.sh
+
 lint: venv
 	$(VENV)/bin/ruff check mysql_operator sandbox tests benchmarks
 	$(VENV)/bin/mypy mysql_operator
@@ -46,11 +49,11 @@ crd: venv
 unit: venv
 	$(PY) -m pytest -q tests/unit
 
-sandbox: venv apt tools
+sandbox: venv apt tools mysql
 	$(PY) -m sandbox.demo up
 
 sandbox-down: venv
 	$(PY) -m sandbox.demo down
 
-test: venv apt tools lint
+test: venv apt tools mysql lint
 	$(PY) -m pytest -q tests

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -31,7 +32,9 @@ from mysql_operator.topology.reconcile import (
 )
 from tests.integration.servers import ROOT_PASSWORD, MariadbServer
 
-HOSTS = ("127.0.20.1", "127.0.20.2", "127.0.20.3")
+# Side-by-side runs (several work trees on one machine) set IT_NET to their own second octet.
+NET = os.environ.get("IT_NET", "0")
+HOSTS = tuple(f"127.{NET}.20.{n}" for n in (1, 2, 3))
 CREDENTIALS = {
     KEY_ROOT_PASSWORD: ROOT_PASSWORD,
     KEY_REPLICATION_PASSWORD: "repl-Secret-pw",

@@ -32,14 +32,15 @@ from mysql_operator.backup.storage import DirectoryStorage, S3Location, S3Storag
 from mysql_operator.backup.take import DumpFailed, take_backup
 from mysql_operator.conventions import Flavor
 from mysql_operator.mysql.session import Login
+from tests.integration.conftest import NET
 from tests.integration.s3server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, S3Server
 from tests.integration.servers import MariadbServer
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE_HOST = "127.0.30.1"
-TARGET_HOST = "127.0.30.2"
+SOURCE_HOST = f"127.{NET}.30.1"
+TARGET_HOST = f"127.{NET}.30.2"
 # A backup user whose password needs every kind of quoting an option file knows.
 BACKUP_USER = "bk_user"
 BACKUP_PASSWORD = "p\"a'ss\\wo#rd; x=1"
@@ -272,7 +273,7 @@ def test_point_in_time_restore_reproduces_every_table_row_for_row(servers: Serve
     assert scalar(target, "SELECT COUNT(*) FROM shop.orders") == 600
 
     # and without a point in time, the dump alone is the data at the backup
-    plain = servers.start("127.0.30.3", 0)
+    plain = servers.start(f"127.{NET}.30.3", 0)
     restore(instance_of(plain, "root", "r00t-Secret-pw"), storage, "shop-db-1")
     assert_same_data(at_backup, snapshot(plain))
 

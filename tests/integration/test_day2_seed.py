@@ -27,12 +27,12 @@ from mysql_operator.topology.reconcile import (
     reconcile_topology,
 )
 from mysql_operator.topology.seeding import SeedWorkers
-from tests.integration.conftest import CREDENTIALS, ready
+from tests.integration.conftest import CREDENTIALS, NET, ready
 from tests.integration.servers import MariadbServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-HOSTS = ("127.0.163.1", "127.0.163.2", "127.0.163.3")
+HOSTS = tuple(f"127.{NET}.163.{n}" for n in (1, 2, 3))
 TICK = 0.2
 
 

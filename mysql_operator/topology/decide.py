@@ -3,12 +3,43 @@
 `decide(view)` returns a Plan: the primary as it stands, the actions to take now, and the problems to
 report. The failover candidate is chosen later by `choose_new_primary`, once the replicas have stopped
 receiving and applied their relay logs (the executor observes them again in between).
+
+Invariants (each has a table test named after it in tests/unit/test_topology_failover.py):
+
+1. Memory is authoritative. Status keeps, across operator restarts, the primary, its last observed
+   GTID set, the replicas that could acknowledge its writes (semi-sync), the former primaries it
+   replaced (deposed) and the operation in progress. A writable instance that memory says was
+   deposed is fenced, never the primary memory names; an operation whose target became writable is
+   completed, never undone.
+2. Never promote an instance lacking a transaction that another reachable candidate holds, applied
+   or still in its relay log (the received set counts: a candidate still applying makes the failover
+   wait, bounded, then block; it is never dropped from the comparison). Transactions a replica wrote
+   itself (errant) exclude it and do not count against the others.
+3. A returning primary that lacks its recorded history (came back empty or rolled back) is never
+   made writable again; in async mode what the recorded history has and no replica has is the
+   documented loss window, reported.
+4. Semi-sync (AFTER_SYNC, wait for one acknowledgement): an acknowledged write is on at least one
+   replica that was attached to the primary. A failover therefore waits until every such replica
+   is reachable, unless `allowDataLossOnFailover` says otherwise; a promoted primary turns its
+   semi-sync source side on before it accepts writes.
+5. Fence before promote: the old primary is made read-only over SQL (client sessions ended first so
+   the fence never waits behind commits waiting for an acknowledgement), and when that fails or it
+   is unreachable its pod loses the role label and is deleted before any other pod is labelled.
+6. Busy is not dead: an SQL error (1040 too many connections, lock timeouts) or a slow query after
+   the login means the server answers; only connection failures that last the grace period lead to
+   a failover, and until then the primary keeps its label.
+7. A deposed primary rejoins without a human when its extra transactions were provably never
+   acknowledged (a semi-sync failover that had every acknowledging replica): they are recorded
+   (GTID set, count, Event) and the instance is rebuilt from the new primary. In async mode the same
+   needs autoReseed. An instance holding writes the primary lacks is otherwise never rebuilt.
+8. A switchover fences the primary only once the target is within `switchover_max_lag` seconds, and
+   never repoints an instance being seeded.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from mysql_operator.conventions import Flavor
@@ -19,6 +50,27 @@ from mysql_operator.mysql.observe import InstanceObservation
 class ReplicationMode(StrEnum):
     ASYNC = "async"
     SEMI_SYNC = "semi-sync"
+
+
+@dataclass(frozen=True)
+class Deposed:
+    """A former primary the operator replaced; it must never take writes again until it rejoins.
+
+    `lossless`: it was replaced by a semi-sync failover that had every acknowledging replica, so its
+    transactions the new primary lacks were never acknowledged to a client."""
+
+    ordinal: int
+    lossless: bool = False
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A failover or switchover started and not yet known to be complete (kept in status)."""
+
+    kind: str  # "failover" | "switchover"
+    source: int | None
+    target: int
+    lossless: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,6 +93,12 @@ class ClusterView:
     auto_reseed: bool = False
     seeding: frozenset[int] = frozenset()
     move_primary_to: int | None = None
+    # Failover memory and safety settings (see the module docstring).
+    deposed: tuple[Deposed, ...] = ()
+    operation: Operation | None = None
+    acknowledgers: frozenset[int] = frozenset()
+    allow_data_loss: bool = False
+    switchover_max_lag: int = 1
 
     def wanted(self, ordinal: int) -> bool:
         """Whether the ordinal stays (below the desired instance count)."""
@@ -51,6 +109,24 @@ class ClusterView:
             if observation.ordinal == ordinal:
                 return observation
         return None
+
+    def deposed_entry(self, ordinal: int) -> Deposed | None:
+        return next((d for d in self.deposed if d.ordinal == ordinal), None)
+
+
+def resolve_operation(view: ClusterView) -> ClusterView:
+    """Complete an operation whose target is already the writable primary (an operator killed after
+    the promotion and before it recorded it): memory follows the target, the source is deposed."""
+    op = view.operation
+    if op is None:
+        return view
+    target = view.get(op.target)
+    if target is None or not target.writable or target.replica_configured:
+        return view
+    deposed = tuple(d for d in view.deposed if d.ordinal != op.target)
+    if op.source is not None and op.source != op.target and view.deposed_entry(op.source) is None:
+        deposed = (*deposed, Deposed(op.source, op.lossless))
+    return replace(view, last_primary=op.target, deposed=deposed, operation=None)
 
 
 # Actions --------------------------------------------------------------------------------------------
@@ -90,19 +166,22 @@ class Promote:
 
 @dataclass(frozen=True)
 class Failover:
-    """Stop IO on every candidate, wait for relay logs, choose, promote, repoint."""
+    """Fence the failed primary, stop IO on every candidate, wait for relay logs, choose, promote,
+    repoint. `lossless`: semi-sync with every acknowledging replica among the candidates."""
 
     failed: int | None
     candidates: tuple[int, ...]
     reason: str
+    lossless: bool = False
 
 
 @dataclass(frozen=True)
 class Switchover:
-    """Planned move of the primary: fence, wait for catch-up, promote, repoint."""
+    """Planned move of the primary: fence, wait for catch-up, promote, repoint `repoint`."""
 
     source: int
     target: int
+    repoint: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +201,9 @@ class Seed:
     source: int
     reason: str
     rebuild: bool = False
+    # A deposed primary's transactions the new primary lacks, recorded before they are wiped.
+    discarded: str = ""
+    discarded_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -166,10 +248,12 @@ class Plan:
 
 @dataclass(frozen=True)
 class Choice:
-    """The outcome of choosing a failover candidate: an ordinal, or why there is none."""
+    """The outcome of choosing a failover candidate: an ordinal, or why there is none. `waiting`:
+    the candidate that holds everything has not applied its relay log yet (try again, never skip it)."""
 
     ordinal: int | None
     problems: tuple[Problem, ...] = field(default_factory=tuple)
+    waiting: bool = False
 
 
 # Helpers --------------------------------------------------------------------------------------------
@@ -189,11 +273,17 @@ def missing_on(flavor: Flavor, primary: InstanceObservation, instance: InstanceO
     return gtid.missing(flavor, primary.gtid_executed, instance.gtid_executed)
 
 
+def rightful(flavor: Flavor, instance: InstanceObservation, errant: str) -> str:
+    """What the instance received, minus the transactions it wrote itself (`errant`)."""
+    return gtid.missing(flavor, errant, instance.received) if errant else instance.received
+
+
 def choose_new_primary(
     flavor: Flavor, candidates: list[InstanceObservation], known_history: str = ""
 ) -> Choice:
-    """The replica to promote: applied its relay log, no errant transactions, and holding every
-    transaction the other candidates hold (ties go to the lowest ordinal).
+    """The replica to promote: no errant transactions, and holding (received) every transaction the
+    other candidates received, errant ones aside; among those an applied one first, then the lowest
+    ordinal. When the only such candidate is still applying its relay log the choice waits.
 
     `known_history` is the last GTID set seen on the old primary, used to tell a former primary's
     own legitimate transactions from errant ones.
@@ -202,70 +292,118 @@ def choose_new_primary(
     reachable = [c for c in candidates if c.reachable]
     if not reachable:
         return Choice(None, (Problem("NoCandidate", "no replica is reachable to promote"),))
-    eligible: list[InstanceObservation] = []
+    errant: dict[int, str] = {}
     for candidate in reachable:
-        if not candidate.relay_log_applied:
-            problems.append(
-                Problem("RelayLogNotApplied", f"instance {candidate.ordinal} has not applied its relay log",
-                        candidate.ordinal)
-            )
-            continue
-        others = [c.gtid_executed for c in reachable if c is not candidate]
-        errant = errant_transactions(flavor, candidate, gtid.union(flavor, [*others, known_history]))
-        if errant and (others or known_history):
+        others = [c.received for c in reachable if c is not candidate]
+        found = errant_transactions(flavor, candidate, gtid.union(flavor, [*others, known_history]))
+        errant[candidate.ordinal] = found if (others or known_history) else ""
+        if errant[candidate.ordinal]:
             problems.append(
                 Problem("ErrantTransactions",
-                        f"instance {candidate.ordinal} has transactions no other instance has: {errant}",
+                        f"instance {candidate.ordinal} has transactions no other instance has: {found}",
                         candidate.ordinal)
             )
+    held = {c.ordinal: rightful(flavor, c, errant[c.ordinal]) for c in reachable}
+    eligible = [c for c in reachable if not errant[c.ordinal]]
+    for candidate in sorted(eligible, key=lambda c: (not c.relay_log_applied, c.ordinal)):
+        if not all(gtid.includes(flavor, candidate.received, held[o.ordinal])
+                   for o in reachable if o is not candidate):
             continue
-        eligible.append(candidate)
-    applied = [c for c in reachable if c.relay_log_applied]
-    for candidate in sorted(eligible, key=lambda c: c.ordinal):
-        if all(gtid.includes(flavor, candidate.gtid_executed, o.gtid_executed) for o in applied):
+        if candidate.relay_log_applied:
             return Choice(candidate.ordinal, tuple(problems))
+        problems.append(
+            Problem("RelayLogNotApplied", f"instance {candidate.ordinal} holds every transaction but has "
+                    "not applied its relay log yet; the failover waits for it", candidate.ordinal)
+        )
+        return Choice(None, tuple(problems), waiting=True)
     if eligible:
         problems.append(
             Problem("DivergentReplicas",
                     "no replica holds every transaction of the others: "
-                    + "; ".join(f"{c.ordinal}: {gtid.position(flavor, c.gtid_executed) or 'empty'}"
-                                for c in applied))
+                    + "; ".join(f"{c.ordinal}: {gtid.position(flavor, c.received) or 'empty'}"
+                                for c in reachable))
         )
     return Choice(None, tuple(problems))
+
+
+def discarded_relay_logs(
+    flavor: Flavor, winner: InstanceObservation, followers: list[InstanceObservation]
+) -> tuple[Problem, ...]:
+    """Followers holding (received) transactions the new primary lacks: repointing them discards
+    those. Never the case for a winner of `choose_new_primary`; reported if it ever is."""
+    return tuple(
+        Problem("RelayLogDiscarded", f"instance {f.ordinal} received transactions the new primary "
+                f"{winner.ordinal} lacks: {gtid.missing(flavor, winner.gtid_executed, f.received)}",
+                f.ordinal)
+        for f in followers
+        if f.reachable and not gtid.includes(
+            flavor, winner.gtid_executed,
+            rightful(flavor, f, errant_transactions(flavor, f, winner.gtid_executed)))
+    )
 
 
 # The decision -------------------------------------------------------------------------------------
 
 
 def decide(view: ClusterView) -> Plan:
-    """The next step for the cluster. See the module docstring."""
+    """The next step for the cluster. See the module docstring; pass a view through
+    `resolve_operation` first so an interrupted operation is completed."""
     reachable = [o for o in view.observations if o.reachable]
-    if not reachable:
-        return Plan(view.last_primary, problems=(Problem("NoInstanceReachable", "no instance is reachable"),))
-    unreachable = [
-        Problem("InstanceUnreachable", f"instance {o.ordinal} is unreachable: {o.error}", o.ordinal)
+    unreachable = tuple(
+        Problem("InstanceBusy", f"instance {o.ordinal} answers but is busy: {o.error}", o.ordinal)
+        if o.busy else Problem("InstanceUnreachable", f"instance {o.ordinal} is unreachable: {o.error}",
+                               o.ordinal)
         for o in view.observations
         if not o.reachable
-    ]
+    )
+    if not reachable:
+        return Plan(view.last_primary, problems=(Problem("NoInstanceReachable", "no instance is reachable"),))
     writable = [o for o in reachable if o.writable]
+    fences: list[Fence] = []
+    notes: list[Problem] = []
+    # Memory is authoritative: a deposed primary that is writable again is fenced, whatever it holds.
+    for o in writable:
+        if view.deposed_entry(o.ordinal) is not None and o.ordinal != view.last_primary:
+            fences.append(Fence(o.ordinal, f"deposed primary {o.ordinal} was writable; "
+                                           f"{view.last_primary} is the primary"))
+    fenced = {f.ordinal for f in fences}
+    writable = [o for o in writable if o.ordinal not in fenced]
+    current = next((o for o in writable if o.ordinal == view.last_primary), None)
     followers = _writable_followers(writable)
-    if followers and len(writable) - len(followers) == 1:
+    if current is not None:
+        for o in writable:
+            if o is not current:
+                fences.append(Fence(o.ordinal, f"instance {o.ordinal} was writable beside the primary "
+                                               f"{current.ordinal}"))
+        plan = _with_primary(view, current, reachable)
+    elif followers and len(writable) - len(followers) == 1:
         # A replica made writable by hand while still replicating from the primary is no contender.
         primary = next(o for o in writable if o not in followers)
+        fences.extend(Fence(o.ordinal, f"replica {o.ordinal} of {primary.ordinal} was writable")
+                      for o in followers)
         plan = _with_primary(view, primary, reachable)
-        fences = tuple(Fence(o.ordinal, f"replica {o.ordinal} of {primary.ordinal} was writable")
-                       for o in followers)
-        names = ", ".join(str(o.ordinal) for o in followers)
-        problem = Problem("SplitBrain", f"replica {names} of {primary.ordinal} was writable while "
-                                        f"replicating; fenced, {primary.ordinal} stays primary")
-        plan = Plan(plan.primary, (*fences, *plan.actions), (problem, *plan.problems))
     elif len(writable) >= 2:
         plan = _split_brain(view, writable)
-    elif len(writable) == 1:
+    elif len(writable) == 1 and _may_adopt(view, writable[0]):
         plan = _with_primary(view, writable[0], reachable)
     else:
+        for o in writable:
+            fences.append(Fence(o.ordinal, f"instance {o.ordinal} was writable without the primary "
+                                           f"{view.last_primary}'s history"))
         plan = _without_writable(view, reachable)
-    return Plan(plan.primary, plan.actions, (*unreachable, *plan.problems))
+    if fences:
+        names = ", ".join(str(f.ordinal) for f in fences)
+        kept = plan.primary if plan.primary is not None else view.last_primary
+        notes.append(Problem("SplitBrain",
+                             f"instances {names} were writable beside the primary {kept}; fenced"))
+    return Plan(plan.primary, (*fences, *plan.actions), (*unreachable, *notes, *plan.problems))
+
+
+def _may_adopt(view: ClusterView, instance: InstanceObservation) -> bool:
+    """A writable instance memory does not name (promoted by hand, or memory lost) is adopted only
+    when it holds the recorded primary's history."""
+    return view.last_primary is None or gtid.includes(view.flavor, instance.gtid_executed,
+                                                      view.last_primary_gtid)
 
 
 def _writable_followers(writable: list[InstanceObservation]) -> list[InstanceObservation]:
@@ -357,7 +495,18 @@ def _switchover(view: ClusterView, primary: InstanceObservation, target: int) ->
     if errant:
         return Problem("ErrantTransactions",
                        f"switchover refused: instance {target} has errant transactions {errant}", target)
-    return Switchover(primary.ordinal, target)
+    lag = candidate.seconds_behind
+    if lag is None or lag > view.switchover_max_lag or not candidate.relay_log_applied:
+        # Fencing now would stop writes for as long as the target needs to catch up: wait unfenced.
+        return Problem("SwitchoverWaitingForCatchUp",
+                       f"switchover to {target} waits until it is within {view.switchover_max_lag}s of "
+                       f"the primary (now {'unknown' if lag is None else f'{lag}s'} behind); "
+                       f"{primary.ordinal} stays writable", target)
+    repoint = tuple(
+        o.ordinal for o in view.observations
+        if o.reachable and o.ordinal not in (primary.ordinal, target) and o.ordinal not in view.seeding
+    )
+    return Switchover(primary.ordinal, target, (*repoint, primary.ordinal))
 
 
 def _replica_step(
@@ -374,6 +523,9 @@ def _replica_step(
     if not follows_primary:
         # Its data is static (not receiving from us): everything it has must be on the primary.
         extra = missing_on(flavor, primary, instance)
+        deposed = view.deposed_entry(ordinal)
+        if extra and deposed is not None:
+            return _rejoin_deposed(view, primary, instance, deposed, extra)
         if extra:
             return _reseed_or_report(
                 view, primary, ordinal, "ErrantTransactions",
@@ -416,6 +568,28 @@ def _replica_step(
 
 
 RESEED_HINT = "; set spec.replication.autoReseed: true to rebuild it from a healthy replica"
+
+
+def _rejoin_deposed(
+    view: ClusterView, primary: InstanceObservation, instance: InstanceObservation, deposed: Deposed,
+    extra: str,
+) -> tuple[Action | None, Problem | None]:
+    """A former primary with transactions the new primary lacks: rebuilt from it when those were
+    provably never acknowledged (lossless semi-sync failover), or in async mode with autoReseed;
+    the discarded set is carried by the Seed so the executor records it first."""
+    ordinal = instance.ordinal
+    count = gtid.count_missing(view.flavor, primary.gtid_executed, instance.gtid_executed)
+    semi = view.replication_mode is ReplicationMode.SEMI_SYNC
+    allowed = (semi and deposed.lossless) or (not semi and view.auto_reseed)
+    message = (f"former primary {ordinal} holds {count} transaction(s) the primary {primary.ordinal} "
+               f"lacks ({extra})")
+    if not allowed or not view.wanted(ordinal):
+        why = ("the failover was not provably lossless" if semi
+               else "async mode rebuilds it only with spec.replication.autoReseed: true")
+        return None, Problem("DeposedPrimaryDiverged", f"{message}; not rebuilt: {why}", ordinal)
+    seed = _seed(view, primary, ordinal, f"RejoinDeposedPrimary: {message}, never acknowledged"
+                 if semi else f"RejoinDeposedPrimary: {message}, discarded (autoReseed)", rebuild=True)
+    return replace(seed, discarded=extra, discarded_count=count), None
 
 # Replication errors that no restart cures: the source no longer has the binlogs the replica needs
 # (1236), or the replica's data differs from the source's (row not found, duplicate key, missing or
@@ -491,26 +665,39 @@ def _without_writable(view: ClusterView, reachable: list[InstanceObservation]) -
         return Plan(None, problems=(Problem("WaitingForFirstInstance",
                                             "instance 0 bootstraps the cluster and is not reachable", 0),))
     last = view.get(view.last_primary)
+    if last is not None and last.busy:
+        return Plan(last.ordinal, problems=(Problem(
+            "PrimaryBusy", f"primary {last.ordinal} answers but is busy ({last.error}); no failover",
+            last.ordinal),))
     if last is None or not last.reachable:
         last = _primary_followed_by_replicas(view, reachable) if view.last_primary is None else None
+    candidates = tuple(o.ordinal for o in reachable
+                       if o.ordinal != (last.ordinal if last is not None else view.last_primary)
+                       and o.ordinal not in view.seeding and view.deposed_entry(o.ordinal) is None)
     if last is not None and last.reachable and not last.replica_configured:
+        if last.ordinal == view.last_primary and not gtid.includes(flavor, last.gtid_executed,
+                                                                   view.last_primary_gtid):
+            lost = gtid.missing(flavor, last.gtid_executed, view.last_primary_gtid)
+            problem = Problem("PrimaryLostHistory",
+                              f"primary {last.ordinal} came back without transactions it had ({lost}); "
+                              "it is never made writable again", last.ordinal)
+            return _failover(view, last.ordinal, candidates,
+                             f"primary {last.ordinal} lost part of its history", (problem,))
+        reference = gtid.union(flavor, [last.gtid_executed, view.last_primary_gtid])
         ahead = [
             o for o in reachable
-            if o is not last and not gtid.includes(flavor, last.gtid_executed, o.gtid_executed)
+            if o is not last and not gtid.includes(
+                flavor, last.gtid_executed, rightful(flavor, o, errant_transactions(flavor, o, reference)))
         ]
         if not ahead:
             return Plan(last.ordinal, (Promote(last.ordinal, "the primary was read-only"),))
-        others = tuple(o.ordinal for o in reachable if o is not last and o.ordinal not in view.seeding)
         names = ", ".join(str(o.ordinal) for o in ahead)
-        return Plan(
-            None,
-            (Failover(last.ordinal, others, f"replicas {names} are ahead of the read-only primary "
-                                            f"{last.ordinal}"),),
+        return _failover(
+            view, last.ordinal, candidates,
+            f"replicas {names} are ahead of the read-only primary {last.ordinal}",
             (Problem("ReplicaAheadOfPrimary", f"instances {names} hold transactions the primary "
                                               f"{last.ordinal} lacks", last.ordinal),),
         )
-    candidates = tuple(o.ordinal for o in reachable
-                       if o.ordinal != view.last_primary and o.ordinal not in view.seeding)
     if view.last_primary is not None and (last is None or not last.reachable):
         waited = view.primary_unreachable_for
         if waited < view.grace_period:
@@ -518,9 +705,30 @@ def _without_writable(view: ClusterView, reachable: list[InstanceObservation]) -
                 "PrimaryUnreachable",
                 f"primary {view.last_primary} unreachable for {waited:.1f}s "
                 f"(failover after {view.grace_period:.0f}s)", view.last_primary),))
-        return Plan(None, (Failover(view.last_primary, candidates,
-                                    f"primary {view.last_primary} unreachable for {waited:.1f}s"),))
-    return Plan(None, (Failover(None, candidates, "no writable primary"),))
+        return _failover(view, view.last_primary, candidates,
+                         f"primary {view.last_primary} unreachable for {waited:.1f}s")
+    return _failover(view, None, candidates, "no writable primary")
+
+
+def _failover(
+    view: ClusterView, failed: int | None, candidates: tuple[int, ...], reason: str,
+    problems: tuple[Problem, ...] = (),
+) -> Plan:
+    """A failover, unless semi-sync cannot guarantee the acknowledged set: an acknowledged write is
+    on at least one replica that was attached to the primary, so every such replica must be among
+    the reachable candidates (or the user allowed possible loss)."""
+    if not candidates:
+        return Plan(None, problems=(*problems, Problem("NoCandidate", f"{reason}; no replica to promote")))
+    semi = view.replication_mode is ReplicationMode.SEMI_SYNC
+    absent = sorted(view.acknowledgers - set(candidates) - {failed} if failed is not None
+                    else view.acknowledgers - set(candidates))
+    if semi and absent and not view.allow_data_loss:
+        names = ", ".join(str(o) for o in absent)
+        return Plan(None, problems=(*problems, Problem(
+            "FailoverNeedsQuorum",
+            f"{reason}; not promoting: replicas {names} may hold the only copy of acknowledged writes "
+            "and are unreachable (spec.replication.allowDataLossOnFailover: true accepts the loss)")))
+    return Plan(None, (Failover(failed, candidates, reason, lossless=semi and not absent),), problems)
 
 
 def _primary_followed_by_replicas(

@@ -361,11 +361,16 @@ def decide(view: ClusterView) -> Plan:
     writable = [o for o in reachable if o.writable]
     fences: list[Fence] = []
     notes: list[Problem] = []
-    # Memory is authoritative: a deposed primary that is writable again is fenced, whatever it holds.
+    # Memory is authoritative: a deposed primary that is writable again is fenced, whatever it holds;
+    # the remembered primary is fenced only when it came back writable without its own history.
     for o in writable:
         if view.deposed_entry(o.ordinal) is not None and o.ordinal != view.last_primary:
             fences.append(Fence(o.ordinal, f"deposed primary {o.ordinal} was writable; "
                                            f"{view.last_primary} is the primary"))
+        elif o.ordinal == view.last_primary and not gtid.includes(view.flavor, o.gtid_executed,
+                                                                 view.last_primary_gtid):
+            fences.append(Fence(o.ordinal, f"primary {o.ordinal} came back writable without transactions "
+                                           "it had; never writable again"))
     fenced = {f.ordinal for f in fences}
     writable = [o for o in writable if o.ordinal not in fenced]
     current = next((o for o in writable if o.ordinal == view.last_primary), None)

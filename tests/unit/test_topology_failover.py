@@ -288,8 +288,9 @@ def test_defect9_mariadb_fence_ends_root_sessions_too() -> None:
 
 
 def _returning(**extra: Any) -> ClusterView:
-    return view(idle(0, "0-10-21"), primary(1, "0-10-20,0-11-30"), replica(2, source=1, gtids="0-10-20,0-11-30"),
-                last_primary=1, last_primary_gtid="0-10-20,0-11-30", seed_new_instances=True, **extra)
+    history = "0-10-20,0-11-30"
+    return view(idle(0, "0-10-21"), primary(1, history), replica(2, source=1, gtids=history),
+                last_primary=1, last_primary_gtid=history, seed_new_instances=True, **extra)
 
 
 def test_deposed_primary_with_unacknowledged_writes_rejoins_after_recording_them() -> None:

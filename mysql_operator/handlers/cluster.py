@@ -19,6 +19,7 @@ from mysql_operator.handlers.objects import (
     parse_spec,
     ready_instances,
 )
+from mysql_operator.handlers.watch import SECRETS
 from mysql_operator.kube import Kube, KubeError, load_config
 from mysql_operator.resources.meta import ClusterRef
 from mysql_operator.status import (
@@ -103,6 +104,8 @@ def reconcile(
     patch.status["acceptedSpec"] = encode_accepted_spec(cluster_spec)
     try:
         credentials = ensure_credentials(kube, ref, cluster_spec)
+        # The topology loop reads the Secret once and keeps it: this handler may just have changed it.
+        SECRETS.forget(ref.namespace, credentials.secret)
         was_invalid = any(
             cond.get("type") == CREDENTIALS_READY and cond.get("status") == "False" for cond in conditions
         )

@@ -1,15 +1,23 @@
-"""The topology loop: every few seconds observe the instances over SQL, take the next step, report.
+"""The topology loop: observe the instances over SQL, take the next step, report.
 
-Observe (pods from the API, instances over SQL) -> decide (topology.decide, pure) -> act (SQL, role
-labels) -> status and Events. SQL runs in kopf's thread pool; a pass never raises for SQL trouble.
+One kopf daemon per cluster runs a pass whenever a watched change wakes it (handlers/watch.py: a pod's
+container stopped or failed its probe, the cluster's spec was accepted) and otherwise when
+topology.pacing says (every PROBE_INTERVAL, every GRACE_PROBE while the primary is within its grace,
+exactly at the end of the grace). Observe (pods and StatefulSet from the watch indices, instances over
+SQL) -> decide (topology.decide, pure) -> act (SQL, role labels) -> status (patched only where it
+changed) and Events. SQL runs in a pool of its own; a pass never raises.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,11 +29,11 @@ from mysql_operator.api.models import MysqlClusterSpec
 from mysql_operator.handlers import day2
 from mysql_operator.handlers.objects import InvalidSpec, encode_accepted_spec, parse_spec
 from mysql_operator.handlers.restore import restore_finished
+from mysql_operator.handlers.watch import SECRETS, WAKES, ClusterKey
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.dialect import dialect_for
 from mysql_operator.mysql.session import Login, MysqlError, open_session
 from mysql_operator.mysql.users import ensure_exporter_user
-from mysql_operator.resources.credentials import decode_secret_data
 from mysql_operator.resources.statefulset import credentials_secret
 from mysql_operator.status import (
     DEGRADED,
@@ -36,6 +44,7 @@ from mysql_operator.status import (
     now_iso,
     set_condition,
 )
+from mysql_operator.topology.pacing import PROBE_INTERVAL, next_pass_in
 from mysql_operator.topology.reconcile import (
     InstanceEndpoint,
     TopologyMemory,
@@ -46,7 +55,6 @@ from mysql_operator.topology.reconcile import (
 )
 
 CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
-INTERVAL_SECONDS = 2.0
 HISTORY_LENGTH = 10
 log = logging.getLogger(__name__)
 
@@ -239,62 +247,115 @@ def record_metrics(namespace: str, cluster: str, result: TopologyResult) -> None
         metrics.FAILOVER_SECONDS.labels(namespace, cluster).set(result.transition.seconds)
 
 
-@kopf.timer(*CR, interval=INTERVAL_SECONDS, initial_delay=1.0)  # type: ignore[arg-type]
-def topology(
+# One pass of a cluster at a time runs in this pool (its loop waits for it), so a cluster whose
+# instances hang on connect holds one worker for a bounded time and never queues another's pass.
+TOPOLOGY_WORKERS = 64
+_POOL = ThreadPoolExecutor(max_workers=TOPOLOGY_WORKERS, thread_name_prefix="topology")
+ERROR_DELAY = 5.0  # seconds before the next pass after the API server refused a request
+# Per cluster uid: the memory the last pass wrote (the live body's status may lag behind our own
+# write by a watch event; a pass must not start a grace period again from a stale copy).
+_MEMORY: dict[str, TopologyMemory] = {}
+# Per cluster uid: (resourceVersion when written, status fields written), to skip re-writing what
+# the watch stream has not brought back yet.
+_WRITTEN: dict[str, tuple[str | None, dict[str, Any]]] = {}
+
+
+@dataclass(frozen=True)
+class PassInput:
+    """What a pass reads, taken on the event loop from the live body and the watch indices."""
+
+    body: kopf.Body
+    namespace: str
+    name: str
+    uid: str
+    spec: dict[str, Any]
+    meta: dict[str, Any]
+    status: dict[str, Any]
+    pods: list[dict[str, Any]]
+    statefulset: dict[str, Any] | None
+
+
+@kopf.daemon(*CR, initial_delay=0.5, cancellation_timeout=5.0)  # type: ignore[arg-type]
+async def topology(
     body: kopf.Body,
-    spec: kopf.Spec,
     meta: kopf.Meta,
-    status: kopf.Status,
     namespace: str | None,
-    patch: kopf.Patch,
     memo: kopf.Memo,
     logger: logging.Logger,
+    stopped: kopf.DaemonStopped,
+    pods_by_cluster: kopf.Index[ClusterKey, dict[str, Any]],
+    statefulsets_by_name: kopf.Index[ClusterKey, dict[str, Any]],
     **_: Any,
 ) -> None:
-    """One observe -> decide -> act pass for one cluster; SQL-layer log lines name the cluster."""
-    with logcontext.bound(str(namespace), str(meta["name"])):
-        _topology_pass(body, spec, meta, status, namespace, patch, memo, logger)
-
-
-def _topology_pass(
-    body: kopf.Body,
-    spec: kopf.Spec,
-    meta: kopf.Meta,
-    status: kopf.Status,
-    namespace: str | None,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    logger: logging.Logger,
-) -> None:
-    if meta.get("deletionTimestamp"):
-        return
+    """The topology loop of one cluster: a pass (observe -> decide -> act -> report) whenever a
+    watched change wakes it (watch.WAKES) or pacing.next_pass_in says it is time to look again."""
+    ns, name, uid = str(namespace), str(meta["name"]), str(meta.get("uid"))
+    key = (ns, name)
+    wake = WAKES.register(key)
+    _MEMORY.pop(uid, None)  # a (re)started loop starts from the memory kept in status
+    loop = asyncio.get_running_loop()
     try:
-        cluster_spec = parse_spec(dict(spec))
+        while not stopped:
+            wake.clear()
+            work = PassInput(
+                body=body, namespace=ns, name=name, uid=uid,
+                spec=copy.deepcopy(dict(body.get("spec") or {})),
+                meta=copy.deepcopy(dict(body.get("metadata") or {})),
+                status=copy.deepcopy(dict(body.get("status") or {})),
+                pods=[copy.deepcopy(p) for p in pods_by_cluster.get(key, [])],
+                statefulset=next(iter(statefulsets_by_name.get((ns, c.statefulset_name(name)), [])), None),
+            )
+            delay = await loop.run_in_executor(_POOL, _run_pass, work, memo, logger)
+            if delay > 0 and not wake.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=delay)
+    finally:
+        WAKES.unregister(key, wake)
+        _MEMORY.pop(uid, None)
+        _WRITTEN.pop(uid, None)
+
+
+def _run_pass(work: PassInput, memo: kopf.Memo, logger: logging.Logger) -> float:
+    """One pass in a worker thread; seconds until the next. Never raises: the loop must go on."""
+    with logcontext.bound(work.namespace, work.name):
+        try:
+            return _topology_pass(work, memo.kube, logger)
+        except KubeError as error:
+            logger.warning("topology pass: %s", error)
+            return ERROR_DELAY
+        except Exception:
+            logger.exception("topology pass failed")
+            return ERROR_DELAY
+
+
+def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float:
+    """Observe -> decide -> act -> report for one cluster; returns seconds until the next pass.
+
+    Reads come from the live body and the watch indices (plus a cached Secret): a pass of an idle
+    cluster sends the API server nothing; status is patched only where it changed."""
+    status, meta = work.status, work.meta
+    if meta.get("deletionTimestamp"):
+        return PROBE_INTERVAL
+    try:
+        cluster_spec = parse_spec(work.spec)
     except InvalidSpec:
-        return  # reported by the reconcile handler
+        return PROBE_INTERVAL  # reported by the reconcile handler; a spec change wakes the loop
     conditions = [dict(cond) for cond in (status.get("conditions") or [])]
     if not condition_is(conditions, "CredentialsReady"):
-        return
+        return PROBE_INTERVAL
     if not restore_finished(cluster_spec, status):
-        return  # instance 0 is being restored (handlers/restore.py); it opens for writes only after
-    kube: Kube = memo.kube
-    ns, name = str(namespace), str(meta["name"])
-    try:
-        pods = kube.list("v1", "Pod", ns, c.selector_labels(name))
-        secret = kube.get("v1", "Secret", ns, credentials_secret(cluster_spec, name))
-        statefulset = kube.get("apps/v1", "StatefulSet", ns, c.statefulset_name(name))
-    except KubeError as error:
-        raise kopf.TemporaryError(str(error), delay=5) from None
-    if secret is None:
-        return
+        return PROBE_INTERVAL  # instance 0 is being restored (handlers/restore.py)
+    ns, name, pods, statefulset = work.namespace, work.name, work.pods, work.statefulset
     # Pods above spec.instances still count while the StatefulSet keeps them (the primary may be one).
     kept = max(cluster_spec.instances, int(((statefulset or {}).get("spec") or {}).get("replicas") or 0))
     endpoints = [e for e in (pod_endpoint(p, kept) for p in pods) if e is not None]
     if not endpoints:
-        return
-    state = day2.state_for(str(meta.get("uid")))
+        return PROBE_INTERVAL
+    secret_data = SECRETS.get(kube, ns, credentials_secret(cluster_spec, name))
+    if secret_data is None:
+        return PROBE_INTERVAL
+    state = day2.state_for(work.uid)
     accepted = spec_accepted(status, cluster_spec)
-    secret_data = decode_secret_data(secret.get("data"))
     pods_by_ordinal = {e.ordinal: e.pod_name for e in endpoints}
     uids = {p["metadata"]["name"]: p["metadata"].get("uid") for p in pods}
 
@@ -316,13 +377,15 @@ def _topology_pass(
     def checkpoint(memory: TopologyMemory) -> None:
         # The operation in progress reaches status before the promotion it announces.
         kube.patch_status(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, ns, name, {"topology": memory.to_dict()})
+        _MEMORY[work.uid] = memory
 
+    previous = _MEMORY.get(work.uid) or TopologyMemory.from_dict(status.get("topology"))
     result = reconcile_topology(
         endpoints,
         secret_data,
         cluster_spec.flavor,
         cluster_spec.replication.mode.value,
-        TopologyMemory.from_dict(status.get("topology")),
+        previous,
         cluster_spec.replication.switchover_to,
         time.time(),
         TopologySettings(
@@ -334,11 +397,43 @@ def _topology_pass(
         checkpoint=checkpoint,
         **day2.topology_options(cluster_spec, state, accepted),
     )
+    _MEMORY[work.uid] = result.memory
     for action in result.actions:
         logger.info("topology action: %s", action)
     record_metrics(ns, name, result)
     if cluster_spec.monitoring.exporter:
-        ensure_exporter_users(str(meta.get("uid")), endpoints, result, secret_data, cluster_spec, logger)
+        ensure_exporter_users(work.uid, endpoints, result, secret_data, cluster_spec, logger)
+    apply_role_labels(kube, ns, pods, result, logger)
+    for event in result.events:
+        kopf.event(work.body, type=event.type, reason=event.reason, message=event.message)
+    # The pass took a while: start from the newest status the watch brought (the reconcile
+    # handler's conditions for a new generation must not be overwritten with older ones).
+    fresh = copy.deepcopy(dict(work.body.get("status") or {}))
+    fresh_spec = copy.deepcopy(dict(work.body.get("spec") or {}))
+    try:
+        accepted = spec_accepted(fresh, cluster_spec) and parse_spec(fresh_spec).wire() == cluster_spec.wire()
+    except InvalidSpec:
+        accepted = False
+    if accepted:
+        day2.after_topology(kube, work.body, cluster_spec, pods, statefulset, result, state, logger)
+    fields = topology_status(
+        cluster_spec,
+        name,
+        result,
+        [dict(cond) for cond in (fresh.get("conditions") or [])],
+        list(fresh.get("roleChanges") or []),
+        meta.get("generation"),
+        now_iso(),
+        fresh.get("phase"),
+    )
+    write_status(kube, work, fresh, fields)
+    return next_pass_in(result.memory, float(cluster_spec.replication.failover_grace_seconds), time.time())
+
+
+def apply_role_labels(
+    kube: Kube, ns: str, pods: list[dict[str, Any]], result: TopologyResult, logger: logging.Logger
+) -> None:
+    """Move the role labels the Services select by; promotions only once every demotion landed."""
     current = {p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_ROLE) for p in pods}
     demotions, promotions = role_label_changes(current, desired_role_labels(result))
     demoted = True
@@ -355,31 +450,25 @@ def _topology_pass(
             logger.info("pod %s role label -> %s", pod, role)
         except KubeError as error:
             logger.warning("could not label pod %s: %s", pod, error)
-    for event in result.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-    # The pass took a while: start from the newest conditions, so the reconcile handler's (Valid for
-    # a new generation) are not overwritten with the ones read before the pass.
-    try:
-        fresh = kube.get(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, ns, name) or {}
-        conditions = [dict(cond) for cond in ((fresh.get("status") or {}).get("conditions") or [])]
-        accepted = spec_accepted(fresh.get("status") or {}, cluster_spec) and (
-            parse_spec(dict(fresh.get("spec") or {})).wire() == cluster_spec.wire()
-        )
-    except (KubeError, InvalidSpec) as error:
-        accepted = False
-        logger.warning("could not re-read the cluster's spec and status: %s", error)
-    if accepted:
-        day2.after_topology(kube, body, cluster_spec, pods, statefulset, result, state, logger)
-    fields = topology_status(
-        cluster_spec,
-        name,
-        result,
-        conditions,
-        list(status.get("roleChanges") or []),
-        meta.get("generation"),
-        now_iso(),
-        status.get("phase"),
-    )
-    for key, value in fields.items():
-        if status.get(key) != value:
-            patch.status[key] = value
+
+
+def status_changes(
+    fresh: Mapping[str, Any], fields: Mapping[str, Any], written: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The status fields to patch: those differing from the status the watch last brought, less
+    those this loop already wrote with the same value (the watch has not brought them back yet)."""
+    return {
+        key: value for key, value in fields.items()
+        if fresh.get(key) != value and (written is None or key not in written or written[key] != value)
+    }
+
+
+def write_status(kube: Kube, work: PassInput, fresh: Mapping[str, Any], fields: Mapping[str, Any]) -> None:
+    version = str((work.body.get("metadata") or {}).get("resourceVersion"))
+    last = _WRITTEN.get(work.uid)
+    written = last[1] if last is not None and last[0] == version else None
+    changes = status_changes(fresh, fields, written)
+    if not changes:
+        return
+    kube.patch_status(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, work.namespace, work.name, changes)
+    _WRITTEN[work.uid] = (version, {**(written or {}), **changes})

@@ -1,0 +1,154 @@
+"""What the topology loops read instead of asking the API server: watch streams and caches.
+
+- Pods and StatefulSets of our clusters come from kopf indices (kept by kopf's watch streams), so
+  an idle cluster costs no request: `pods_by_cluster`, `statefulsets_by_name`.
+- A watched pod change that matters (pacing.pod_change_wakes: a container stopped, restarted or
+  failed its probe, an IP came or went, the pod is being deleted) wakes the cluster's topology loop
+  at once; so does a MysqlCluster change that matters (pacing.cluster_signature).
+- Credentials Secrets are read once and kept (`SecretCache`): read again when the reconcile handler
+  has touched them (a spec change), and at most every `SECRET_TTL` seconds, so a user rotating their
+  own Secret is picked up without the operator watching every Secret in the namespace.
+
+The wake-ups are asyncio events of the operator's event loop; the handlers here are async so they
+run on that loop (no thread hop, no API call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from mysql_operator import conventions as c
+from mysql_operator.kube import Kube
+from mysql_operator.resources.credentials import decode_secret_data
+from mysql_operator.topology.pacing import cluster_signature, pod_change_wakes
+
+CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
+SECRET_TTL = 300.0  # seconds: an unchanged credentials Secret is re-read this rarely
+
+ClusterKey = tuple[str, str]  # (namespace, cluster name)
+
+
+class WakeBoard:
+    """One asyncio event per running topology loop; `wake` starts that loop's next pass now."""
+
+    def __init__(self) -> None:
+        self._events: dict[ClusterKey, asyncio.Event] = {}
+
+    def register(self, key: ClusterKey) -> asyncio.Event:
+        event = self._events.get(key) or asyncio.Event()
+        self._events[key] = event
+        return event
+
+    def unregister(self, key: ClusterKey, event: asyncio.Event) -> None:
+        if self._events.get(key) is event:
+            del self._events[key]
+
+    def wake(self, key: ClusterKey) -> bool:
+        """Wake the loop of `key` (from the event loop's thread); False when none runs."""
+        event = self._events.get(key)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+
+WAKES = WakeBoard()
+_POD_SEEN: dict[tuple[str, str], Mapping[str, Any]] = {}
+_CLUSTER_SEEN: dict[ClusterKey, tuple[Any, ...]] = {}
+
+
+def cluster_of_pod(labels: Mapping[str, str]) -> str | None:
+    """The cluster an instance pod belongs to (its instance label)."""
+    return labels.get(c.LABEL_INSTANCE)
+
+
+@kopf.index("v1", "pods", labels={c.LABEL_NAME: c.APP_NAME})
+async def pods_by_cluster(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[ClusterKey, dict[str, Any]] | None:
+    """(namespace, cluster) -> the cluster's instance pods, as the watch stream last saw them."""
+    cluster = cluster_of_pod(labels)
+    if cluster is None:
+        return None
+    return {(str(namespace), cluster): {"metadata": dict(body.metadata), "status": dict(body.status)}}
+
+
+@kopf.index("apps", "v1", "statefulsets", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY})
+async def statefulsets_by_name(
+    namespace: str | None, name: str | None, body: kopf.Body, **_: Any
+) -> dict[ClusterKey, dict[str, Any]]:
+    """(namespace, StatefulSet name) -> the StatefulSet, as the watch stream last saw it."""
+    return {(str(namespace), str(name)): {"metadata": dict(body.metadata), "spec": dict(body.spec),
+                                          "status": dict(body.status)}}
+
+
+@kopf.on.event("v1", "pods", labels={c.LABEL_NAME: c.APP_NAME})
+async def pod_changed(
+    type: str | None, namespace: str | None, name: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> None:
+    """Wake the pod's cluster when the pod changed in a way the topology depends on."""
+    cluster = cluster_of_pod(labels)
+    if cluster is None:
+        return
+    key = (str(namespace), str(name))
+    new = None if type == "DELETED" else {"metadata": dict(body.metadata), "status": dict(body.status)}
+    old = _POD_SEEN.get(key)
+    if new is None:
+        _POD_SEEN.pop(key, None)
+    else:
+        _POD_SEEN[key] = new
+    if old is not None and pod_change_wakes(old, new):
+        WAKES.wake((str(namespace), cluster))
+
+
+@kopf.on.event(*CR)
+async def cluster_changed(type: str | None, namespace: str | None, name: str | None, body: kopf.Body,
+                          **_: Any) -> None:
+    """Wake a cluster's loop when its spec was accepted, its credentials got ready, and the like."""
+    key = (str(namespace), str(name))
+    if type == "DELETED":
+        _CLUSTER_SEEN.pop(key, None)
+        return
+    signature = cluster_signature(body)
+    if _CLUSTER_SEEN.get(key, signature) != signature:
+        WAKES.wake(key)
+    _CLUSTER_SEEN[key] = signature
+
+
+class SecretCache:
+    """Decoded Secret data by (namespace, name), fetched once and kept for `ttl` seconds or until
+    `forget`. Thread-safe: topology passes run in a thread pool."""
+
+    def __init__(self, ttl: float = SECRET_TTL) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._data: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+
+    def get(self, kube: Kube, namespace: str, name: str, now: float | None = None) -> dict[str, str] | None:
+        """The Secret's decoded data (None when it does not exist; absence is not cached)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            hit = self._data.get((namespace, name))
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        secret = kube.get("v1", "Secret", namespace, name)
+        if secret is None:
+            self.forget(namespace, name)
+            return None
+        data = decode_secret_data(secret.get("data"))
+        with self._lock:
+            self._data[(namespace, name)] = (now, data)
+        return data
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._data.pop((namespace, name), None)
+
+
+SECRETS = SecretCache()

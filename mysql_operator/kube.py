@@ -154,5 +154,10 @@ class Kube:
             raise
         return True
 
+    def node_cordoned(self, name: str) -> bool:
+        """Whether a Node is unschedulable (cordoned, e.g. by `kubectl drain`)."""
+        node = self._call("GET", f"/api/v1/nodes/{name}")
+        return bool((node.get("spec") or {}).get("unschedulable"))
+
     def set_pod_label(self, namespace: str, pod: str, key: str, value: str) -> None:
         self.merge_patch("v1", "Pod", namespace, pod, {"metadata": {"labels": {key: value}}})

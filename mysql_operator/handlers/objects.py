@@ -24,6 +24,7 @@ from mysql_operator.resources.meta import ClusterRef
 from mysql_operator.resources.services import (
     build_headless_service,
     build_pod_disruption_budget,
+    build_primary_disruption_budget,
     build_primary_service,
     build_replicas_service,
 )
@@ -115,6 +116,7 @@ def owned_objects(
         build_primary_service(ref, spec),
         build_replicas_service(ref),
         build_pod_disruption_budget(ref),
+        build_primary_disruption_budget(ref),
         build_statefulset(ref, spec, statefulset_replicas(spec, primary_ordinal)),
     ]
 

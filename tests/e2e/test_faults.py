@@ -304,3 +304,24 @@ def test_too_many_connections_on_the_primary_is_no_failover(topo: Topology) -> N
     judge(checker, [])
     assert topo.primary() == primary
     assert len(topo.failovers()) == failovers_before, json.dumps(topo.failovers()[failovers_before:])
+
+
+@pytest.mark.parametrize("topology", SEMI_SYNC, ids=ids(SEMI_SYNC), indirect=True)
+def test_drain_of_the_primarys_node_is_a_switchover_not_a_failover(topo: Topology) -> None:
+    checker = topo.checker()
+    old = topo.primary()
+    node = topo.cluster.get("pod", old, topo.namespace)["spec"]["nodeName"]
+    failovers_before = len(topo.failovers())
+    changes_before = len(topo.cluster.status(NAME, topo.namespace).get("roleChanges") or [])
+    drain = topo.cluster.sandbox.kubectl("drain", node, "--ignore-daemonsets", "--delete-emptydir-data",
+                                         "--timeout=240s", check=False, timeout=300)
+    try:
+        assert drain.returncode == 0, f"kubectl drain {node} failed: {drain.stderr[-2000:]}"
+        judge(checker, [])
+        status = topo.cluster.status(NAME, topo.namespace)
+        assert status["primary"] != old
+        kinds = [change["kind"] for change in (status.get("roleChanges") or [])[changes_before:]]
+        assert "switchover" in kinds and "failover" not in kinds, kinds
+        assert len(topo.failovers()) == failovers_before, json.dumps(topo.failovers()[failovers_before:])
+    finally:
+        topo.cluster.kubectl("uncordon", node)  # the maintenance is over (not a repair of the product)

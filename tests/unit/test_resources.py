@@ -197,10 +197,12 @@ def test_primary_service_type_node_port_and_annotations() -> None:
     assert primary["metadata"]["annotations"] == {"a": "b"}
 
 
-def test_pdb_allows_one_instance_down() -> None:
+def test_pdb_allows_one_replica_down() -> None:
     pdb = build_pod_disruption_budget(REF)
     assert pdb["spec"]["maxUnavailable"] == 1
-    assert pdb["spec"]["selector"]["matchLabels"] == c.selector_labels("shop-db")
+    # the primary has a budget of its own (tests/unit/test_drain.py); one budget per pod
+    assert pdb["spec"]["selector"]["matchLabels"] == {**c.selector_labels("shop-db"),
+                                                      c.LABEL_ROLE: c.Role.REPLICA.value}
 
 
 def test_generated_credentials_are_random_and_complete() -> None:

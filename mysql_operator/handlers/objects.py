@@ -115,7 +115,7 @@ def owned_objects(
         build_headless_service(ref),
         build_primary_service(ref, spec),
         build_replicas_service(ref),
-        build_pod_disruption_budget(ref),
+        build_pod_disruption_budget(ref, spec),
         build_primary_disruption_budget(ref),
         build_statefulset(ref, spec, statefulset_replicas(spec, primary_ordinal)),
     ]

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from mysql_operator import conventions as c
+from mysql_operator.api.models import MysqlClusterSpec
 from mysql_operator.resources.meta import ClusterRef
 from mysql_operator.resources.services import build_pod_disruption_budget, build_primary_disruption_budget
 from mysql_operator.topology.drain import Placement, drain_switchover_target, placements, primary_node
@@ -56,8 +57,9 @@ def test_placements_read_roles_readiness_and_cordoned_nodes_and_skip_deleted_pod
 
 def test_each_pod_is_covered_by_exactly_one_budget_and_the_primary_by_one_allowing_nothing() -> None:
     ref = ClusterRef(name="db", namespace="shop", uid="u")
-    general, primary = build_pod_disruption_budget(ref), build_primary_disruption_budget(ref)
+    spec = MysqlClusterSpec.model_validate({"instances": 3})
+    general, primary = build_pod_disruption_budget(ref, spec), build_primary_disruption_budget(ref)
     assert general["metadata"]["name"] != primary["metadata"]["name"]
     assert general["spec"]["selector"]["matchLabels"][c.LABEL_ROLE] == R
     assert primary["spec"]["selector"]["matchLabels"][c.LABEL_ROLE] == P
-    assert primary["spec"]["maxUnavailable"] == 0
+    assert primary["spec"]["minAvailable"] == 1  # its only pod: no disruption allowed

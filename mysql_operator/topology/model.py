@@ -60,6 +60,8 @@ class ClusterView:
     deposed: tuple[Deposed, ...] = ()
     operation: Operation | None = None
     acknowledgers: frozenset[int] = frozenset()
+    # Instances fenced at the Kubernetes level and not seen since: not fenced again every pass.
+    pods_fenced: frozenset[int] = frozenset()
     allow_data_loss: bool = False
     switchover_max_lag: int = 1
 

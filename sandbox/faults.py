@@ -73,9 +73,10 @@ def own_cgroup() -> str:
     return "/"
 
 
-def cgroup_leaf(pod_namespace: str, pod: str) -> str:
-    """The name of a pod's cgroup below the sandbox's (one per pod name, every incarnation)."""
-    return f"{pod_namespace}.{pod}"
+def cgroup_leaf(pod_namespace: str, pod: str, uid: str) -> str:
+    """The name of a pod's cgroup below the sandbox's: one per incarnation, as its folder (a pod
+    re-created under the same name is a new pod, not isolated with the old one)."""
+    return f"{pod_namespace}.{pod}-{uid[:8]}"
 
 
 def prepare_cgroup_root(run_dir: Path, sandbox_name: str) -> str | None:
@@ -100,13 +101,13 @@ def cgroup_root(run_dir: Path) -> str | None:
     return None
 
 
-def in_pod_cgroup(run_dir: Path, pod_namespace: str, pod: str, argv: Sequence[str]) -> list[str]:
+def in_pod_cgroup(run_dir: Path, pod_namespace: str, pod: str, uid: str, argv: Sequence[str]) -> list[str]:
     """argv run inside the pod's cgroup: a shell moves itself there, then execs argv (same pid, and
     every socket the container ever opens belongs to the cgroup). Unchanged without cgroup v2."""
     root, mount = cgroup_root(run_dir), cgroup2_mount()
     if root is None or mount is None:
         return list(argv)
-    leaf = mount / root.lstrip("/") / cgroup_leaf(pod_namespace, pod)
+    leaf = mount / root.lstrip("/") / cgroup_leaf(pod_namespace, pod, uid)
     try:
         leaf.mkdir(exist_ok=True)
     except OSError:
@@ -234,20 +235,24 @@ class Faults:
     # network
 
     def pod_ip(self, namespace: str, pod: str) -> str:
+        return self._pod_address(namespace, pod)[0]
+
+    def _pod_address(self, namespace: str, pod: str) -> tuple[str, str]:
+        """(IP, uid) of the pod's current incarnation."""
         obj = self.sandbox.kube().get(f"/api/v1/namespaces/{namespace}/pods/{pod}")
         ip = (obj.get("status") or {}).get("podIP")
         if not ip:
             raise FaultError(f"pod {namespace}/{pod} has no IP yet")
-        return str(ip)
+        return str(ip), str(obj["metadata"]["uid"])
 
     def isolate(self, namespace: str, pod: str) -> str:
         """Drop every packet to or from the pod (its IP, and whatever its processes send); returns the IP.
-        Idempotent."""
-        ip = self.pod_ip(namespace, pod)
+        Idempotent. The pod's current incarnation only: one the operator deletes is gone with it."""
+        ip, uid = self._pod_address(namespace, pod)
         target = f"{namespace}/{pod}"
         root = cgroup_root(self.sandbox.dir)
         # xt_cgroup resolves the path from the cgroup2 root itself
-        cgroup = f"{root.strip('/')}/{cgroup_leaf(namespace, pod)}" if root else None
+        cgroup = f"{root.strip('/')}/{cgroup_leaf(namespace, pod, uid)}" if root else None
         remove_rules(self.sandbox.name, target)
         for rule in isolation_rules(ip, cgroup, marker(self.sandbox.name, target)):
             # inserted first: nothing another tool appended may accept these packets before us

@@ -247,7 +247,7 @@ class PodWorker(threading.Thread):
             c.restart_count += 1
         c.launch = launch
         # in the pod's cgroup, so that `sandbox fault isolate` can also drop what the pod sends
-        argv = in_pod_cgroup(self.agent.run_dir, meta["namespace"], meta["name"], launch.argv)
+        argv = in_pod_cgroup(self.agent.run_dir, meta["namespace"], meta["name"], self.uid, launch.argv)
         c.proc = processes.spawn(argv, owner=self.agent.run_dir, log=self.pod_dir / f"{c.name}.log",
                                  env=launch.env, cwd=launch.cwd, pid_file=self.pod_dir / f"{c.name}.pid")
         c.ever_started = True

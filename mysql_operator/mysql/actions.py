@@ -9,9 +9,12 @@ from collections.abc import Callable
 from mysql_operator.conventions import OPERATOR_USER, REPLICATION_USER
 from mysql_operator.mysql import gtid
 from mysql_operator.mysql.dialect import Dialect
-from mysql_operator.mysql.session import Login, Session, SqlError
+from mysql_operator.mysql.session import Login, Session, SqlError, Statement
 
 log = logging.getLogger(__name__)
+
+# The fence waits at most this long for the global read lock, so it never hangs behind commits.
+FENCE_LOCK_WAIT_SECONDS = 5
 
 # Server-internal "users" whose connections are never killed on fence.
 _SPARED_USERS = (REPLICATION_USER, OPERATOR_USER, "system user", "event_scheduler", "")
@@ -70,11 +73,24 @@ def wait_for_gtids(session: Session, dialect: Dialect, target: str, timeout: flo
 
 
 def fence(session: Session, dialect: Dialect, *, kill_clients: bool = True) -> int:
-    """Make the instance refuse writes; optionally end the client connections that could still write
-    (in-flight transactions of privileged users). Returns the number of connections killed."""
+    """Make the instance refuse writes, bounded in time; returns the number of connections ended.
+
+    Client connections are ended BEFORE the read-only switch: in semi-sync mode a commit waiting for
+    an acknowledgement holds the commit lock the switch needs, and the switch would wait for it
+    forever; ended, its transaction was never acknowledged to the client. They are ended again
+    after, for those that connected in between (and on MariaDB, where `read_only` does not bind
+    holders of READ_ONLY ADMIN such as root, ending them is what stops their writes). Semi-sync is
+    never turned off here: that would acknowledge the unreplicated writes."""
+    session.execute(Statement("SET SESSION lock_wait_timeout=%s", (FENCE_LOCK_WAIT_SECONDS,)))
+    killed = end_client_connections(session, dialect) if kill_clients else 0
     session.execute(*dialect.fence())
-    if not kill_clients:
-        return 0
+    if kill_clients:
+        killed += end_client_connections(session, dialect)
+    return killed
+
+
+def end_client_connections(session: Session, dialect: Dialect) -> int:
+    """KILL every client connection but the operator's and replication's; how many were ended."""
     killed = 0
     for row in session.query(dialect.client_connections_query(_SPARED_USERS)):
         try:
@@ -130,8 +146,11 @@ def configure_replica(
     start_replica(session, dialect)
 
 
-def promote(session: Session, dialect: Dialect) -> None:
-    """Turn a replica (or a fenced primary) into the writable primary."""
+def promote(session: Session, dialect: Dialect, *, semi_sync: bool = False) -> None:
+    """Turn a replica (or a fenced primary) into the writable primary. In semi-sync mode the source
+    side is on before the first write is accepted (writes wait until a replica acknowledges)."""
     stop_replica(session, dialect)
     session.execute(dialect.reset_replica_all)
+    if semi_sync:
+        enable_semi_sync_source(session, dialect)
     unfence(session, dialect)

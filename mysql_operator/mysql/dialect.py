@@ -33,6 +33,9 @@ class ReplicaStatus:
     last_io_error: str
     last_sql_error: str
     relay_log_applied: bool
+    # Transactions received from the source (relay log), applied or not: what a failover candidate
+    # really holds (MySQL Retrieved_Gtid_Set, MariaDB Gtid_IO_Pos).
+    received_gtids: str = ""
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,10 @@ class Dialect(ABC):
         return Statement(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(name)}")
 
     def grant_application(self, user: str, database: str) -> Statement:
-        return Statement(f"GRANT ALL PRIVILEGES ON {quote_identifier(database)}.* TO %s@'%%'", (user,))
+        # In a grant's database name `_` is a wildcard (`%` cannot pass quote_identifier): escaped,
+        # `shop_db` grants shop_db only, not shopXdb.
+        pattern = quote_identifier(database).replace("_", "\\_")
+        return Statement(f"GRANT ALL PRIVILEGES ON {pattern}.* TO %s@'%%'", (user,))
 
     # Seeding and live configuration ----------------------------------------------------------------
     @abstractmethod
@@ -281,6 +287,7 @@ class MysqlDialect(Dialect):
             last_io_error=_text(row.get("Last_IO_Error")),
             last_sql_error=_text(row.get("Last_SQL_Error")),
             relay_log_applied=gtid.includes(Flavor.MYSQL, executed, retrieved),
+            received_gtids=retrieved,
         )
 
     def fence(self) -> list[Statement]:
@@ -418,6 +425,7 @@ class MariadbDialect(Dialect):
             last_io_error=_text(row.get("Last_IO_Error")),
             last_sql_error=_text(row.get("Last_SQL_Error")),
             relay_log_applied=applied,
+            received_gtids=_text(row.get("Gtid_IO_Pos")),
         )
 
     def fence(self) -> list[Statement]:

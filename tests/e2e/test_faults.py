@@ -167,7 +167,8 @@ def test_isolation_cuts_a_pod_off_both_ways_and_heal_removes_every_rule(topo: To
         code = f"import socket; socket.create_connection(({host!r}, 3306), timeout=2).close()"
         argv = [sys.executable, "-c", code]
         if from_pod is not None:
-            argv = in_pod_cgroup(sandbox.dir, topo.namespace, from_pod, argv)
+            uid = topo.cluster.get("pod", from_pod, topo.namespace)["metadata"]["uid"]
+            argv = in_pod_cgroup(sandbox.dir, topo.namespace, from_pod, uid, argv)
         return subprocess.run(argv, capture_output=True, timeout=20).returncode == 0
 
     assert reach(ip) and reach(primary_ip, from_pod=replica)

@@ -144,6 +144,16 @@ class MariadbServer:
             self.process.wait(timeout=30)
         self.process = None
 
+    def pause(self) -> None:
+        """SIGSTOP the server: a frozen VM or an I/O stall (connections hang, nothing is refused)."""
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused server."""
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGCONT)
+
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

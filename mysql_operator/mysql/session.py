@@ -138,6 +138,7 @@ def open_session(
 ) -> Iterator[Session]:
     """A session to `host` as `login`, closed on exit.
 
+    Any failure to open the session is InstanceUnreachable, except a refused login (AccessDenied).
     `secrets` are extra strings (other passwords sent in statements) scrubbed from error texts.
     Raises InstanceUnreachable, AccessDenied or SqlError.
     """
@@ -160,6 +161,11 @@ def open_session(
         raise _translate(error, host, scrub, None) from None
     except OSError as error:
         raise InstanceUnreachable(redact(f"{host}: {error}", scrub)) from None
+    except Exception as error:
+        # Whatever else breaks a handshake (a garbled greeting, an auth plugin that cannot run) is an
+        # instance we cannot use: it must never escape a handler as an unexpected exception.
+        detail = f"{host}: login failed: {type(error).__name__}: {error}"
+        raise InstanceUnreachable(redact(detail, scrub)) from None
     session = Session(connection, host, scrub)
     try:
         yield session

@@ -1,11 +1,12 @@
-"""Backup and restore throughput on >= 1 GiB of generated data, next to a plain `mariadb-dump | mariadb`.
+"""Backup and restore throughput on >= 1 GiB of generated data, next to a plain dump piped into a load.
 
-    .venv/bin/python benchmarks/backup.py [--gib 1.05] [--work /tmp/bench-backup]
+    .venv/bin/python benchmarks/backup.py [--flavor mysql|mariadb] [--gib 1.05] [--work /tmp/bench-backup]
 
-Starts three MariaDB servers on 127.0.30.101-103 (the source and two empty targets, the same config),
-loads generated rows into the source with LOAD DATA, then, in the same run:
-  ours:  take_backup (mariadb-dump -> gzip -> directory storage, manifest) + restore into target 1
-  plain: mariadb-dump --single-transaction | mariadb into target 2
+Starts three servers of the flavor on 127.0.30.101-103 (the source and two empty targets, the same
+config): real MySQL 9.7 from the cached root (its tools through MYSQL_TOOLS_DIR, as in the operator's
+image) or MariaDB. Loads generated rows into the source with LOAD DATA, then, in the same run:
+  ours:  take_backup (the flavor's dump -> gzip -> directory storage, manifest) + restore into target 1
+  plain: mysqldump|mariadb-dump --single-transaction | mysql|mariadb into target 2
 MB/s is logical data (bytes of SQL the dump produces) per second. Both targets are checked against
 the source with CHECKSUM TABLE. Every step has a time limit; the servers are stopped at the end.
 """
@@ -18,11 +19,21 @@ import random
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from sandbox import mysql_root  # noqa: E402
+
+# The operator's image carries MySQL's tools in MYSQL_TOOLS_DIR; here wrappers over the cached root
+# play that directory (set before the backup modules read it).
+if "MYSQL_TOOLS_DIR" not in os.environ and mysql_root.is_built():
+    _TOOLS_DIR = Path(tempfile.mkdtemp(prefix="bench-mysql-tools-"))
+    mysql_root.write_wrappers(_TOOLS_DIR)
+    os.environ["MYSQL_TOOLS_DIR"] = str(_TOOLS_DIR)
 
 from mysql_operator.backup.commands import Instance, Tools, child_env, defaults_file, load_command  # noqa: E402
 from mysql_operator.backup.restore import restore  # noqa: E402
@@ -30,18 +41,19 @@ from mysql_operator.backup.storage import DirectoryStorage  # noqa: E402
 from mysql_operator.backup.take import take_backup  # noqa: E402
 from mysql_operator.conventions import Flavor  # noqa: E402
 from mysql_operator.mysql.session import Login  # noqa: E402
-from tests.integration.servers import ROOT_PASSWORD, MariadbServer  # noqa: E402
+from tests.integration.servers import ROOT_PASSWORD, DbServer, make_server  # noqa: E402
 
 HOSTS = ("127.0.30.101", "127.0.30.102", "127.0.30.103")
 CONFIG = {
     "read_only": "OFF",
     "innodb_buffer_pool_size": "2G",
-    "innodb_log_file_size": "1G",
     "innodb_flush_log_at_trx_commit": "2",
     "sync_binlog": "0",
     "max_allowed_packet": "1G",
     "local_infile": "ON",
 }
+# The same redo log size, spelled per flavor (MySQL 8.0.30+ sizes it with innodb_redo_log_capacity).
+REDO_LOG = {Flavor.MARIADB: {"innodb_log_file_size": "1G"}, Flavor.MYSQL: {"innodb_redo_log_capacity": "2G"}}
 STEP_TIMEOUT = 1800
 CHUNK_ROWS = 250_000
 WORDS = [
@@ -55,15 +67,15 @@ def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _instance(server: MariadbServer) -> Instance:
-    return Instance(host=server.host, login=Login("root", ROOT_PASSWORD), flavor=Flavor.MARIADB)
+def _instance(server: DbServer) -> Instance:
+    return Instance(host=server.host, login=Login("root", ROOT_PASSWORD), flavor=server.flavor)
 
 
 def _sentences(rng: random.Random, count: int) -> list[str]:
     return [" ".join(rng.choices(WORDS, k=rng.randint(8, 40))) for _ in range(count)]
 
 
-def generate(server: MariadbServer, work: Path, target_bytes: int) -> int:
+def generate(server: DbServer, work: Path, target_bytes: int) -> int:
     """Load rows of mixed text, hex and numbers until the CSV loaded reaches `target_bytes`."""
     import pymysql
 
@@ -117,16 +129,16 @@ def generate(server: MariadbServer, work: Path, target_bytes: int) -> int:
     return loaded
 
 
-def checksums(server: MariadbServer) -> list[tuple[object, ...]]:
+def checksums(server: DbServer) -> list[tuple[object, ...]]:
     return server.sql("CHECKSUM TABLE bench.orders, bench.events")
 
 
-def plain_dump_and_load(source: MariadbServer, target: MariadbServer) -> float:
-    """`mariadb-dump --single-transaction | mariadb`, the baseline; returns seconds."""
-    tools = Tools.for_flavor(Flavor.MARIADB)
+def plain_dump_and_load(source: DbServer, target: DbServer) -> float:
+    """The flavor's `dump --single-transaction | client`, the baseline; returns seconds."""
+    tools = Tools.for_flavor(source.flavor)
     with defaults_file(_instance(source)) as source_cnf, defaults_file(_instance(target)) as target_cnf:
         dump = [
-            "mariadb-dump",
+            tools.dump,
             f"--defaults-extra-file={source_cnf}",
             "--single-transaction",
             "--quick",
@@ -146,7 +158,7 @@ def plain_dump_and_load(source: MariadbServer, target: MariadbServer) -> float:
         assert producer.stdout is not None
         producer.stdout.close()
         if producer.wait(timeout=STEP_TIMEOUT) != 0 or consumer.returncode != 0:
-            raise RuntimeError("plain mariadb-dump | mariadb failed")
+            raise RuntimeError(f"plain {tools.dump} | {tools.client} failed")
         return time.monotonic() - began
 
 
@@ -156,11 +168,15 @@ def main() -> int:
         "--gib", type=float, default=1.05, help="GiB of rows to generate (>= 1 for the issue)"
     )
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-backup"))
+    parser.add_argument(
+        "--flavor", choices=[f.value for f in Flavor], default=Flavor.MYSQL.value, help="server flavor"
+    )
     args = parser.parse_args()
+    flavor = Flavor(args.flavor)
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
     servers = [
-        MariadbServer(ordinal=i, host=host, base=args.work / f"db{i}", extra_config=dict(CONFIG))
+        make_server(flavor, i, host, args.work / f"db{i}", {**CONFIG, **REDO_LOG[flavor]})
         for i, host in enumerate(HOSTS)
     ]
     try:
@@ -190,7 +206,9 @@ def main() -> int:
             progress=lambda step, message: _log(f"{step}: {message}"),
         )
         restore_seconds = time.monotonic() - began
-        _log("plain mariadb-dump | mariadb ...")
+        tools = Tools.for_flavor(flavor)
+        plain_name = f"{Path(tools.dump).name} | {Path(tools.client).name}"
+        _log(f"plain {plain_name} ...")
         plain_seconds = plain_dump_and_load(source, plain_target)
 
         ours_ok = checksums(ours_target) == expected
@@ -202,9 +220,10 @@ def main() -> int:
             ("ours: backup (dump+gzip+store)", backup_seconds, mb / backup_seconds),
             ("ours: restore (verify+load)", restore_seconds, mb / restore_seconds),
             ("ours: backup + restore", ours_total, mb / ours_total),
-            ("plain: mariadb-dump | mariadb", plain_seconds, mb / plain_seconds),
+            (f"plain: {plain_name}", plain_seconds, mb / plain_seconds),
         ]
         print()
+        print(f"flavor: {flavor.value}, {source.sql('SELECT VERSION()')[0][0]}")
         print(f"data: {loaded / 2**30:.2f} GiB generated rows, InnoDB {table_bytes / 2**30:.2f} GiB,")
         stored = manifest.size / 2**30
         print(f"      dump {logical / 2**30:.2f} GiB of SQL, stored {stored:.2f} GiB (gzip level 1)")

@@ -29,7 +29,7 @@ from mysql_operator.api.models import MysqlClusterSpec
 from mysql_operator.handlers import day2
 from mysql_operator.handlers.objects import InvalidSpec, encode_accepted_spec, parse_spec
 from mysql_operator.handlers.restore import restore_finished
-from mysql_operator.handlers.watch import SECRETS, WAKES, ClusterKey
+from mysql_operator.handlers.watch import NODES, SECRETS, WAKES, ClusterKey
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.dialect import dialect_for
 from mysql_operator.mysql.session import Login, MysqlError, open_session
@@ -44,6 +44,7 @@ from mysql_operator.status import (
     now_iso,
     set_condition,
 )
+from mysql_operator.topology.drain import drain_switchover_target, placements, primary_node
 from mysql_operator.topology.pacing import PROBE_INTERVAL, next_pass_in
 from mysql_operator.topology.reconcile import (
     InstanceEndpoint,
@@ -247,6 +248,18 @@ def record_metrics(namespace: str, cluster: str, result: TopologyResult) -> None
         metrics.FAILOVER_SECONDS.labels(namespace, cluster).set(result.transition.seconds)
 
 
+def drain_switchover(kube: Kube, pods: list[dict[str, Any]], logger: logging.Logger) -> int | None:
+    """The replica to switch over to when the primary's node is cordoned (topology/drain.py). The
+    node is read through a cache shared by every cluster (watch.NODES), not once per pass."""
+    node = primary_node(pods)
+    try:
+        cordoned = {node} if node is not None and NODES.cordoned(kube, node) else set()
+    except KubeError as error:
+        logger.warning("could not read node %s: %s", node, error)
+        return None
+    return drain_switchover_target(placements(pods, cordoned))
+
+
 # One pass of a cluster at a time runs in this pool (its loop waits for it), so a cluster whose
 # instances hang on connect holds one worker for a bounded time and never queues another's pass.
 TOPOLOGY_WORKERS = 64
@@ -356,6 +369,10 @@ def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float
         return PROBE_INTERVAL
     state = day2.state_for(work.uid)
     accepted = spec_accepted(status, cluster_spec)
+    options = day2.topology_options(cluster_spec, state, accepted)
+    drain_target = drain_switchover(kube, pods, logger)
+    if drain_target is not None:
+        options["move_primary_to"] = drain_target  # the primary's node is being drained
     pods_by_ordinal = {e.ordinal: e.pod_name for e in endpoints}
     uids = {p["metadata"]["name"]: p["metadata"].get("uid") for p in pods}
 
@@ -395,7 +412,7 @@ def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float
         allow_data_loss=cluster_spec.replication.allow_data_loss_on_failover,
         fence_pod=fence_pod,
         checkpoint=checkpoint,
-        **day2.topology_options(cluster_spec, state, accepted),
+        **options,
     )
     _MEMORY[work.uid] = result.memory
     for action in result.actions:

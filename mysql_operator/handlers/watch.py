@@ -5,6 +5,8 @@
 - A watched pod change that matters (pacing.pod_change_wakes: a container stopped, restarted or
   failed its probe, an IP came or went, the pod is being deleted) wakes the cluster's topology loop
   at once; so does a MysqlCluster change that matters (pacing.cluster_signature).
+- Nodes (is the primary's node cordoned for a drain?) are read through a cache shared by every
+  cluster (`NodeCache`): at most one request per node every `NODE_TTL` seconds.
 - Credentials Secrets are read once and kept (`SecretCache`): read again when the reconcile handler
   has touched them (a spec change), and at most every `SECRET_TTL` seconds, so a user rotating their
   own Secret is picked up without the operator watching every Secret in the namespace.
@@ -30,6 +32,8 @@ from mysql_operator.topology.pacing import cluster_signature, pod_change_wakes
 
 CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
 SECRET_TTL = 300.0  # seconds: an unchanged credentials Secret is re-read this rarely
+NODE_TTL = 60.0  # seconds: a node's cordon is read this rarely, once for every cluster on it (a drain
+# waits on the primary's budget until the switchover, so a minute late costs a minute, not safety)
 
 ClusterKey = tuple[str, str]  # (namespace, cluster name)
 
@@ -76,7 +80,8 @@ async def pods_by_cluster(
     cluster = cluster_of_pod(labels)
     if cluster is None:
         return None
-    return {(str(namespace), cluster): {"metadata": dict(body.metadata), "status": dict(body.status)}}
+    return {(str(namespace), cluster): {
+        "metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}}
 
 
 @kopf.index("apps", "v1", "statefulsets", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY})
@@ -152,3 +157,27 @@ class SecretCache:
 
 
 SECRETS = SecretCache()
+
+
+class NodeCache:
+    """Whether a Node is cordoned, read at most every `ttl` seconds per node and shared by every
+    cluster: a drain is noticed within `ttl`, and the cost does not grow with the clusters."""
+
+    def __init__(self, ttl: float = NODE_TTL) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[float, bool]] = {}
+
+    def cordoned(self, kube: Kube, node: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            hit = self._seen.get(node)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        value = kube.node_cordoned(node)
+        with self._lock:
+            self._seen[node] = (now, value)
+        return value
+
+
+NODES = NodeCache()

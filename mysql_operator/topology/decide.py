@@ -38,80 +38,68 @@ Invariants (each has a table test named after it in tests/unit/test_topology_fai
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from dataclasses import replace
 
-from mysql_operator.conventions import Flavor
 from mysql_operator.mysql import gtid
 from mysql_operator.mysql.observe import InstanceObservation
+from mysql_operator.topology.candidates import (
+    choose_new_primary,
+    discarded_relay_logs,
+    errant_transactions,
+    missing_on,
+    rightful,
+)
+from mysql_operator.topology.model import (
+    Action,
+    AttachReplica,
+    Bootstrap,
+    Choice,
+    ClusterView,
+    Deposed,
+    DisableSemiSyncSource,
+    EnableSemiSyncSource,
+    Failover,
+    Fence,
+    Operation,
+    Plan,
+    Problem,
+    Promote,
+    RepairReplica,
+    ReplicationMode,
+    Seed,
+    Switchover,
+)
+from mysql_operator.topology.replicas import RESEED_HINT, choose_donor, replica_step, staying_replica
 
-
-class ReplicationMode(StrEnum):
-    ASYNC = "async"
-    SEMI_SYNC = "semi-sync"
-
-
-@dataclass(frozen=True)
-class Deposed:
-    """A former primary the operator replaced; it must never take writes again until it rejoins.
-
-    `lossless`: it was replaced by a semi-sync failover that had every acknowledging replica, so its
-    transactions the new primary lacks were never acknowledged to a client."""
-
-    ordinal: int
-    lossless: bool = False
-
-
-@dataclass(frozen=True)
-class Operation:
-    """A failover or switchover started and not yet known to be complete (kept in status)."""
-
-    kind: str  # "failover" | "switchover"
-    source: int | None
-    target: int
-    lossless: bool = False
-
-
-@dataclass(frozen=True)
-class ClusterView:
-    """Everything the decision needs: observations plus what the operator remembers."""
-
-    flavor: Flavor
-    observations: tuple[InstanceObservation, ...]
-    last_primary: int | None = None
-    last_primary_gtid: str = ""
-    switchover_to: int | None = None
-    primary_unreachable_for: float = 0.0
-    grace_period: float = 10.0
-    replication_mode: ReplicationMode = ReplicationMode.ASYNC
-    # Day-2: instances wanted (higher ordinals are on their way out), whether an empty instance is
-    # seeded from a donor rather than attached to replicate from nothing, whether a replica that
-    # cannot replicate is rebuilt, instances with a seed in progress, and a primary wanted by a rollout.
-    desired_instances: int | None = None
-    seed_new_instances: bool = False
-    auto_reseed: bool = False
-    seeding: frozenset[int] = frozenset()
-    move_primary_to: int | None = None
-    # Failover memory and safety settings (see the module docstring).
-    deposed: tuple[Deposed, ...] = ()
-    operation: Operation | None = None
-    acknowledgers: frozenset[int] = frozenset()
-    allow_data_loss: bool = False
-    switchover_max_lag: int = 1
-
-    def wanted(self, ordinal: int) -> bool:
-        """Whether the ordinal stays (below the desired instance count)."""
-        return self.desired_instances is None or ordinal < self.desired_instances
-
-    def get(self, ordinal: int | None) -> InstanceObservation | None:
-        for observation in self.observations:
-            if observation.ordinal == ordinal:
-                return observation
-        return None
-
-    def deposed_entry(self, ordinal: int) -> Deposed | None:
-        return next((d for d in self.deposed if d.ordinal == ordinal), None)
+__all__ = [
+    "RESEED_HINT",
+    "Action",
+    "AttachReplica",
+    "Bootstrap",
+    "Choice",
+    "ClusterView",
+    "Deposed",
+    "DisableSemiSyncSource",
+    "EnableSemiSyncSource",
+    "Failover",
+    "Fence",
+    "Operation",
+    "Plan",
+    "Problem",
+    "Promote",
+    "RepairReplica",
+    "ReplicationMode",
+    "Seed",
+    "Switchover",
+    "choose_donor",
+    "choose_new_primary",
+    "decide",
+    "discarded_relay_logs",
+    "errant_transactions",
+    "missing_on",
+    "resolve_operation",
+    "rightful",
+]
 
 
 def resolve_operation(view: ClusterView) -> ClusterView:
@@ -127,222 +115,6 @@ def resolve_operation(view: ClusterView) -> ClusterView:
     if op.source is not None and op.source != op.target and view.deposed_entry(op.source) is None:
         deposed = (*deposed, Deposed(op.source, op.lossless))
     return replace(view, last_primary=op.target, deposed=deposed, operation=None)
-
-
-# Actions --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Bootstrap:
-    """Make a fresh instance the first primary (users, writable, application database)."""
-
-    ordinal: int
-
-
-@dataclass(frozen=True)
-class AttachReplica:
-    ordinal: int
-    source: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class RepairReplica:
-    """Restart or repoint a replica that does not replicate from the primary."""
-
-    ordinal: int
-    source: int
-    reason: str
-    repoint: bool
-
-
-@dataclass(frozen=True)
-class Promote:
-    """Make an instance the writable primary (it holds every transaction the others have)."""
-
-    ordinal: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class Failover:
-    """Fence the failed primary, stop IO on every candidate, wait for relay logs, choose, promote,
-    repoint. `lossless`: semi-sync with every acknowledging replica among the candidates."""
-
-    failed: int | None
-    candidates: tuple[int, ...]
-    reason: str
-    lossless: bool = False
-
-
-@dataclass(frozen=True)
-class Switchover:
-    """Planned move of the primary: fence, wait for catch-up, promote, repoint `repoint`."""
-
-    source: int
-    target: int
-    repoint: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class Fence:
-    ordinal: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class Seed:
-    """Wipe `ordinal` and copy a consistent snapshot of `donor` into it, then attach it to `source`.
-
-    `rebuild` is set when the instance had data of its own (a re-seed), not for an empty one."""
-
-    ordinal: int
-    donor: int
-    source: int
-    reason: str
-    rebuild: bool = False
-    # A deposed primary's transactions the new primary lacks, recorded before they are wiped.
-    discarded: str = ""
-    discarded_count: int = 0
-
-
-@dataclass(frozen=True)
-class EnableSemiSyncSource:
-    ordinal: int
-
-
-@dataclass(frozen=True)
-class DisableSemiSyncSource:
-    ordinal: int
-
-
-Action = (
-    Bootstrap
-    | AttachReplica
-    | RepairReplica
-    | Promote
-    | Failover
-    | Switchover
-    | Fence
-    | Seed
-    | EnableSemiSyncSource
-    | DisableSemiSyncSource
-)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Something a human should know; becomes a condition reason and message."""
-
-    reason: str
-    message: str
-    ordinal: int | None = None
-
-
-@dataclass(frozen=True)
-class Plan:
-    primary: int | None
-    actions: tuple[Action, ...] = ()
-    problems: tuple[Problem, ...] = ()
-
-
-@dataclass(frozen=True)
-class Choice:
-    """The outcome of choosing a failover candidate: an ordinal, or why there is none. `waiting`:
-    the candidate that holds everything has not applied its relay log yet (try again, never skip it)."""
-
-    ordinal: int | None
-    problems: tuple[Problem, ...] = field(default_factory=tuple)
-    waiting: bool = False
-
-
-# Helpers --------------------------------------------------------------------------------------------
-
-
-def errant_transactions(
-    flavor: Flavor, instance: InstanceObservation, reference: str
-) -> str:
-    """Transactions `instance` wrote itself that `reference` (the rightful history) lacks."""
-    own = gtid.originated_by(flavor, instance.gtid_executed, instance.origin)
-    return gtid.missing(flavor, reference, own)
-
-
-def missing_on(flavor: Flavor, primary: InstanceObservation, instance: InstanceObservation) -> str:
-    """Transactions of `instance` that `primary` does not have (all of them are errant for a
-    replica-to-be, whoever wrote them)."""
-    return gtid.missing(flavor, primary.gtid_executed, instance.gtid_executed)
-
-
-def rightful(flavor: Flavor, instance: InstanceObservation, errant: str) -> str:
-    """What the instance received, minus the transactions it wrote itself (`errant`)."""
-    return gtid.missing(flavor, errant, instance.received) if errant else instance.received
-
-
-def choose_new_primary(
-    flavor: Flavor, candidates: list[InstanceObservation], known_history: str = ""
-) -> Choice:
-    """The replica to promote: no errant transactions, and holding (received) every transaction the
-    other candidates received, errant ones aside; among those an applied one first, then the lowest
-    ordinal. When the only such candidate is still applying its relay log the choice waits.
-
-    `known_history` is the last GTID set seen on the old primary, used to tell a former primary's
-    own legitimate transactions from errant ones.
-    """
-    problems: list[Problem] = []
-    reachable = [c for c in candidates if c.reachable]
-    if not reachable:
-        return Choice(None, (Problem("NoCandidate", "no replica is reachable to promote"),))
-    errant: dict[int, str] = {}
-    for candidate in reachable:
-        others = [c.received for c in reachable if c is not candidate]
-        found = errant_transactions(flavor, candidate, gtid.union(flavor, [*others, known_history]))
-        errant[candidate.ordinal] = found if (others or known_history) else ""
-        if errant[candidate.ordinal]:
-            problems.append(
-                Problem("ErrantTransactions",
-                        f"instance {candidate.ordinal} has transactions no other instance has: {found}",
-                        candidate.ordinal)
-            )
-    held = {c.ordinal: rightful(flavor, c, errant[c.ordinal]) for c in reachable}
-    eligible = [c for c in reachable if not errant[c.ordinal]]
-    for candidate in sorted(eligible, key=lambda c: (not c.relay_log_applied, c.ordinal)):
-        if not all(gtid.includes(flavor, candidate.received, held[o.ordinal])
-                   for o in reachable if o is not candidate):
-            continue
-        if candidate.relay_log_applied:
-            return Choice(candidate.ordinal, tuple(problems))
-        problems.append(
-            Problem("RelayLogNotApplied", f"instance {candidate.ordinal} holds every transaction but has "
-                    "not applied its relay log yet; the failover waits for it", candidate.ordinal)
-        )
-        return Choice(None, tuple(problems), waiting=True)
-    if eligible:
-        problems.append(
-            Problem("DivergentReplicas",
-                    "no replica holds every transaction of the others: "
-                    + "; ".join(f"{c.ordinal}: {gtid.position(flavor, c.received) or 'empty'}"
-                                for c in reachable))
-        )
-    return Choice(None, tuple(problems))
-
-
-def discarded_relay_logs(
-    flavor: Flavor, winner: InstanceObservation, followers: list[InstanceObservation]
-) -> tuple[Problem, ...]:
-    """Followers holding (received) transactions the new primary lacks: repointing them discards
-    those. Never the case for a winner of `choose_new_primary`; reported if it ever is."""
-    return tuple(
-        Problem("RelayLogDiscarded", f"instance {f.ordinal} received transactions the new primary "
-                f"{winner.ordinal} lacks: {gtid.missing(flavor, winner.gtid_executed, f.received)}",
-                f.ordinal)
-        for f in followers
-        if f.reachable and not gtid.includes(
-            flavor, winner.gtid_executed,
-            rightful(flavor, f, errant_transactions(flavor, f, winner.gtid_executed)))
-    )
-
-
-# The decision -------------------------------------------------------------------------------------
 
 
 def decide(view: ClusterView) -> Plan:
@@ -454,7 +226,7 @@ def _with_primary(
     target = view.move_primary_to if view.move_primary_to is not None else view.switchover_to
     if not view.wanted(primary.ordinal) and (target is None or not view.wanted(target)):
         # Scaling down past the primary: hand over to a staying replica before it goes.
-        target = _staying_replica(view, primary)
+        target = staying_replica(view, primary)
         if target is None:
             problems.append(Problem("ScaleDownWaiting", f"primary {primary.ordinal} is to be removed; "
                                     "no staying replica to switch over to yet", primary.ordinal))
@@ -468,7 +240,7 @@ def _with_primary(
     for instance in reachable:
         if instance is primary or instance.ordinal in view.seeding:
             continue
-        action, problem = _replica_step(view, primary, instance)
+        action, problem = replica_step(view, primary, instance)
         if action is not None:
             actions.append(action)
         if problem is not None:
@@ -512,153 +284,6 @@ def _switchover(view: ClusterView, primary: InstanceObservation, target: int) ->
         if o.reachable and o.ordinal not in (primary.ordinal, target) and o.ordinal not in view.seeding
     )
     return Switchover(primary.ordinal, target, (*repoint, primary.ordinal))
-
-
-def _replica_step(
-    view: ClusterView, primary: InstanceObservation, instance: InstanceObservation
-) -> tuple[Action | None, Problem | None]:
-    flavor = view.flavor
-    ordinal = instance.ordinal
-    follows_primary = instance.replica_configured and instance.source_host == primary.host
-    if (
-        view.seed_new_instances and view.wanted(ordinal) and not instance.replicating
-        and gtid.is_empty(flavor, instance.gtid_executed) and not gtid.is_empty(flavor, primary.gtid_executed)
-    ):
-        return _seed(view, primary, ordinal, "empty instance", rebuild=False), None
-    if not follows_primary:
-        # Its data is static (not receiving from us): everything it has must be on the primary.
-        extra = missing_on(flavor, primary, instance)
-        deposed = view.deposed_entry(ordinal)
-        if extra and deposed is not None:
-            return _rejoin_deposed(view, primary, instance, deposed, extra)
-        if extra:
-            return _reseed_or_report(
-                view, primary, ordinal, "ErrantTransactions",
-                f"instance {ordinal} has transactions the primary {primary.ordinal} lacks ({extra}); "
-                "not rejoined as replica",
-            )
-        if not instance.replica_configured:
-            return AttachReplica(ordinal, primary.ordinal, "not replicating"), None
-        return RepairReplica(ordinal, primary.ordinal,
-                             f"replicated from {instance.source_host}", repoint=True), None
-    errant = errant_transactions(flavor, instance, primary.gtid_executed)
-    if errant:
-        if view.auto_reseed:
-            return _reseed_or_report(view, primary, ordinal, "ErrantTransactions",
-                                     f"replica {ordinal} has transactions written on it: {errant}")
-        problem = Problem("ErrantTransactions",
-                          f"replica {ordinal} has transactions written on it: {errant}{RESEED_HINT}", ordinal)
-    else:
-        problem = None
-    unrecoverable = _unrecoverable_error(instance)
-    if unrecoverable and (view.auto_reseed or problem is None):
-        return _reseed_or_report(view, primary, ordinal, "ReplicaNeedsReseed",
-                                 f"replica {ordinal} cannot replicate: {unrecoverable}")
-    if view.replication_mode is ReplicationMode.SEMI_SYNC and not instance.semi_sync.replica_enabled:
-        return RepairReplica(ordinal, primary.ordinal, "semi-sync not enabled", repoint=True), problem
-    if not instance.sql_running:
-        message = instance.last_sql_error or "SQL thread stopped"
-        return (
-            RepairReplica(ordinal, primary.ordinal, message, repoint=False),
-            problem or Problem("ReplicaBroken", f"replica {ordinal}: {message}", ordinal),
-        )
-    if not instance.io_running and instance.last_io_error:
-        return (
-            RepairReplica(ordinal, primary.ordinal, instance.last_io_error, repoint=False),
-            problem or Problem("ReplicaBroken", f"replica {ordinal}: {instance.last_io_error}", ordinal),
-        )
-    if not instance.io_running:
-        return RepairReplica(ordinal, primary.ordinal, "IO thread stopped", repoint=False), problem
-    return None, problem
-
-
-RESEED_HINT = "; set spec.replication.autoReseed: true to rebuild it from a healthy replica"
-
-
-def _rejoin_deposed(
-    view: ClusterView, primary: InstanceObservation, instance: InstanceObservation, deposed: Deposed,
-    extra: str,
-) -> tuple[Action | None, Problem | None]:
-    """A former primary with transactions the new primary lacks: rebuilt from it when those were
-    provably never acknowledged (lossless semi-sync failover), or in async mode with autoReseed;
-    the discarded set is carried by the Seed so the executor records it first."""
-    ordinal = instance.ordinal
-    count = gtid.count_missing(view.flavor, primary.gtid_executed, instance.gtid_executed)
-    semi = view.replication_mode is ReplicationMode.SEMI_SYNC
-    allowed = (semi and deposed.lossless) or (not semi and view.auto_reseed)
-    message = (f"former primary {ordinal} holds {count} transaction(s) the primary {primary.ordinal} "
-               f"lacks ({extra})")
-    if not allowed or not view.wanted(ordinal):
-        why = ("the failover was not provably lossless" if semi
-               else "async mode rebuilds it only with spec.replication.autoReseed: true")
-        return None, Problem("DeposedPrimaryDiverged", f"{message}; not rebuilt: {why}", ordinal)
-    seed = _seed(view, primary, ordinal, f"RejoinDeposedPrimary: {message}, never acknowledged"
-                 if semi else f"RejoinDeposedPrimary: {message}, discarded (autoReseed)", rebuild=True)
-    return replace(seed, discarded=extra, discarded_count=count), None
-
-# Replication errors that no restart cures: the source no longer has the binlogs the replica needs
-# (1236), or the replica's data differs from the source's (row not found, duplicate key, missing or
-# existing table/database/column).
-_PURGED_BINLOGS = re.compile(r"\b1236\b")
-_DATA_DRIFT_CODES = frozenset({1007, 1008, 1032, 1050, 1051, 1054, 1062, 1091, 1146})
-_ERROR_CODE = re.compile(r"Error_code: ?(\d+)")
-
-
-def _unrecoverable_error(instance: InstanceObservation) -> str:
-    """The replication error that only a re-seed cures, or ""."""
-    if not instance.io_running and _PURGED_BINLOGS.search(instance.last_io_error):
-        return instance.last_io_error
-    if not instance.sql_running:
-        codes = {int(code) for code in _ERROR_CODE.findall(instance.last_sql_error)}
-        if codes & _DATA_DRIFT_CODES:
-            return instance.last_sql_error
-    return ""
-
-
-def _reseed_or_report(
-    view: ClusterView, primary: InstanceObservation, ordinal: int, reason: str, message: str
-) -> tuple[Action | None, Problem | None]:
-    """Rebuild the instance when the spec allows it; otherwise say what is wrong and how to fix it."""
-    if view.auto_reseed and view.wanted(ordinal):
-        return _seed(view, primary, ordinal, f"{reason}: {message}", rebuild=True), None
-    return None, Problem(reason, message + RESEED_HINT, ordinal)
-
-
-def _seed(
-    view: ClusterView, primary: InstanceObservation, ordinal: int, reason: str, *, rebuild: bool
-) -> Seed:
-    return Seed(ordinal, choose_donor(view, primary, ordinal), primary.ordinal, reason, rebuild)
-
-
-def choose_donor(view: ClusterView, primary: InstanceObservation, target: int) -> int:
-    """The healthiest replica to copy from (least lag, then lowest ordinal), else the primary.
-
-    A donor replicates from the primary with both threads running, has no transactions of its own,
-    holds data (unless the primary has none), is staying, and is not being seeded itself.
-    """
-    candidates = [
-        o for o in view.observations
-        if o.reachable and o.ordinal not in (target, primary.ordinal) and o.ordinal not in view.seeding
-        and view.wanted(o.ordinal) and o.replicating and o.source_host == primary.host
-        and not o.last_sql_error and not o.last_io_error
-        and not errant_transactions(view.flavor, o, primary.gtid_executed)
-        and not gtid.is_empty(view.flavor, o.gtid_executed)
-    ]
-    if not candidates:
-        return primary.ordinal
-    best = min(candidates, key=lambda o: (o.seconds_behind if o.seconds_behind is not None else 1 << 30,
-                                          o.ordinal))
-    return best.ordinal
-
-
-def _staying_replica(view: ClusterView, primary: InstanceObservation) -> int | None:
-    """The replica to hand the primary role to when the primary's ordinal is scaled away."""
-    for o in sorted(view.observations, key=lambda o: o.ordinal):
-        if (o.reachable and view.wanted(o.ordinal) and o.ordinal not in view.seeding and o.replicating
-                and o.source_host == primary.host
-                and not errant_transactions(view.flavor, o, primary.gtid_executed)):
-            return o.ordinal
-    return None
 
 
 def _without_writable(view: ClusterView, reachable: list[InstanceObservation]) -> Plan:

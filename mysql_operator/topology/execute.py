@@ -180,8 +180,10 @@ def failover(work: Pass, action: Failover, observed: Mapping[int, InstanceObserv
     if failed is not None and failed in work.endpoints:
         # Fence before promote: over SQL when it answers, else its pod goes (hook of the caller).
         old = observed.get(failed)
-        if not fence(work, failed, "replaced by a failover",
-                     reachable=old is not None and old.reachable) and work.fence_pod is not None:
+        reachable = old is not None and old.reachable
+        already = not reachable and work.view is not None and failed in work.view.pods_fenced
+        if not already and not fence(work, failed, "replaced by a failover", reachable=reachable) \
+                and work.fence_pod is not None:
             work.problems.append(Problem("FailoverBlocked", f"{action.reason}; not promoting: the old "
                                                             f"primary {failed} could not be fenced"))
             return

@@ -29,6 +29,7 @@ class TopologyMemory:
     deposed: tuple[Deposed, ...] = ()
     operation: Operation | None = None
     discarded: tuple[Discarded, ...] = ()
+    pods_fenced: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +41,7 @@ class TopologyMemory:
             "deposed": [asdict(d) for d in self.deposed],
             "operation": asdict(self.operation) if self.operation is not None else None,
             "discarded": [d.to_dict() for d in self.discarded],
+            "pods_fenced": list(self.pods_fenced),
         }
 
     @classmethod
@@ -59,6 +61,7 @@ class TopologyMemory:
                                 bool(operation.get("lossless"))) if operation else None,
             discarded=tuple(Discarded(int(d["ordinal"]), str(d["gtids"]), int(d["count"]), float(d["at"]))
                             for d in data.get("discarded") or ()),
+            pods_fenced=tuple(int(o) for o in data.get("pods_fenced") or ()),
         )
 
 
@@ -125,4 +128,7 @@ def remember(
         deposed=tuple(d for d in deposed if not rejoined(d)),
         operation=operation if serving is None else None,
         discarded=(*previous.discarded, *work.discarded)[-DISCARDED_KEPT:],
+        # Forgotten once the instance answers again (a new process: SQL fences it from then on).
+        pods_fenced=tuple(sorted(o for o in {*view.pods_fenced, *work.pods_fenced}
+                                 if not (o in observed and observed[o].alive))),
     )

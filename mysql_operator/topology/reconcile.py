@@ -125,6 +125,7 @@ def reconcile_topology(
         deposed=previous.deposed,
         operation=previous.operation,
         acknowledgers=frozenset(previous.acknowledgers),
+        pods_fenced=frozenset(previous.pods_fenced),
         allow_data_loss=allow_data_loss,
         switchover_max_lag=settings.switchover_max_lag,
     ))

@@ -12,8 +12,9 @@ from collections.abc import Callable
 import pymysql
 import pytest
 
+from mysql_operator.conventions import Flavor
 from mysql_operator.topology.decide import ReplicationMode
-from mysql_operator.topology.reconcile import TopologyResult
+from mysql_operator.topology.reconcile import TopologyResult, reconcile_topology
 from tests.integration.conftest import CREDENTIALS, Cluster, ready, wait_for
 from tests.integration.servers import MariadbServer
 
@@ -163,3 +164,50 @@ def test_too_many_connections_on_the_primary_is_no_failover(cluster: Cluster) ->
     result = cluster.reconcile_until(ready, timeout=60)
     assert result.primary == primary.ordinal
     assert not any(r.transition for r in cluster.results)
+
+
+class KubeletCluster(Cluster):
+    """The cluster with a Kubernetes-level fence: deleting the pod kills mysqld (the kubelet) and the
+    StatefulSet starts it again (here in a thread, as it would a moment later)."""
+
+    fenced: list[tuple[int, int]]  # (ordinal, read_only of every other instance at that moment)
+
+    def fence_pod(self, ordinal: int) -> bool:
+        others = [s.sql("SELECT @@read_only")[0][0] for s in self.servers if s.ordinal != ordinal]
+        self.fenced.append((ordinal, int(min(others))))  # type: ignore[call-overload]
+        server = self.servers[ordinal]
+        server.kill()
+        threading.Thread(target=server.start, daemon=True).start()
+        return True
+
+    def reconcile(self, switchover_to: int | None = None) -> TopologyResult:
+        result = reconcile_topology(
+            self.endpoints, CREDENTIALS, Flavor.MARIADB, self.mode, self.memory, switchover_to,
+            time.time(), self.settings, fence_pod=self.fence_pod,
+        )
+        self.memory = result.memory
+        self.results.append(result)
+        return result
+
+
+def test_unreachable_old_primary_is_fenced_at_pod_level_before_any_promotion(
+    servers: list[MariadbServer],
+) -> None:
+    cluster = KubeletCluster(servers)
+    cluster.fenced = []
+    _, writer = start(cluster)
+    wait_for(lambda: len(writer.acknowledged) >= 200, 60, "writes before the stall")
+    servers[0].pause()  # SIGKILL (the fence) ends a stopped process too
+    result = cluster.reconcile_until(lambda r: r.primary not in (None, 0), timeout=90)
+    new = result.primary or 0
+    # The pod was fenced once, while no other instance was writable yet.
+    assert cluster.fenced == [(0, 1)]
+    assert 0 in result.pods_fenced
+    wait_for(lambda: len(writer.acknowledged) >= 400, 60, "writes on the new primary")
+    result = cluster.reconcile_until(
+        lambda r: ready(r) and r.primary == new and all(i.ready for i in r.instances), timeout=120
+    )
+    writer.stop()
+    assert_no_acknowledged_write_lost(cluster, writer, new)
+    assert len(cluster.fenced) == 1, "fenced once, not again every pass"
+    assert servers[0].sql("SELECT @@read_only")[0][0] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +29,9 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120.0, e
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[Sandbox]:
-    instance = Sandbox("test-sandbox")
+    # Its own name beside an e2e run of the same E2E_SANDBOX (parallel runs on one machine).
+    name = f"{os.environ['E2E_SANDBOX']}-harness" if os.environ.get("E2E_SANDBOX") else "test-sandbox"
+    instance = Sandbox(name)
     instance.down()
     shutil.rmtree(instance.dir, ignore_errors=True)
     instance.up(timeout=900)

@@ -232,7 +232,7 @@ def test_a_mysql_image_is_reported_not_runnable_and_never_ready(sandbox: Sandbox
 
     state = wait_for("mysql84 to report its container state", waiting, timeout=60)
     assert state["reason"] == "ImageNotRunnable"
-    assert "MySQL 8.x" in state["message"]
+    assert "MySQL 8.4 binaries are not available" in state["message"]
     found = pod(sandbox, "mysql84")
     assert found is not None and found["status"]["phase"] == "Pending"
     assert ready_pod(sandbox, "mysql84") is None
@@ -395,3 +395,124 @@ def test_a_job_reports_its_termination_message_and_reaches_its_volumes(sandbox: 
     assert terminated["crasher"]["exitCode"] == 3
     assert "boom: half way" in terminated["crasher"]["message"], "FallbackToLogsOnError: the log's end"
     assert pods[0]["status"]["phase"] == "Failed"
+
+
+MYSQL_MANIFEST = textwrap.dedent("""
+    apiVersion: v1
+    kind: Namespace
+    metadata: {name: sbx-mysql}
+    ---
+    apiVersion: v1
+    kind: Secret
+    metadata: {name: db-root, namespace: sbx-mysql}
+    stringData: {password: @ROOT_PASSWORD@}
+    ---
+    apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: db-config, namespace: sbx-mysql}
+    data:
+      my.cnf: |
+        [mysqld]
+        gtid_mode=ON
+        enforce_gtid_consistency=ON
+        log-bin=mysql-bin
+        skip-name-resolve
+    ---
+    apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: db-initdb, namespace: sbx-mysql}
+    data:
+      01-schema.sql: |
+        CREATE TABLE shop.orders (id INT PRIMARY KEY);
+        INSERT INTO shop.orders VALUES (7);
+      02-more.sh: |
+        mysql -uroot -p"$MYSQL_ROOT_PASSWORD" -e "CREATE DATABASE from_script"
+    ---
+    apiVersion: apps/v1
+    kind: StatefulSet
+    metadata: {name: db, namespace: sbx-mysql}
+    spec:
+      serviceName: db
+      replicas: 1
+      podManagementPolicy: Parallel
+      selector: {matchLabels: {app: db}}
+      template:
+        metadata: {labels: {app: db}}
+        spec:
+          terminationGracePeriodSeconds: 10
+          containers:
+          - name: mysqld
+            image: mysql:9.7
+            args: ["--server-id=1$(POD_INDEX)"]
+            env:
+            - {name: MYSQL_ROOT_PASSWORD, valueFrom: {secretKeyRef: {name: db-root, key: password}}}
+            - {name: MYSQL_DATABASE, value: shop}
+            - {name: MYSQL_USER, value: appuser}
+            - {name: MYSQL_PASSWORD, value: app-pw}
+            - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+            - name: POD_INDEX
+              valueFrom: {fieldRef: {fieldPath: "metadata.labels['apps.kubernetes.io/pod-index']"}}
+            ports: [{name: mysql, containerPort: 3306}]
+            readinessProbe:
+              exec: {command: ["sh", "-c", "mysqladmin ping --host=\\"$POD_IP\\" && mysqladmin --version"]}
+              periodSeconds: 2
+            volumeMounts:
+            - {name: data, mountPath: /var/lib/mysql}
+            - {name: config, mountPath: /etc/mysql/conf.d}
+            - {name: initdb, mountPath: /docker-entrypoint-initdb.d}
+          volumes:
+          - {name: config, configMap: {name: db-config}}
+          - {name: initdb, configMap: {name: db-initdb}}
+      volumeClaimTemplates:
+      - metadata: {name: data}
+        spec:
+          accessModes: [ReadWriteOnce]
+          resources: {requests: {storage: 1Gi}}
+""").replace("@ROOT_PASSWORD@", json.dumps(ROOT_PASSWORD))
+
+
+def test_a_mysql_9_7_pod_runs_the_real_mysqld_as_the_official_image_would(sandbox: Sandbox) -> None:
+    sandbox.kubectl("apply", "-f", "-", input=MYSQL_MANIFEST)
+    first = wait_for("sbx-mysql/db-0 Ready", lambda: ready_pod(sandbox, "db-0", "sbx-mysql"), timeout=240)
+    with connect(first["status"]["podIP"]) as conn, conn.cursor() as cursor:  # caching_sha2_password
+        cursor.execute("SELECT @@version, @@server_id, @@bind_address, @@gtid_mode")
+        assert cursor.fetchone() == ("9.7.4-2", 10, first["status"]["podIP"], "ON")
+        cursor.execute("SELECT user, host FROM mysql.user WHERE user IN ('root', 'appuser') ORDER BY 1, 2")
+        assert cursor.fetchall() == (("appuser", "%"), ("root", "%"), ("root", "localhost"))
+        cursor.execute("SELECT id FROM shop.orders")
+        assert cursor.fetchall() == ((7,),), "/docker-entrypoint-initdb.d/*.sql ran"
+        cursor.execute("SHOW DATABASES LIKE 'from_script'")
+        assert cursor.fetchall() == (("from_script",),), "/docker-entrypoint-initdb.d/*.sh ran"
+        cursor.execute("INSERT INTO shop.orders VALUES (8)")
+    probes = "".join(p.read_text() for p in sandbox.dir.glob("pods/sbx-mysql/db-0*/probes.log"))
+    assert "Ver 9.7.4" in probes and "MariaDB" not in probes, "the exec probe ran MySQL's own mysqladmin"
+    sandbox.kubectl("-n", "sbx-mysql", "delete", "pod", "db-0", "--wait=false")
+    again = wait_for("a new db-0 Ready", lambda: ready_pod(sandbox, "db-0", "sbx-mysql",
+                                                          not_uid=first["metadata"]["uid"]), timeout=240)
+    with connect(again["status"]["podIP"]) as conn, conn.cursor() as cursor:  # first login after restart
+        cursor.execute("SELECT id FROM shop.orders ORDER BY id")
+        assert cursor.fetchall() == ((7,), (8,)), "the data directory on the PVC survived, not re-initialised"
+    log = sandbox.logs("sbx-mysql", "db-0")
+    assert log.count("initialising database files") == 1 and ROOT_PASSWORD not in log
+
+
+def test_the_operator_image_has_mysql_tools_in_mysql_tools_dir(sandbox: Sandbox) -> None:
+    script = ("import os, subprocess; d = os.environ['MYSQL_TOOLS_DIR']; "
+              "print('TOOLS', *[subprocess.run([os.path.join(d, t), '--version'], capture_output=True, "
+              "text=True).stdout.split(' ', 1)[1].strip() for t in ('mysqldump', 'mysqlbinlog', 'mysql')], "
+              "sep='\\n', flush=True)")
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "tools", "namespace": "sbx-tools"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "operator", "image": "example.org/mysql-operator:test",
+                            "command": ["python", "-c", script]}],
+        }}},
+    }
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "sbx-tools"}}
+    sandbox.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                          "items": [namespace, job]}))
+    output = wait_for("the tools Job's output", lambda: "TOOLS" in (text := "".join(
+        p.read_text() for p in sandbox.dir.glob("pods/sbx-tools/tools-*/operator.log"))) and text, timeout=90)
+    lines = output.split("TOOLS", 1)[1].strip().splitlines()
+    assert len(lines) == 3 and all("9.7.4" in line and "MariaDB" not in line for line in lines), lines

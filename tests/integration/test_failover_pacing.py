@@ -20,7 +20,7 @@ import pytest
 from mysql_operator.topology.pacing import next_pass_in
 from mysql_operator.topology.reconcile import TopologyResult, TopologySettings
 from tests.integration.conftest import Cluster, ready
-from tests.integration.servers import MariadbServer
+from tests.integration.servers import DbServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -53,7 +53,7 @@ class PacedLoop(threading.Thread):
         self.join(timeout=60)
 
 
-def watch_exit(server: MariadbServer, loop: PacedLoop) -> threading.Thread:
+def watch_exit(server: DbServer, loop: PacedLoop) -> threading.Thread:
     """What the kubelet and the pod watch stream do: the container ended -> the loop is woken."""
     process = server.process
     assert process is not None

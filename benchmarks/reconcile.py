@@ -281,9 +281,10 @@ def reconciled_clusters(metrics_url: str) -> int:
 class Operator:
     """The operator as a local process (started again by `restart`)."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, level: str = "WARNING") -> None:
         self.env = env
         self.log = log
+        self.level = level
         self.liveness = ""
         self.metrics = ""
         self.process: subprocess.Popen[bytes] | None = None
@@ -294,7 +295,7 @@ class Operator:
         self.metrics = f"http://127.0.0.1:{metrics_port}/metrics"
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mysql_operator", "run", "--log-level=WARNING",
+                [sys.executable, "-m", "mysql_operator", "run", f"--log-level={self.level}",
                  f"--liveness={self.liveness}", f"--metrics=127.0.0.1:{metrics_port}"],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
             )
@@ -343,6 +344,8 @@ def main() -> int:
     )
     parser.add_argument("--sizes", default="1,10,50,200")
     parser.add_argument("--idle", type=float, default=60.0, help="seconds of the quiet window")
+    parser.add_argument("--operator-log", type=Path, default=None, help="keep the operator's log here")
+    parser.add_argument("--log-level", default="WARNING", help="the operator's log level")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     tools.ensure_built()
@@ -358,7 +361,7 @@ def main() -> int:
                 **os.environ,
                 "KUBECONFIG": str(operator_kubeconfig(admin, cp, Path(tmp) / "op.kubeconfig")),
             }
-            operator = Operator(env, Path(tmp) / "operator.log")
+            operator = Operator(env, args.operator_log or Path(tmp) / "operator.log", args.log_level)
             operator.start()
             rows = []
             for n in sizes:

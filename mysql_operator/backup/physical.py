@@ -243,19 +243,33 @@ def take_physical_backup(
 
 
 def _clone_local(instance: Instance, scratch: Path) -> tuple[str | None, int | None, str]:
-    """CLONE LOCAL DATA DIRECTORY into `scratch`; the binlog position and GTIDs it is consistent with."""
+    """CLONE LOCAL DATA DIRECTORY into `scratch`. Returns the binlog file, position and GTID set
+    read right before the clone: a lower bound of the point the copy is consistent with (a local
+    clone reports no position). The roll forward starts there and skips, by GTID, whatever the copy
+    already holds (`gtid_replay_command`)."""
     try:
         with open_session(instance.host, instance.login, port=instance.port) as session:
+            row = session.query_one(Statement("SHOW BINARY LOG STATUS"))
             session.execute(Statement("CLONE LOCAL DATA DIRECTORY = %s", (str(scratch),)))
-            row = session.query_one(Statement(
-                "SELECT BINLOG_FILE AS file, BINLOG_POSITION AS position, GTID_EXECUTED AS gtid "
-                "FROM performance_schema.clone_status"))
     except MysqlError as error:
         raise PhysicalBackupFailed(f"CLONE LOCAL on {instance.label}: {error}") from None
     if row is None:
         return None, None, ""
-    gtid = " ".join(str(row["gtid"] or "").split())
-    return (str(row["file"]) or None), (int(row["position"]) if row["file"] else None), gtid
+    gtid = " ".join(str(row.get("Executed_Gtid_Set") or "").split())
+    return str(row["File"]), int(row["Position"]), gtid
+
+
+def gtid_replay_command(
+    binlog_tool: str, files: list[Path], start_position: int, stop_datetime: str, exclude_gtids: str
+) -> list[str]:
+    """MySQL: SQL of archived binlogs from a position up to a time, keeping the transactions' own
+    GTIDs and leaving out those the restored data already holds (`exclude_gtids`, its
+    gtid_executed): a physical copy is consistent at a point only known as a GTID set."""
+    command = [binlog_tool, "--no-defaults", f"--start-position={int(start_position)}",
+               f"--stop-datetime={stop_datetime}"]
+    if exclude_gtids:
+        command.append(f"--exclude-gtids={exclude_gtids}")
+    return [*command, *(str(f) for f in files)]
 
 
 def unpack_physical(

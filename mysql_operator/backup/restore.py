@@ -32,6 +32,7 @@ from mysql_operator.backup.commands import (
     load_command,
 )
 from mysql_operator.backup.manifest import BackupCorrupt, BackupError, Manifest, binlog_sequence, rfc3339
+from mysql_operator.backup.physical import gtid_replay_command
 from mysql_operator.backup.storage import CHUNK_SIZE, Storage
 from mysql_operator.conventions import Flavor
 from mysql_operator.mysql.session import MysqlError, Statement, open_session, redact
@@ -317,6 +318,15 @@ def restore(
     return result
 
 
+def _gtid_executed(instance: Instance) -> str:
+    try:
+        with open_session(instance.host, instance.login, port=instance.port) as session:
+            row = session.query_one(Statement("SELECT @@GLOBAL.gtid_executed AS gtids"))
+    except MysqlError as error:
+        raise RestoreFailed(f"cannot read the restored instance's GTIDs: {error}") from None
+    return " ".join(str((row or {}).get("gtids") or "").split())
+
+
 def roll_forward(
     instance: Instance,
     storage: Storage,
@@ -345,7 +355,11 @@ def roll_forward(
             stop = point_in_time.strftime("%Y-%m-%d %H:%M:%S")
             report(RestoreStep.REPLAYING_BINLOGS, f"replaying {plan[0].file}:{manifest.binlog_position} .. "
                                                   f"{plan[-1].file} up to {rfc3339(point_in_time)}")
-            command = binlog_replay_command(tools, instance.flavor, files, manifest.binlog_position, stop)
+            if manifest.method == "physical" and instance.flavor == Flavor.MYSQL:
+                command = gtid_replay_command(tools.binlog, files, manifest.binlog_position, stop,
+                                              _gtid_executed(instance))
+            else:
+                command = binlog_replay_command(tools, instance.flavor, files, manifest.binlog_position, stop)
             _replay(command, load_command(tools, defaults), instance.flavor == Flavor.MARIADB,
                     (instance.login.password,))
     finally:

@@ -16,13 +16,14 @@ import pytest
 
 from mysql_operator.backup.binlogs import archive_binlogs
 from mysql_operator.backup.catalog import list_backups, read_manifest
-from mysql_operator.backup.commands import Instance
+from mysql_operator.backup.commands import Instance, Tools
 from mysql_operator.backup.manifest import BackupCorrupt
 from mysql_operator.backup.physical import take_physical_backup, unpack_physical
 from mysql_operator.backup.restore import RestoreRefused, restore, roll_forward
 from mysql_operator.backup.storage import DirectoryStorage, S3Location, S3Storage, Storage
 from mysql_operator.conventions import Flavor
 from mysql_operator.mysql.session import Login
+from sandbox import mysql_root
 from tests.integration.conftest import NET
 from tests.integration.s3server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, S3Server
 from tests.integration.servers import ROOT_PASSWORD, DbServer, make_server
@@ -45,6 +46,14 @@ class Servers:
         server = make_server(self.flavor, ordinal, host, self.base / host)
         self.made.append(server)
         return server
+
+    def tools(self) -> Tools:
+        """The flavor's client tools: MariaDB's on PATH, MySQL's through the cached root's loader."""
+        if self.flavor == Flavor.MARIADB:
+            return Tools.for_flavor(Flavor.MARIADB)
+        wrappers = mysql_root.write_wrappers(self.base / "bin")
+        return Tools(dump=str(wrappers["mysqldump"]), client=str(wrappers["mysql"]),
+                     binlog=str(wrappers["mysqlbinlog"]))
 
     def stop_all(self) -> None:
         for server in self.made:
@@ -138,20 +147,21 @@ def test_physical_backup_restores_to_a_point_in_time_proven_by_checksums(
     assert stored.method == "physical" and stored.binlog_file and stored.binlog_position
     at_backup = checksums(source)
 
+    tools = servers.tools()
     write_batch(source, 2)
-    archive_binlogs(root_of(source), storage)
+    archive_binlogs(root_of(source), storage, tools=tools)
     write_batch(source, 3)
     moment = next_whole_second()
     expected = checksums(source)
     write_batch(source, 4)
     source.sql("DELETE FROM shop.notes")
-    assert archive_binlogs(root_of(source), storage).copied
+    assert archive_binlogs(root_of(source), storage, tools=tools).copied
 
     # The new cluster's instance 0: its data directory gets the files, then its server starts.
     target = servers.make(TARGET_HOST, 0)
     unpack_physical(storage, stored, target.datadir)
     target.start()
-    replayed = roll_forward(root_of(target), storage, stored, moment)
+    replayed = roll_forward(root_of(target), storage, stored, moment, tools=tools)
     assert replayed
     assert checksums(target) == expected
     assert target.sql("SELECT COUNT(*) FROM shop.orders")[0][0] == 600  # batches 1-3, not 4

@@ -45,7 +45,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=c.API_GROUP, key="last-handled-configuration"
     )
-    settings.posting.level = logging.INFO
+    # Events are what the handlers post on purpose (kopf.info/warn/event) and warnings; kopf's own
+    # "handler succeeded" lines would cost an API request each, per cluster, on every change.
+    settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 16
     # A standby replica takes over this long after the leader vanished without saying goodbye.

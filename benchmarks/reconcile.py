@@ -15,8 +15,10 @@ own cost: the reconcile handler, the watch indices and one topology loop per clu
 Then, with every cluster applied:
 - idle: a quiet minute (`--idle` seconds), the operator's API requests per cluster per minute and
   its CPU share;
-- resync: the operator is killed (SIGKILL) and started again; seconds until every cluster has been
-  reconciled again (its reconcile counter on /metrics), requests per cluster, RSS after.
+- resync: the operator is stopped (SIGTERM as in a rollout, then SIGKILL as in a crash: the new
+  process then first waits for the dead one's peering lease, 20 s) and started again; seconds until
+  every cluster has been reconciled again (its reconcile counter on /metrics), requests per cluster,
+  RSS after.
 
 No pass/fail: the numbers are for reading.
 
@@ -341,20 +343,23 @@ class Operator:
         assert self.process is not None
         return self.process.pid
 
-    def kill(self) -> None:
-        """SIGKILL, as a crashed or evicted operator pod."""
+    def kill(self, how: signal.Signals) -> None:
+        """SIGTERM (a rollout: kopf leaves the peering at once) or SIGKILL (a crash: the standby, here
+        the restarted process, waits for the dead leader's peering lease to expire)."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
+            os.killpg(self.process.pid, how)
+            self.process.wait(timeout=60)
 
     def stop(self) -> None:
         if self.process is not None:
             processes.stop_group(self.process, 10)
 
 
-def measure_resync(cp: ControlPlane, operator: Operator, clusters: int) -> dict[str, float]:
-    """Kill the operator, start it again, time until every cluster is reconciled again."""
-    operator.kill()
+def measure_resync(
+    cp: ControlPlane, operator: Operator, clusters: int, how: signal.Signals
+) -> dict[str, float]:
+    """Stop the operator (`how`), start it again, time until every cluster is reconciled again."""
+    operator.kill(how)
     started = time.time()
     operator.start()
     deadline = time.monotonic() + TIMEOUT
@@ -405,8 +410,9 @@ def main() -> int:
             clusters = sum(sizes)
             idle = measure_idle(cp, operator.pid, clusters, args.idle)
             print(f"# idle: {idle}", file=sys.stderr)
-            resync = measure_resync(cp, operator, clusters)
-            print(f"# resync: {resync}", file=sys.stderr)
+            resyncs = {how.name: measure_resync(cp, operator, clusters, how)
+                       for how in (signal.SIGTERM, signal.SIGKILL)}
+            print(f"# resync: {resyncs}", file=sys.stderr)
         finally:
             if operator is not None:
                 operator.stop()
@@ -422,9 +428,10 @@ def main() -> int:
     print(f"\nidle, {clusters} clusters, {idle['seconds']:.0f} s: {idle['requests']} API requests = "
           f"{idle['per_cluster_per_minute']:.3f} per cluster per minute (watches excluded); operator CPU "
           f"{idle['cpu_percent']:.1f}% of one core, RSS {idle['rss']:.0f} MiB; by kind: {idle['kinds']}")
-    print(f"resync after SIGKILL and restart, {clusters} clusters: {resync['seconds']:.1f} s until every "
-          f"cluster was reconciled again, {resync['requests_per_cluster']:.1f} requests per cluster, "
-          f"RSS {resync['rss']:.0f} MiB")
+    for how, resync in resyncs.items():
+        print(f"resync after {how} and restart, {clusters} clusters: {resync['seconds']:.1f} s until every "
+              f"cluster was reconciled again, {resync['requests_per_cluster']:.1f} requests per cluster, "
+              f"RSS {resync['rss']:.0f} MiB")
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -19,7 +19,7 @@ from mysql_operator.handlers.objects import (
     parse_spec,
     ready_instances,
 )
-from mysql_operator.handlers.watch import SECRETS
+from mysql_operator.handlers.watch import SECRETS, ClusterKey
 from mysql_operator.kube import Kube, KubeError, load_config
 from mysql_operator.resources.meta import ClusterRef
 from mysql_operator.status import (
@@ -76,11 +76,18 @@ def reconcile(
     old: Any,
     memo: kopf.Memo,
     logger: logging.Logger,
+    pods_by_cluster: kopf.Index[ClusterKey, dict[str, Any]],
+    statefulsets_by_name: kopf.Index[ClusterKey, dict[str, Any]],
     **_: Any,
 ) -> None:
-    """Bring the owned objects in line with the spec and report what was done in status and Events."""
+    """Bring the owned objects in line with the spec and report what was done in status and Events.
+    Pods and the StatefulSet come from the watch indices (handlers/watch.py), not from requests."""
     kube: Kube = memo.kube
     ref = _ref(meta, namespace)
+    pods = list(pods_by_cluster.get((ref.namespace, ref.name), []))
+    key = (ref.namespace, c.statefulset_name(ref.name))
+    statefulsets: Iterable[dict[str, Any]] = statefulsets_by_name.get(key, [])
+    statefulset = next(iter(statefulsets), None)
     metrics.RECONCILES.labels(ref.namespace, ref.name).inc()
     generation = meta.get("generation")
     now = now_iso()
@@ -131,12 +138,12 @@ def reconcile(
             # Nothing else is created; look again soon, so fixing the Secret is enough.
             raise kopf.TemporaryError(credentials.message, delay=CREDENTIALS_RETRY_SECONDS)
         else:
-            applied = apply_objects(kube, ref, cluster_spec, logger)
+            applied = apply_objects(kube, ref, cluster_spec, pods, logger)
             kopf.info(body, reason="Applied", message=f"applied {len(applied)} objects: {', '.join(applied)}")
             conditions = set_condition(
                 conditions, RESOURCES_READY, True, "Applied", "owned objects applied", generation, now
             )
-        ready = ready_instances(kube, ref)
+        ready = ready_instances(statefulset)
     except KubeError as error:
         metrics.RECONCILE_ERRORS.labels(ref.namespace, ref.name).inc()
         raise kopf.TemporaryError(str(error), delay=RETRY_SECONDS) from None

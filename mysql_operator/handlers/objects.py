@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,24 +122,29 @@ def owned_objects(
     ]
 
 
-def primary_ordinal(kube: Kube, ref: ClusterRef) -> int | None:
+def primary_ordinal(pods: Iterable[Mapping[str, Any]]) -> int | None:
     """The ordinal of the pod labelled primary, if any (scale-down must not remove it)."""
-    labels = {**c.selector_labels(ref.name), c.LABEL_ROLE: c.Role.PRIMARY.value}
-    pods = kube.list("v1", "Pod", ref.namespace, labels)
-    ordinals = [c.ordinal_of_pod(p["metadata"]["name"]) for p in pods]
+    ordinals = [c.ordinal_of_pod(p["metadata"]["name"]) for p in pods
+                if (p["metadata"].get("labels") or {}).get(c.LABEL_ROLE) == c.Role.PRIMARY.value]
     return max(ordinals) if ordinals else None
 
 
-def apply_objects(kube: Kube, ref: ClusterRef, spec: MysqlClusterSpec, logger: logging.Logger) -> list[str]:
-    """Apply every owned object; returns `Kind/name` of each. Safe to run any number of times."""
-    applied = []
-    for manifest in owned_objects(ref, spec, primary_ordinal(kube, ref)):
-        kube.apply(manifest)
-        applied.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
+def apply_objects(
+    kube: Kube,
+    ref: ClusterRef,
+    spec: MysqlClusterSpec,
+    pods: Iterable[Mapping[str, Any]],
+    logger: logging.Logger,
+) -> list[str]:
+    """Apply every owned object, concurrently (they do not depend on one another: the StatefulSet's
+    pods wait for their ConfigMap by themselves); returns `Kind/name` of each. Idempotent."""
+    manifests = owned_objects(ref, spec, primary_ordinal(pods))
+    with ThreadPoolExecutor(max_workers=len(manifests)) as pool:
+        list(pool.map(kube.apply, manifests))
+    applied = [f"{m['kind']}/{m['metadata']['name']}" for m in manifests]
     logger.info("applied %s", ", ".join(applied))
     return applied
 
 
-def ready_instances(kube: Kube, ref: ClusterRef) -> int:
-    sts = kube.get("apps/v1", "StatefulSet", ref.namespace, c.statefulset_name(ref.name))
-    return int(((sts or {}).get("status") or {}).get("readyReplicas") or 0)
+def ready_instances(statefulset: Mapping[str, Any] | None) -> int:
+    return int(((statefulset or {}).get("status") or {}).get("readyReplicas") or 0)

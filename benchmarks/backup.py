@@ -1,6 +1,7 @@
 """Backup and restore throughput on >= 1 GiB of generated data, next to a plain dump piped into a load.
 
     .venv/bin/python benchmarks/backup.py [--flavor mysql|mariadb] [--gib 1.05] [--work /tmp/bench-backup]
+        [--method logical|physical]
 
 Starts three servers of the flavor on 127.0.30.101-103 (the source and two empty targets, the same
 config): real MySQL 9.7 from the cached root (its tools through MYSQL_TOOLS_DIR, as in the operator's
@@ -9,6 +10,11 @@ image) or MariaDB. Loads generated rows into the source with LOAD DATA, then, in
   plain: mysqldump|mariadb-dump --single-transaction | mysql|mariadb into target 2
 MB/s is logical data (bytes of SQL the dump produces) per second. Both targets are checked against
 the source with CHECKSUM TABLE. Every step has a time limit; the servers are stopped at the end.
+
+With --method physical, ours is a physical backup (backup/physical.py: mariadb-backup for MariaDB,
+CLONE LOCAL DATA DIRECTORY for MySQL; gzip level 1 -> directory storage) and its restore: target 1
+stopped, its data directory emptied, the backup unpacked (sha256 checked; mariadb-backup --prepare)
+and the server started until it answers. MB/s is then the InnoDB size of the data per second.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ if "MYSQL_TOOLS_DIR" not in os.environ and mysql_root.is_built():
     os.environ["MYSQL_TOOLS_DIR"] = str(_TOOLS_DIR)
 
 from mysql_operator.backup.commands import Instance, Tools, child_env, defaults_file, load_command  # noqa: E402
+from mysql_operator.backup.physical import take_physical_backup, unpack_physical  # noqa: E402
 from mysql_operator.backup.restore import restore  # noqa: E402
 from mysql_operator.backup.storage import DirectoryStorage  # noqa: E402
 from mysql_operator.backup.take import take_backup  # noqa: E402
@@ -43,7 +50,8 @@ from mysql_operator.conventions import Flavor  # noqa: E402
 from mysql_operator.mysql.session import Login  # noqa: E402
 from tests.integration.servers import ROOT_PASSWORD, DbServer, make_server  # noqa: E402
 
-HOSTS = ("127.0.30.101", "127.0.30.102", "127.0.30.103")
+NET = os.environ.get("IT_NET", "0")  # side-by-side runs use their own loopback block
+HOSTS = (f"127.{NET}.30.101", f"127.{NET}.30.102", f"127.{NET}.30.103")
 CONFIG = {
     "read_only": "OFF",
     "innodb_buffer_pool_size": "2G",
@@ -129,13 +137,41 @@ def generate(server: DbServer, work: Path, target_bytes: int) -> int:
     return loaded
 
 
+def flavor_tools(flavor: Flavor) -> Tools:
+    """The flavor's client tools: MySQL's from MYSQL_TOOLS_DIR (wrappers over the cached root here)."""
+    tools = Tools.for_flavor(flavor)
+    directory = os.environ.get("MYSQL_TOOLS_DIR")
+    if flavor == Flavor.MYSQL and directory:
+        return Tools(*(f"{directory}/{Path(name).name}" for name in (tools.dump, tools.client, tools.binlog)))
+    return tools
+
+
+def physical_backup_and_restore(source: DbServer, target: DbServer, work: Path) -> tuple[float, float, int]:
+    """Physical backup of `source`, restored into `target` (stopped, emptied, unpacked, started);
+    returns (backup seconds, restore seconds, stored bytes)."""
+    storage = DirectoryStorage(work / "storage-physical")
+    began = time.monotonic()
+    manifest = take_physical_backup(_instance(source), storage, cluster="bench", name="bench-p",
+                                    datadir=source.datadir, scratch=work / "clone-scratch")
+    backup_seconds = time.monotonic() - began
+    _log(f"physical backup: {manifest.size / 2**30:.2f} GiB stored in {backup_seconds:.1f}s")
+    target.kill()
+    shutil.rmtree(target.datadir)
+    began = time.monotonic()
+    unpack_physical(storage, manifest, target.datadir)
+    target.start()
+    restore_seconds = time.monotonic() - began
+    _log(f"physical restore (unpack, prepare, start) in {restore_seconds:.1f}s")
+    return backup_seconds, restore_seconds, manifest.size
+
+
 def checksums(server: DbServer) -> list[tuple[object, ...]]:
     return server.sql("CHECKSUM TABLE bench.orders, bench.events")
 
 
 def plain_dump_and_load(source: DbServer, target: DbServer) -> float:
     """The flavor's `dump --single-transaction | client`, the baseline; returns seconds."""
-    tools = Tools.for_flavor(source.flavor)
+    tools = flavor_tools(source.flavor)
     with defaults_file(_instance(source)) as source_cnf, defaults_file(_instance(target)) as target_cnf:
         dump = [
             tools.dump,
@@ -171,6 +207,7 @@ def main() -> int:
     parser.add_argument(
         "--flavor", choices=[f.value for f in Flavor], default=Flavor.MYSQL.value, help="server flavor"
     )
+    parser.add_argument("--method", choices=["logical", "physical"], default="logical")
     args = parser.parse_args()
     flavor = Flavor(args.flavor)
     shutil.rmtree(args.work, ignore_errors=True)
@@ -194,20 +231,44 @@ def main() -> int:
         table_bytes = int(str(size_row[0][0]))
         expected = checksums(source)
 
+        tools = flavor_tools(flavor)
+        plain_name = f"{Path(tools.dump).name} | {Path(tools.client).name}"
+        if args.method == "physical":
+            timings = physical_backup_and_restore(source, ours_target, args.work)
+            backup_seconds, restore_seconds, stored = timings
+            _log(f"plain {plain_name} ...")
+            plain_seconds = plain_dump_and_load(source, plain_target)
+            ours_ok = checksums(ours_target) == expected
+            plain_ok = checksums(plain_target) == expected
+            mb = table_bytes / 1e6
+            ours_total = backup_seconds + restore_seconds
+            print()
+            print(f"flavor: {flavor.value}, {source.sql('SELECT VERSION()')[0][0]}")
+            print(f"data: {loaded / 2**30:.2f} GiB generated rows, InnoDB {table_bytes / 2**30:.2f} GiB, "
+                  f"physical backup stored {stored / 2**30:.2f} GiB (gzip level 1)")
+            print(f"{'step':<40} {'seconds':>8} {'MB/s':>8}")
+            for name, seconds in (("ours: physical backup (copy+gzip+store)", backup_seconds),
+                                  ("ours: physical restore (unpack+start)", restore_seconds),
+                                  ("ours: backup + restore", ours_total),
+                                  (f"plain: {plain_name}", plain_seconds)):
+                print(f"{name:<40} {seconds:>8.1f} {mb / seconds:>8.1f}")
+            print(f"ratio plain dump|load / ours (backup+restore): {plain_seconds / ours_total:.2f}x faster")
+            print(f"checksums equal to the source: ours {ours_ok}, plain {plain_ok}")
+            return 0 if ours_ok and plain_ok else 1
         storage = DirectoryStorage(args.work / "storage")
         began = time.monotonic()
-        manifest = take_backup(_instance(source), storage, cluster="bench", name="bench-1", progress=_log)
+        manifest = take_backup(_instance(source), storage, cluster="bench", name="bench-1", progress=_log,
+                               tools=tools)
         backup_seconds = time.monotonic() - began
         began = time.monotonic()
         restore(
             _instance(ours_target),
             storage,
             "bench-1",
+            tools=tools,
             progress=lambda step, message: _log(f"{step}: {message}"),
         )
         restore_seconds = time.monotonic() - began
-        tools = Tools.for_flavor(flavor)
-        plain_name = f"{Path(tools.dump).name} | {Path(tools.client).name}"
         _log(f"plain {plain_name} ...")
         plain_seconds = plain_dump_and_load(source, plain_target)
 

@@ -97,7 +97,8 @@ def background_clusters(cluster: Cluster, flavor: str, count: int, unreachable: 
 
     docs = [doc(f"bg{i}", cluster_spec(flavor, podTemplate={"nodeSelector": NOWHERE})) for i in range(count)]
     docs += [doc(f"slow{i}", cluster_spec(flavor, instances=1)) for i in range(unreachable)]
-    cluster.apply("\n---\n".join(yaml.safe_dump(doc) for doc in docs), BACKGROUND_NS)
+    for start in range(0, len(docs), 20):  # in batches: one kubectl call has a time limit
+        cluster.apply("\n---\n".join(yaml.safe_dump(doc) for doc in docs[start:start + 20]), BACKGROUND_NS)
     pods = []
     faults = Faults(cluster.sandbox)
     for i in range(unreachable):

@@ -71,7 +71,7 @@ def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     if result.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
@@ -247,15 +247,10 @@ def run_round(admin: Path, cp: ControlPlane, n: int, pid: int) -> dict[str, floa
     names = [f"db{i}" for i in range(n)]
     cpu_before = cpu_seconds(pid)
     started = time.time()
-    kubectl(
-        admin,
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        stdin=yaml.safe_dump_all([cluster_manifest(name) for name in names]),
-    )
+    for start in range(0, n, 25):  # in batches: one kubectl call has a time limit
+        batch = names[start:start + 25]
+        kubectl(admin, "apply", "-n", namespace, "-f", "-",
+                stdin=yaml.safe_dump_all([cluster_manifest(name) for name in batch]))
     done: dict[str, float] = {}
     deadline = time.monotonic() + TIMEOUT
     while len(done) < n and time.monotonic() < deadline:

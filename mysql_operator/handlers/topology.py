@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import copy
 import logging
 import time
@@ -318,7 +319,9 @@ async def topology(
                 pods=[copy.deepcopy(p) for p in pods_by_cluster.get(key, [])],
                 statefulset=next(iter(statefulsets_by_name.get((ns, c.statefulset_name(name)), [])), None),
             )
-            delay = await loop.run_in_executor(_POOL, _run_pass, work, memo, logger)
+            # The pass posts Events with kopf.event, which needs kopf's context: run it in a copy.
+            context = contextvars.copy_context()
+            delay = await loop.run_in_executor(_POOL, context.run, _run_pass, work, memo, logger)
             if delay > 0 and not wake.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=delay)
@@ -421,8 +424,6 @@ def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float
     if cluster_spec.monitoring.exporter:
         ensure_exporter_users(work.uid, endpoints, result, secret_data, cluster_spec, logger)
     apply_role_labels(kube, ns, pods, result, logger)
-    for event in result.events:
-        kopf.event(work.body, type=event.type, reason=event.reason, message=event.message)
     # The pass took a while: start from the newest status the watch brought (the reconcile
     # handler's conditions for a new generation must not be overwritten with older ones).
     fresh = copy.deepcopy(dict(work.body.get("status") or {}))
@@ -444,6 +445,11 @@ def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float
         fresh.get("phase"),
     )
     write_status(kube, work, fresh, fields)
+    for event in result.events:
+        try:
+            kopf.event(work.body, type=event.type, reason=event.reason, message=event.message)
+        except Exception as error:  # an Event is a courtesy: it must never stop the loop
+            logger.warning("could not post event %s: %s", event.reason, error)
     return next_pass_in(result.memory, float(cluster_spec.replication.failover_grace_seconds), time.time())
 
 

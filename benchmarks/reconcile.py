@@ -342,8 +342,10 @@ class Operator:
         """SIGTERM (a rollout: kopf leaves the peering at once) or SIGKILL (a crash: the standby, here
         the restarted process, waits for the dead leader's peering lease to expire)."""
         if self.process is not None and self.process.poll() is None:
+            began = time.monotonic()
             os.killpg(self.process.pid, how)
-            self.process.wait(timeout=60)
+            self.process.wait(timeout=300)
+            print(f"# the operator exited {time.monotonic() - began:.1f}s after {how.name}", file=sys.stderr)
 
     def stop(self) -> None:
         if self.process is not None:

@@ -11,7 +11,7 @@ LABEL org.opencontainers.image.title="mysql-operator" \
 COPY --from=build /install /usr/local
 # The backup and restore Jobs run this image too: they need the dump, binlog and client tools.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends mariadb-client \
+ && apt-get install -y --no-install-recommends mariadb-client mariadb-backup \
  && rm -rf /var/lib/apt/lists/*
 RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin operator
 USER 10001:10001

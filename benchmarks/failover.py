@@ -135,8 +135,10 @@ def run_round(cluster: Cluster, series: Series) -> bool:
     checker = ConsistencyChecker(cluster.sandbox, NS, NAME, NODE_PORT).start()
     checker.wait_acks(50)
     old = cluster.status(NAME, NS)["primary"]
-    fault_at = time.monotonic()
     inject(faults, series.fault, old)
+    # After the fault is in place: a loaded machine takes a while to inject it, and a write the old
+    # primary acknowledged meanwhile is no failover.
+    fault_at = time.monotonic()
     try:
         ack = checker.first_ack_after(fault_at, PAUSE_BOUND if series.fault == "pause" else FAULT_BOUND)
     finally:

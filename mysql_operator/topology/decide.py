@@ -303,7 +303,8 @@ def _without_writable(view: ClusterView, reachable: list[InstanceObservation]) -
         last = _primary_followed_by_replicas(view, reachable) if view.last_primary is None else None
     candidates = tuple(o.ordinal for o in reachable
                        if o.ordinal != (last.ordinal if last is not None else view.last_primary)
-                       and o.ordinal not in view.seeding and view.deposed_entry(o.ordinal) is None)
+                       and o.ordinal not in view.seeding and view.deposed_entry(o.ordinal) is None
+                       and o.ordinal not in view.terminating)
     if last is not None and last.reachable and not last.replica_configured:
         if last.ordinal == view.last_primary and not gtid.includes(flavor, last.gtid_executed,
                                                                    view.last_primary_gtid):

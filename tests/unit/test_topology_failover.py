@@ -248,6 +248,17 @@ def test_defect7_never_two_primary_labels() -> None:
     assert role_label_changes({}, {"db-0": "primary", "db-1": "primary"})[1] == []
 
 
+def test_defect7_a_terminating_primary_is_switched_over_from_not_kept() -> None:
+    plan = decide(view(primary(0), replica(1), replica(2), last_primary=0, terminating=frozenset({0})))
+    assert plan.actions == (Switchover(0, 1, (2, 0)),)
+
+
+def test_defect7_a_terminating_replica_is_never_a_failover_candidate() -> None:
+    plan = decide(view(down(0), replica(1), replica(2), last_primary=0, primary_unreachable_for=30.0,
+                       terminating=frozenset({1})))
+    assert plan.actions == (Failover(0, (2,), "primary 0 unreachable for 30.0s"),)
+
+
 def test_defect7_failover_blocks_when_the_old_primary_cannot_be_fenced() -> None:
     # The decision names the old primary to fence before promoting (the executor fences it first and
     # does not promote when neither SQL nor the pod fence worked).

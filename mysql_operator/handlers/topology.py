@@ -178,7 +178,7 @@ def topology_status(
         "instancesReady": f"{ready_count}/{spec.instances}",
         "instances": [_instance_status(inst) for inst in result.instances],
         "roleChanges": history,
-        "topology": result.memory.to_dict(),
+        "topology": {**result.memory.to_dict(), "state": result.state.value},
     }
 
 

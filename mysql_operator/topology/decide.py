@@ -39,6 +39,7 @@ Invariants (each has a table test named after it in tests/unit/test_topology_fai
 from __future__ import annotations
 
 from dataclasses import replace
+from enum import StrEnum
 
 from mysql_operator.mysql import gtid
 from mysql_operator.mysql.observe import InstanceObservation
@@ -90,6 +91,7 @@ __all__ = [
     "RepairReplica",
     "ReplicationMode",
     "Seed",
+    "State",
     "Switchover",
     "choose_donor",
     "choose_new_primary",
@@ -99,7 +101,59 @@ __all__ = [
     "missing_on",
     "resolve_operation",
     "rightful",
+    "state_of",
 ]
+
+
+class State(StrEnum):
+    """Where the cluster stands in the failover state machine after a decision (status.topology.state).
+
+    Steady -> PrimaryUnreachable (grace) -> FailingOver -> Steady, or FailoverBlocked (waiting for a
+    relay log, for quorum, or for a fence) until a pass can finish it; Fencing when a writable
+    instance other than the primary was found; Rejoining while a deposed primary is rebuilt;
+    SwitchingOver / SwitchoverWaiting for planned moves; PrimaryBusy when the primary answers only
+    with errors (never a failover)."""
+
+    BOOTSTRAPPING = "Bootstrapping"
+    STEADY = "Steady"
+    PRIMARY_BUSY = "PrimaryBusy"
+    PRIMARY_UNREACHABLE = "PrimaryUnreachable"
+    FAILING_OVER = "FailingOver"
+    FAILOVER_BLOCKED = "FailoverBlocked"
+    FENCING = "Fencing"
+    REJOINING = "Rejoining"
+    SWITCHING_OVER = "SwitchingOver"
+    SWITCHOVER_WAITING = "SwitchoverWaiting"
+    NO_PRIMARY = "NoPrimary"
+
+
+_BLOCKED = frozenset({"FailoverNeedsQuorum", "NoCandidate", "FailoverBlocked", "FailoverWaiting",
+                      "WaitingForFirstInstance", "NoInstanceReachable"})
+
+
+def state_of(plan: Plan) -> State:
+    """The state a plan (and what acting on it reported) puts the cluster in. Pure."""
+    kinds = {type(a) for a in plan.actions}
+    reasons = {p.reason for p in plan.problems}
+    if Bootstrap in kinds:
+        return State.BOOTSTRAPPING
+    if Failover in kinds:
+        return State.FAILING_OVER
+    if Switchover in kinds:
+        return State.SWITCHING_OVER
+    if Fence in kinds:
+        return State.FENCING
+    if any(isinstance(a, Seed) and a.discarded for a in plan.actions):
+        return State.REJOINING
+    if "PrimaryBusy" in reasons:
+        return State.PRIMARY_BUSY
+    if "PrimaryUnreachable" in reasons:
+        return State.PRIMARY_UNREACHABLE
+    if plan.primary is None:
+        return State.FAILOVER_BLOCKED if reasons & _BLOCKED else State.NO_PRIMARY
+    if "SwitchoverWaitingForCatchUp" in reasons:
+        return State.SWITCHOVER_WAITING
+    return State.STEADY
 
 
 def resolve_operation(view: ClusterView) -> ClusterView:

@@ -22,11 +22,13 @@ from mysql_operator.topology.decide import (
     Promote,
     ReplicationMode,
     Seed,
+    State,
     Switchover,
     choose_new_primary,
     decide,
     discarded_relay_logs,
     resolve_operation,
+    state_of,
 )
 from mysql_operator.topology.memory import TopologyMemory
 from mysql_operator.topology.report import InstanceStatus, TopologyResult, primary_status
@@ -340,3 +342,27 @@ def test_memory_round_trips_through_status() -> None:
     memory = TopologyMemory(primary=1, primary_gtid="0-11-5", acknowledgers=(2,),
                             deposed=(Deposed(0, True),), operation=Operation("failover", 0, 1, True))
     assert TopologyMemory.from_dict(memory.to_dict()) == memory
+
+
+# The state machine ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cluster", "state"),
+    [
+        (view(idle(0), idle(1)), State.BOOTSTRAPPING),
+        (view(primary(0), replica(1), last_primary=0), State.STEADY),
+        (view(busy(0), replica(1), last_primary=0, primary_unreachable_for=60.0), State.PRIMARY_BUSY),
+        (view(down(0), replica(1), last_primary=0, primary_unreachable_for=1.0), State.PRIMARY_UNREACHABLE),
+        (view(down(0), replica(1), last_primary=0, primary_unreachable_for=60.0), State.FAILING_OVER),
+        (view(down(0), replica(1), down(2), last_primary=0, primary_unreachable_for=60.0,
+              replication_mode=SEMI, acknowledgers=frozenset({1, 2})), State.FAILOVER_BLOCKED),
+        (view(primary(0), primary(1), last_primary=0), State.FENCING),
+        (view(primary(0), replica(1), last_primary=0, switchover_to=1), State.SWITCHING_OVER),
+        (view(primary(0), replica(1, seconds_behind=9), last_primary=0, switchover_to=1),
+         State.SWITCHOVER_WAITING),
+        (_returning(deposed=(Deposed(0, lossless=True),), replication_mode=SEMI), State.REJOINING),
+    ],
+)
+def test_each_decision_names_its_state(cluster: ClusterView, state: State) -> None:
+    assert state_of(decide(cluster)) is state

@@ -292,6 +292,17 @@ def test_defect9_application_grant_escapes_the_underscore_wildcard() -> None:
     assert "`shop\\_db`.*" in statement.sql
 
 
+def test_defect9_mariadb_fence_takes_roots_read_only_bypass_unlogged_before_ending_sessions() -> None:
+    session = RecordingSession(clients=(7,))
+    actions.fence(session, MariadbDialect())  # type: ignore[arg-type]
+    revoke = session.sql.index("REVOKE READ_ONLY ADMIN ON *.* FROM %s@'%%'")
+    assert session.sql[revoke - 1] == "SET SESSION sql_log_bin=0"
+    assert revoke < min(i for i, sql in enumerate(session.sql) if sql.startswith("KILL"))
+    promoted = RecordingSession()
+    actions.promote(promoted, MariadbDialect())  # type: ignore[arg-type]
+    assert "GRANT READ_ONLY ADMIN ON *.* TO %s@'%%'" in promoted.sql
+
+
 def test_defect9_mariadb_fence_ends_root_sessions_too() -> None:
     query = MariadbDialect().client_connections_query(actions._SPARED_USERS)
     assert "root" not in query.args  # root holds READ_ONLY ADMIN: its sessions are ended

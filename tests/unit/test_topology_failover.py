@@ -377,3 +377,20 @@ def test_memory_round_trips_through_status() -> None:
 )
 def test_each_decision_names_its_state(cluster: ClusterView, state: State) -> None:
     assert state_of(decide(cluster)) is state
+
+
+def test_defect3_a_departed_acknowledger_counts_until_the_others_hold_what_it_could_have_acked() -> None:
+    from mysql_operator.topology.memory import forget_departed
+
+    acks = frozenset({1, 2})
+    # Pass 1: 2 is missing: kept, not bounded yet (it may have acknowledged after the primary was read).
+    first = forget_departed(MARIA, acks, {1}, {}, "0-10-10", {1: "0-10-9"})
+    assert first == {2: ""}
+    # Pass 2: bounded by the primary's set now.
+    second = forget_departed(MARIA, acks, {1}, first, "0-10-12", {1: "0-10-11"})
+    assert second == {2: "0-10-12"}
+    # 1 has not received all of it yet: 2 still counts; once it has, 2 is forgotten.
+    assert forget_departed(MARIA, acks, {1}, second, "0-10-20", {1: "0-10-11"}) == {2: "0-10-12"}
+    assert forget_departed(MARIA, acks, {1}, second, "0-10-20", {1: "0-10-13"}) == {}
+    # Back attached: nothing departed.
+    assert forget_departed(MARIA, acks, {1, 2}, second, "0-10-20", {1: "0-10-20", 2: "0-10-20"}) == {}

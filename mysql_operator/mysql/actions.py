@@ -72,7 +72,7 @@ def wait_for_gtids(session: Session, dialect: Dialect, target: str, timeout: flo
     )
 
 
-def fence(session: Session, dialect: Dialect, *, kill_clients: bool = True) -> int:
+def fence(session: Session, dialect: Dialect, *, kill_clients: bool = True, bind_root: bool = True) -> int:
     """Make the instance refuse writes, bounded in time; returns the number of connections ended.
 
     Client connections are ended BEFORE the read-only switch: in semi-sync mode a commit waiting for
@@ -82,7 +82,8 @@ def fence(session: Session, dialect: Dialect, *, kill_clients: bool = True) -> i
     holders of READ_ONLY ADMIN such as root, ending them is what stops their writes). Semi-sync is
     never turned off here: that would acknowledge the unreplicated writes."""
     session.execute(Statement("SET SESSION lock_wait_timeout=%s", (FENCE_LOCK_WAIT_SECONDS,)))
-    _fence_bypass(session, dialect, dialect.revoke_fence_bypass(ROOT_USER))
+    if bind_root:
+        _fence_bypass(session, dialect, dialect.revoke_fence_bypass(ROOT_USER))
     killed = end_client_connections(session, dialect) if kill_clients else 0
     session.execute(*dialect.fence())
     if kill_clients:

@@ -205,13 +205,14 @@ def decide(view: ClusterView) -> Plan:
         for o in writable:
             if o is not current:
                 fences.append(Fence(o.ordinal, f"instance {o.ordinal} was writable beside the primary "
-                                               f"{current.ordinal}"))
+                                               f"{current.ordinal}",
+                                    bind_root=not (o.replicating and o.source_host == current.host)))
         plan = _with_primary(view, current, reachable)
     elif followers and len(writable) - len(followers) == 1:
         # A replica made writable by hand while still replicating from the primary is no contender.
         primary = next(o for o in writable if o not in followers)
-        fences.extend(Fence(o.ordinal, f"replica {o.ordinal} of {primary.ordinal} was writable")
-                      for o in followers)
+        fences.extend(Fence(o.ordinal, f"replica {o.ordinal} of {primary.ordinal} was writable",
+                            bind_root=False) for o in followers)
         plan = _with_primary(view, primary, reachable)
     elif len(writable) >= 2:
         plan = _split_brain(view, writable)

@@ -139,8 +139,12 @@ class Switchover:
 
 @dataclass(frozen=True)
 class Fence:
+    """Make an instance read-only. `bind_root`: also for root (MariaDB READ_ONLY ADMIN), given
+    back when it becomes a replica or the primary; not for a replica that keeps replicating."""
+
     ordinal: int
     reason: str
+    bind_root: bool = True
 
 
 @dataclass(frozen=True)

@@ -62,14 +62,17 @@ log = logging.getLogger(__name__)
 
 
 def pod_endpoint(pod: Mapping[str, Any], instances: int) -> InstanceEndpoint | None:
-    """An instance the operator can talk to: a live pod of a wanted ordinal that has an IP."""
+    """An instance the operator can talk to: a pod of a wanted ordinal that has an IP. A terminating
+    pod is one too while its mysqld answers: it must be observed (and fenced, or switched over from)
+    rather than ignored while it still takes writes."""
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
-    if meta.get("deletionTimestamp") or not status.get("podIP"):
+    if not status.get("podIP"):
         return None
     ordinal = c.ordinal_of_pod(meta["name"])
     if ordinal >= instances:
         return None
-    return InstanceEndpoint(ordinal=ordinal, pod_name=meta["name"], host=status["podIP"])
+    return InstanceEndpoint(ordinal=ordinal, pod_name=meta["name"], host=status["podIP"],
+                            terminating=bool(meta.get("deletionTimestamp")))
 
 
 def desired_role_labels(result: TopologyResult) -> dict[str, str]:
@@ -185,7 +188,7 @@ def topology_status(
         "instancesReady": f"{ready_count}/{spec.instances}",
         "instances": [_instance_status(inst) for inst in result.instances],
         "roleChanges": history,
-        "topology": result.memory.to_dict(),
+        "topology": {**result.memory.to_dict(), "state": result.state.value},
     }
 
 

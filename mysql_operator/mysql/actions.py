@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from mysql_operator.conventions import OPERATOR_USER, REPLICATION_USER
+from mysql_operator.conventions import OPERATOR_USER, REPLICATION_USER, ROOT_USER
 from mysql_operator.mysql import gtid
 from mysql_operator.mysql.dialect import Dialect
 from mysql_operator.mysql.session import Login, Session, SqlError, Statement
@@ -72,7 +72,7 @@ def wait_for_gtids(session: Session, dialect: Dialect, target: str, timeout: flo
     )
 
 
-def fence(session: Session, dialect: Dialect, *, kill_clients: bool = True) -> int:
+def fence(session: Session, dialect: Dialect, *, kill_clients: bool = True, bind_root: bool = True) -> int:
     """Make the instance refuse writes, bounded in time; returns the number of connections ended.
 
     Client connections are ended BEFORE the read-only switch: in semi-sync mode a commit waiting for
@@ -82,11 +82,32 @@ def fence(session: Session, dialect: Dialect, *, kill_clients: bool = True) -> i
     holders of READ_ONLY ADMIN such as root, ending them is what stops their writes). Semi-sync is
     never turned off here: that would acknowledge the unreplicated writes."""
     session.execute(Statement("SET SESSION lock_wait_timeout=%s", (FENCE_LOCK_WAIT_SECONDS,)))
+    if bind_root:
+        _fence_bypass(session, dialect, dialect.revoke_fence_bypass(ROOT_USER))
     killed = end_client_connections(session, dialect) if kill_clients else 0
     session.execute(*dialect.fence())
     if kill_clients:
         killed += end_client_connections(session, dialect)
     return killed
+
+
+def _fence_bypass(session: Session, dialect: Dialect, statements: list[Statement]) -> None:
+    """Change the fence bypass unlogged (it must never become a transaction of its own); best
+    effort: an operator user created without GRANT OPTION cannot, and the fence goes on without."""
+    if not statements:
+        return
+    try:
+        session.execute(dialect.disable_binlog_for_session, *statements)
+    except SqlError as error:
+        log.warning("fence bypass of %s unchanged: %s", ROOT_USER, error)
+    finally:
+        session.execute(Statement("SET SESSION sql_log_bin=1"))
+
+
+def restore_fence_bypass(session: Session, dialect: Dialect) -> None:
+    """Root may write on a read-only instance again (the operator's own maintenance as root, e.g. a
+    seed, needs it); done when an instance becomes a replica or the primary."""
+    _fence_bypass(session, dialect, dialect.restore_fence_bypass(ROOT_USER))
 
 
 def end_client_connections(session: Session, dialect: Dialect) -> int:
@@ -134,6 +155,7 @@ def configure_replica(
 ) -> None:
     """Make the instance a read-only replica of the source (GTID auto-positioning) and start it."""
     session.execute(*dialect.fence())
+    restore_fence_bypass(session, dialect)
     stop_replica(session, dialect)
     if semi_sync:
         _install_semi_sync(session, dialect)
@@ -154,3 +176,4 @@ def promote(session: Session, dialect: Dialect, *, semi_sync: bool = False) -> N
     if semi_sync:
         enable_semi_sync_source(session, dialect)
     unfence(session, dialect)
+    restore_fence_bypass(session, dialect)

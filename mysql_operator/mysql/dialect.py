@@ -162,6 +162,14 @@ class Dialect(ABC):
     def unfence(self) -> list[Statement]:
         """Make the instance writable."""
 
+    def revoke_fence_bypass(self, user: str) -> list[Statement]:
+        """Statements (run unlogged, by the operator) that make the fence bind `user` too."""
+        return []  # MySQL: super_read_only binds every user
+
+    def restore_fence_bypass(self, user: str) -> list[Statement]:
+        """Give `user` back what `revoke_fence_bypass` took (the instance serves again)."""
+        return []
+
     # Semi-sync ----------------------------------------------------------------------------------
     semi_sync_status_query = Statement("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync%%'")
     semi_sync_variables_query = Statement("SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync%%'")
@@ -434,6 +442,14 @@ class MariadbDialect(Dialect):
     def unfence(self) -> list[Statement]:
         return [Statement("SET GLOBAL read_only=OFF")]
 
+    # read_only does not bind READ_ONLY ADMIN (root has it through ALL PRIVILEGES): while an old
+    # primary is fenced, root loses it, so new root sessions cannot write either (MDEV-29596).
+    def revoke_fence_bypass(self, user: str) -> list[Statement]:
+        return [Statement("REVOKE READ_ONLY ADMIN ON *.* FROM %s@'%%'", (user,))]
+
+    def restore_fence_bypass(self, user: str) -> list[Statement]:
+        return [Statement("GRANT READ_ONLY ADMIN ON *.* TO %s@'%%'", (user,))]
+
     def install_semi_sync(self, installed: set[str]) -> list[Statement]:
         return []  # built into the server since 10.3
 
@@ -472,9 +488,10 @@ class MariadbDialect(Dialect):
     def grant_operator(self, user: str) -> list[Statement]:
         return [
             Statement(
+                # GRANT OPTION: the fence takes root's READ_ONLY ADMIN away and gives it back.
                 "GRANT PROCESS, RELOAD, BINLOG ADMIN, BINLOG MONITOR, REPLICATION MASTER ADMIN, "
                 "REPLICATION SLAVE ADMIN, SLAVE MONITOR, READ_ONLY ADMIN, CONNECTION ADMIN "
-                "ON *.* TO %s@'%%'",
+                "ON *.* TO %s@'%%' WITH GRANT OPTION",
                 (user,),
             )
         ]

@@ -29,6 +29,7 @@ class InstanceEndpoint:
     pod_name: str
     host: str
     port: int = MYSQL_PORT
+    terminating: bool = False  # the pod is being deleted: never a candidate, the primary moves off it
 
 
 @dataclass(frozen=True)

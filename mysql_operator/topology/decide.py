@@ -39,6 +39,7 @@ Invariants (each has a table test named after it in tests/unit/test_topology_fai
 from __future__ import annotations
 
 from dataclasses import replace
+from enum import StrEnum
 
 from mysql_operator.mysql import gtid
 from mysql_operator.mysql.observe import InstanceObservation
@@ -90,6 +91,7 @@ __all__ = [
     "RepairReplica",
     "ReplicationMode",
     "Seed",
+    "State",
     "Switchover",
     "choose_donor",
     "choose_new_primary",
@@ -99,7 +101,59 @@ __all__ = [
     "missing_on",
     "resolve_operation",
     "rightful",
+    "state_of",
 ]
+
+
+class State(StrEnum):
+    """Where the cluster stands in the failover state machine after a decision (status.topology.state).
+
+    Steady -> PrimaryUnreachable (grace) -> FailingOver -> Steady, or FailoverBlocked (waiting for a
+    relay log, for quorum, or for a fence) until a pass can finish it; Fencing when a writable
+    instance other than the primary was found; Rejoining while a deposed primary is rebuilt;
+    SwitchingOver / SwitchoverWaiting for planned moves; PrimaryBusy when the primary answers only
+    with errors (never a failover)."""
+
+    BOOTSTRAPPING = "Bootstrapping"
+    STEADY = "Steady"
+    PRIMARY_BUSY = "PrimaryBusy"
+    PRIMARY_UNREACHABLE = "PrimaryUnreachable"
+    FAILING_OVER = "FailingOver"
+    FAILOVER_BLOCKED = "FailoverBlocked"
+    FENCING = "Fencing"
+    REJOINING = "Rejoining"
+    SWITCHING_OVER = "SwitchingOver"
+    SWITCHOVER_WAITING = "SwitchoverWaiting"
+    NO_PRIMARY = "NoPrimary"
+
+
+_BLOCKED = frozenset({"FailoverNeedsQuorum", "NoCandidate", "FailoverBlocked", "FailoverWaiting",
+                      "WaitingForFirstInstance", "NoInstanceReachable"})
+
+
+def state_of(plan: Plan) -> State:
+    """The state a plan (and what acting on it reported) puts the cluster in. Pure."""
+    kinds = {type(a) for a in plan.actions}
+    reasons = {p.reason for p in plan.problems}
+    if Bootstrap in kinds:
+        return State.BOOTSTRAPPING
+    if Failover in kinds:
+        return State.FAILING_OVER
+    if Switchover in kinds:
+        return State.SWITCHING_OVER
+    if Fence in kinds:
+        return State.FENCING
+    if any(isinstance(a, Seed) and a.discarded for a in plan.actions):
+        return State.REJOINING
+    if "PrimaryBusy" in reasons:
+        return State.PRIMARY_BUSY
+    if "PrimaryUnreachable" in reasons:
+        return State.PRIMARY_UNREACHABLE
+    if plan.primary is None:
+        return State.FAILOVER_BLOCKED if reasons & _BLOCKED else State.NO_PRIMARY
+    if "SwitchoverWaitingForCatchUp" in reasons:
+        return State.SWITCHOVER_WAITING
+    return State.STEADY
 
 
 def resolve_operation(view: ClusterView) -> ClusterView:
@@ -151,13 +205,14 @@ def decide(view: ClusterView) -> Plan:
         for o in writable:
             if o is not current:
                 fences.append(Fence(o.ordinal, f"instance {o.ordinal} was writable beside the primary "
-                                               f"{current.ordinal}"))
+                                               f"{current.ordinal}",
+                                    bind_root=not (o.replicating and o.source_host == current.host)))
         plan = _with_primary(view, current, reachable)
     elif followers and len(writable) - len(followers) == 1:
         # A replica made writable by hand while still replicating from the primary is no contender.
         primary = next(o for o in writable if o not in followers)
-        fences.extend(Fence(o.ordinal, f"replica {o.ordinal} of {primary.ordinal} was writable")
-                      for o in followers)
+        fences.extend(Fence(o.ordinal, f"replica {o.ordinal} of {primary.ordinal} was writable",
+                            bind_root=False) for o in followers)
         plan = _with_primary(view, primary, reachable)
     elif len(writable) >= 2:
         plan = _split_brain(view, writable)
@@ -303,7 +358,8 @@ def _without_writable(view: ClusterView, reachable: list[InstanceObservation]) -
         last = _primary_followed_by_replicas(view, reachable) if view.last_primary is None else None
     candidates = tuple(o.ordinal for o in reachable
                        if o.ordinal != (last.ordinal if last is not None else view.last_primary)
-                       and o.ordinal not in view.seeding and view.deposed_entry(o.ordinal) is None)
+                       and o.ordinal not in view.seeding and view.deposed_entry(o.ordinal) is None
+                       and o.ordinal not in view.terminating)
     if last is not None and last.reachable and not last.replica_configured:
         if last.ordinal == view.last_primary and not gtid.includes(flavor, last.gtid_executed,
                                                                    view.last_primary_gtid):

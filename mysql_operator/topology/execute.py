@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
 from mysql_operator.mysql import actions
-from mysql_operator.mysql.observe import InstanceObservation, read_semi_sync
+from mysql_operator.mysql.observe import InstanceObservation
 from mysql_operator.mysql.session import MysqlError
 from mysql_operator.mysql.users import ensure_application, ensure_system_users
 from mysql_operator.topology.context import Pass, TransitionRecord, parallel
@@ -71,14 +71,14 @@ def _act(work: Pass, action: Action, observed: Mapping[int, InstanceObservation]
     elif isinstance(action, AttachReplica | RepairReplica):
         attach(work, action)
     elif isinstance(action, Promote):
+        # A restarted primary's replicas reconnect by themselves: semi-sync is on before it writes.
         with work.session(action.ordinal) as session:
-            source_on = semi and read_semi_sync(session, dialect).source_enabled
-            actions.promote(session, dialect, semi_sync=source_on)
+            actions.promote(session, dialect, semi_sync=semi)
         ensure_application_on(work, action.ordinal)
         work.primary = action.ordinal
         work.event("Normal", "PrimaryPromoted", f"instance {action.ordinal} is writable: {action.reason}")
     elif isinstance(action, Fence):
-        fence(work, action.ordinal, action.reason)
+        fence(work, action.ordinal, action.reason, bind_root=action.bind_root)
     elif isinstance(action, EnableSemiSyncSource):
         with work.session(action.ordinal) as session:
             actions.enable_semi_sync_source(session, dialect)
@@ -95,13 +95,13 @@ def _act(work: Pass, action: Action, observed: Mapping[int, InstanceObservation]
         switchover(work, action)
 
 
-def fence(work: Pass, ordinal: int, reason: str, *, reachable: bool = True) -> bool:
+def fence(work: Pass, ordinal: int, reason: str, *, reachable: bool = True, bind_root: bool = True) -> bool:
     """Make the instance refuse writes: SQL first (bounded); when that fails or the instance is
     unreachable, at the Kubernetes level (role label off, pod deleted). Whether it is fenced."""
     if reachable:
         try:
             with work.session(ordinal) as session:
-                killed = actions.fence(session, work.dialect)
+                killed = actions.fence(session, work.dialect, bind_root=bind_root)
             work.event("Warning", "InstanceFenced",
                        f"instance {ordinal} set read-only ({killed} connections ended): {reason}")
             return True

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from mysql_operator.conventions import Flavor
 from mysql_operator.mysql import gtid
 from mysql_operator.mysql.observe import InstanceObservation
 from mysql_operator.topology.context import Discarded, Pass
@@ -30,6 +31,8 @@ class TopologyMemory:
     operation: Operation | None = None
     discarded: tuple[Discarded, ...] = ()
     pods_fenced: tuple[int, ...] = ()
+    # Acknowledgers gone from the primary, with the GTID set bounding what they acknowledged.
+    departed: tuple[tuple[int, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +45,7 @@ class TopologyMemory:
             "operation": asdict(self.operation) if self.operation is not None else None,
             "discarded": [d.to_dict() for d in self.discarded],
             "pods_fenced": list(self.pods_fenced),
+            "departed": [{"ordinal": o, "gtid": g} for o, g in self.departed],
         }
 
     @classmethod
@@ -62,6 +66,7 @@ class TopologyMemory:
             discarded=tuple(Discarded(int(d["ordinal"]), str(d["gtids"]), int(d["count"]), float(d["at"]))
                             for d in data.get("discarded") or ()),
             pods_fenced=tuple(int(o) for o in data.get("pods_fenced") or ()),
+            departed=tuple((int(d["ordinal"]), str(d.get("gtid") or "")) for d in data.get("departed") or ()),
         )
 
 
@@ -93,12 +98,16 @@ def remember(
     reachable = now_obs is not None and now_obs.reachable
     host = work.endpoints[primary].host if primary is not None and primary in work.endpoints else None
     changed = primary != view.last_primary
+    departed = {} if changed else dict(previous.departed)
     if reachable and now_obs is not None and now_obs.writable and work.mode is ReplicationMode.SEMI_SYNC:
-        acknowledgers = tuple(sorted(
+        attached = {
             o.ordinal for o in observed.values()
             if o.ordinal != primary and o.reachable and o.replica_configured and o.source_host == host
             and o.semi_sync.replica_enabled
-        ))
+        }
+        departed = forget_departed(flavor, view.acknowledgers, attached, departed, now_obs.gtid_executed,
+                                   {o: observed[o].received for o in attached})
+        acknowledgers = tuple(sorted(attached | set(departed)))
     else:
         acknowledgers = () if changed else tuple(sorted(view.acknowledgers))
     deposed = list(view.deposed)
@@ -131,4 +140,30 @@ def remember(
         # Forgotten once the instance answers again (a new process: SQL fences it from then on).
         pods_fenced=tuple(sorted(o for o in {*view.pods_fenced, *work.pods_fenced}
                                  if not (o in observed and observed[o].alive))),
+        departed=tuple(sorted(departed.items())),
     )
+
+
+def forget_departed(
+    flavor: Flavor,
+    acknowledgers: frozenset[int],
+    attached: set[int],
+    departed: dict[int, str],
+    primary_gtid: str,
+    received: Mapping[int, str],
+) -> dict[int, str]:
+    """Acknowledgers no longer attached, each with the primary's GTID set that bounds what it can
+    have acknowledged; one is forgotten only once every attached replica received that set.
+
+    Missing for the first time it gets no bound yet (it may have acknowledged a write after the
+    primary was read in this pass); the next pass's primary set bounds it. Until forgotten it stays
+    an acknowledger: a failover waits for it (semi-sync, invariant 4 of topology.decide)."""
+    kept: dict[int, str] = {}
+    for ordinal in sorted((set(acknowledgers) | set(departed)) - attached):
+        if ordinal not in departed:
+            kept[ordinal] = ""
+        elif not departed[ordinal]:
+            kept[ordinal] = primary_gtid
+        elif not (attached and all(gtid.includes(flavor, received[o], departed[ordinal]) for o in attached)):
+            kept[ordinal] = departed[ordinal]
+    return kept

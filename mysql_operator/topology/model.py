@@ -62,11 +62,14 @@ class ClusterView:
     acknowledgers: frozenset[int] = frozenset()
     # Instances fenced at the Kubernetes level and not seen since: not fenced again every pass.
     pods_fenced: frozenset[int] = frozenset()
+    terminating: frozenset[int] = frozenset()
     allow_data_loss: bool = False
     switchover_max_lag: int = 1
 
     def wanted(self, ordinal: int) -> bool:
-        """Whether the ordinal stays (below the desired instance count)."""
+        """Whether the ordinal stays (below the desired instance count, its pod not terminating)."""
+        if ordinal in self.terminating:
+            return False
         return self.desired_instances is None or ordinal < self.desired_instances
 
     def get(self, ordinal: int | None) -> InstanceObservation | None:
@@ -136,8 +139,12 @@ class Switchover:
 
 @dataclass(frozen=True)
 class Fence:
+    """Make an instance read-only. `bind_root`: also for root (MariaDB READ_ONLY ADMIN), given
+    back when it becomes a replica or the primary; not for a replica that keeps replicating."""
+
     ordinal: int
     reason: str
+    bind_root: bool = True
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,7 @@ def reconcile_topology(
         operation=previous.operation,
         acknowledgers=frozenset(previous.acknowledgers),
         pods_fenced=frozenset(previous.pods_fenced),
+        terminating=frozenset(e.ordinal for e in instances if e.terminating),
         allow_data_loss=allow_data_loss,
         switchover_max_lag=settings.switchover_max_lag,
     ))

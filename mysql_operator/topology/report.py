@@ -11,7 +11,7 @@ from mysql_operator.conventions import Role
 from mysql_operator.mysql import gtid
 from mysql_operator.mysql.observe import InstanceObservation
 from mysql_operator.topology.context import EventFact, Pass, TransitionRecord
-from mysql_operator.topology.decide import ClusterView, Plan, Problem, ReplicationMode
+from mysql_operator.topology.decide import ClusterView, Plan, Problem, ReplicationMode, State, state_of
 from mysql_operator.topology.memory import TopologyMemory, remember
 
 # Problems that are already events of their own, or expected transient states.
@@ -49,6 +49,7 @@ class TopologyResult:
     actions: tuple[str, ...] = ()
     problems: tuple[Problem, ...] = ()
     pods_fenced: tuple[int, ...] = ()
+    state: State = State.STEADY
 
 
 def primary_status(o: InstanceObservation, mode: ReplicationMode) -> tuple[bool, str]:
@@ -93,6 +94,12 @@ def report(
     for problem in problems:
         if f"{problem.reason}/{problem.ordinal}" not in previous.problems and problem.reason not in _QUIET:
             work.event("Warning", problem.reason, problem.message)
+    state = state_of(plan)
+    if state in (State.FAILING_OVER, State.SWITCHING_OVER):
+        # The pass carried the operation out, or it is still to be finished by a later pass.
+        done = work.transition is not None
+        state = State.STEADY if done else (
+            State.FAILOVER_BLOCKED if state is State.FAILING_OVER else State.SWITCHOVER_WAITING)
     return TopologyResult(
         primary=primary,
         instances=tuple(statuses),
@@ -103,6 +110,7 @@ def report(
         actions=tuple(work.done),
         problems=tuple(problems),
         pods_fenced=tuple(work.pods_fenced),
+        state=state,
     )
 
 

@@ -139,6 +139,8 @@ def seed_runner(work: Pass, action: Seed) -> Callable[[], float]:
             with session(target, creds.root, seed_timeouts) as target_session:
                 seed.clone(target_session, dialect, donor_end)
             return time.monotonic() - started  # it restarts; later passes attach it
+        with session(target, creds.operator) as target_session:
+            actions.restore_fence_bypass(target_session, dialect)  # a fenced old primary is rebuilt
         with session(target, creds.root) as target_session:
             dropped = seed.wipe(target_session, dialect)
         log.info("seed of instance %s: wiped (%d databases dropped)", action.ordinal, len(dropped))

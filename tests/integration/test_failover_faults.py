@@ -12,7 +12,10 @@ from collections.abc import Callable
 import pymysql
 import pytest
 
-from mysql_operator.conventions import Flavor
+from mysql_operator.conventions import KEY_OPERATOR_PASSWORD, OPERATOR_USER, Flavor
+from mysql_operator.mysql import actions
+from mysql_operator.mysql.dialect import dialect_for
+from mysql_operator.mysql.session import Login, open_session
 from mysql_operator.topology.decide import ReplicationMode
 from mysql_operator.topology.reconcile import TopologyResult, reconcile_topology
 from tests.integration.conftest import CREDENTIALS, Cluster, ready, wait_for
@@ -211,3 +214,22 @@ def test_unreachable_old_primary_is_fenced_at_pod_level_before_any_promotion(
     assert_no_acknowledged_write_lost(cluster, writer, new)
     assert len(cluster.fenced) == 1, "fenced once, not again every pass"
     assert servers[0].sql("SELECT @@read_only")[0][0] == 1
+
+
+def test_fence_binds_root_too_and_promotion_gives_it_back(cluster: Cluster) -> None:
+
+    result = cluster.reconcile_until(lambda r: ready(r) and not r.actions, timeout=90)
+    primary = cluster.servers[result.primary or 0]
+    primary.sql("CREATE TABLE IF NOT EXISTS shop.fence (id INT PRIMARY KEY)")
+    dialect = dialect_for(Flavor.MARIADB)
+    operator = Login(OPERATOR_USER, CREDENTIALS[KEY_OPERATOR_PASSWORD])
+    with open_session(primary.host, operator) as session:
+        actions.fence(session, dialect)
+    # A new root session (READ_ONLY ADMIN through ALL PRIVILEGES) cannot write on the fenced instance.
+    with pytest.raises(pymysql.err.OperationalError) as refused:
+        primary.sql("INSERT INTO shop.fence VALUES (1)")
+    assert refused.value.args[0] == 1290
+    with open_session(primary.host, operator) as session:
+        actions.promote(session, dialect)
+    primary.sql("INSERT INTO shop.fence VALUES (2)")
+    assert primary.sql("SELECT id FROM shop.fence") == [(2,)]

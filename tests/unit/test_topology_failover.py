@@ -22,11 +22,13 @@ from mysql_operator.topology.decide import (
     Promote,
     ReplicationMode,
     Seed,
+    State,
     Switchover,
     choose_new_primary,
     decide,
     discarded_relay_logs,
     resolve_operation,
+    state_of,
 )
 from mysql_operator.topology.memory import TopologyMemory
 from mysql_operator.topology.report import InstanceStatus, TopologyResult, primary_status
@@ -248,6 +250,17 @@ def test_defect7_never_two_primary_labels() -> None:
     assert role_label_changes({}, {"db-0": "primary", "db-1": "primary"})[1] == []
 
 
+def test_defect7_a_terminating_primary_is_switched_over_from_not_kept() -> None:
+    plan = decide(view(primary(0), replica(1), replica(2), last_primary=0, terminating=frozenset({0})))
+    assert plan.actions == (Switchover(0, 1, (2, 0)),)
+
+
+def test_defect7_a_terminating_replica_is_never_a_failover_candidate() -> None:
+    plan = decide(view(down(0), replica(1), replica(2), last_primary=0, primary_unreachable_for=30.0,
+                       terminating=frozenset({1})))
+    assert plan.actions == (Failover(0, (2,), "primary 0 unreachable for 30.0s"),)
+
+
 def test_defect7_failover_blocks_when_the_old_primary_cannot_be_fenced() -> None:
     # The decision names the old primary to fence before promoting (the executor fences it first and
     # does not promote when neither SQL nor the pod fence worked).
@@ -277,6 +290,17 @@ def test_defect8_switchover_never_repoints_an_instance_being_seeded() -> None:
 def test_defect9_application_grant_escapes_the_underscore_wildcard() -> None:
     statement = MariadbDialect().grant_application("app", "shop_db")
     assert "`shop\\_db`.*" in statement.sql
+
+
+def test_defect9_mariadb_fence_takes_roots_read_only_bypass_unlogged_before_ending_sessions() -> None:
+    session = RecordingSession(clients=(7,))
+    actions.fence(session, MariadbDialect())  # type: ignore[arg-type]
+    revoke = session.sql.index("REVOKE READ_ONLY ADMIN ON *.* FROM %s@'%%'")
+    assert session.sql[revoke - 1] == "SET SESSION sql_log_bin=0"
+    assert revoke < min(i for i, sql in enumerate(session.sql) if sql.startswith("KILL"))
+    promoted = RecordingSession()
+    actions.promote(promoted, MariadbDialect())  # type: ignore[arg-type]
+    assert "GRANT READ_ONLY ADMIN ON *.* TO %s@'%%'" in promoted.sql
 
 
 def test_defect9_mariadb_fence_ends_root_sessions_too() -> None:
@@ -329,3 +353,44 @@ def test_memory_round_trips_through_status() -> None:
     memory = TopologyMemory(primary=1, primary_gtid="0-11-5", acknowledgers=(2,),
                             deposed=(Deposed(0, True),), operation=Operation("failover", 0, 1, True))
     assert TopologyMemory.from_dict(memory.to_dict()) == memory
+
+
+# The state machine ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cluster", "state"),
+    [
+        (view(idle(0), idle(1)), State.BOOTSTRAPPING),
+        (view(primary(0), replica(1), last_primary=0), State.STEADY),
+        (view(busy(0), replica(1), last_primary=0, primary_unreachable_for=60.0), State.PRIMARY_BUSY),
+        (view(down(0), replica(1), last_primary=0, primary_unreachable_for=1.0), State.PRIMARY_UNREACHABLE),
+        (view(down(0), replica(1), last_primary=0, primary_unreachable_for=60.0), State.FAILING_OVER),
+        (view(down(0), replica(1), down(2), last_primary=0, primary_unreachable_for=60.0,
+              replication_mode=SEMI, acknowledgers=frozenset({1, 2})), State.FAILOVER_BLOCKED),
+        (view(primary(0), primary(1), last_primary=0), State.FENCING),
+        (view(primary(0), replica(1), last_primary=0, switchover_to=1), State.SWITCHING_OVER),
+        (view(primary(0), replica(1, seconds_behind=9), last_primary=0, switchover_to=1),
+         State.SWITCHOVER_WAITING),
+        (_returning(deposed=(Deposed(0, lossless=True),), replication_mode=SEMI), State.REJOINING),
+    ],
+)
+def test_each_decision_names_its_state(cluster: ClusterView, state: State) -> None:
+    assert state_of(decide(cluster)) is state
+
+
+def test_defect3_a_departed_acknowledger_counts_until_the_others_hold_what_it_could_have_acked() -> None:
+    from mysql_operator.topology.memory import forget_departed
+
+    acks = frozenset({1, 2})
+    # Pass 1: 2 is missing: kept, not bounded yet (it may have acknowledged after the primary was read).
+    first = forget_departed(MARIA, acks, {1}, {}, "0-10-10", {1: "0-10-9"})
+    assert first == {2: ""}
+    # Pass 2: bounded by the primary's set now.
+    second = forget_departed(MARIA, acks, {1}, first, "0-10-12", {1: "0-10-11"})
+    assert second == {2: "0-10-12"}
+    # 1 has not received all of it yet: 2 still counts; once it has, 2 is forgotten.
+    assert forget_departed(MARIA, acks, {1}, second, "0-10-20", {1: "0-10-11"}) == {2: "0-10-12"}
+    assert forget_departed(MARIA, acks, {1}, second, "0-10-20", {1: "0-10-13"}) == {}
+    # Back attached: nothing departed.
+    assert forget_departed(MARIA, acks, {1, 2}, second, "0-10-20", {1: "0-10-20", 2: "0-10-20"}) == {}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from mysql_operator.backup.commands import MYSQL_TOOLS_DIR_ENV
 from mysql_operator.conventions import (
     KEY_APP_DATABASE,
     KEY_APP_PASSWORD,
@@ -34,6 +35,7 @@ from mysql_operator.topology.reconcile import (
     TopologySettings,
     reconcile_topology,
 )
+from sandbox import mysql_root
 from tests.integration.servers import FLAVORS, ROOT_PASSWORD, DbServer, MysqlTemplate, make_server
 
 # Side-by-side runs (several work trees on one machine) set IT_NET to their own second octet.
@@ -114,6 +116,20 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s: {what}")
         time.sleep(0.05)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mysql_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """MYSQL_TOOLS_DIR for the session (and the backup CLI it starts): wrappers over the cached root."""
+    directory = tmp_path_factory.mktemp("mysql-tools")
+    mysql_root.write_wrappers(directory)
+    previous = os.environ.get(MYSQL_TOOLS_DIR_ENV)
+    os.environ[MYSQL_TOOLS_DIR_ENV] = str(directory)
+    yield directory
+    if previous is None:
+        os.environ.pop(MYSQL_TOOLS_DIR_ENV, None)
+    else:
+        os.environ[MYSQL_TOOLS_DIR_ENV] = previous
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -100,7 +100,7 @@ def test_bootstrap_attaches_replicas_and_replicates_writes(cluster: Cluster) -> 
         cursor.executemany("INSERT INTO items VALUES (%s, 'x')", [(i,) for i in range(1, 101)])
     for replica in cluster.servers[1:]:
         wait_for(lambda r=replica: count_rows(r) == 100, 20, f"rows on {replica.host}")
-        assert replica.sql("SELECT @@read_only")[0][0] == 1
+        assert replica.fenced() and replica.replicates_by_gtid()
         with pytest.raises(pymysql.err.OperationalError), app_connection(replica) as c, c.cursor() as cur:
             cur.execute("INSERT INTO items VALUES (1000, 'refused on a replica')")
     # A steady cluster needs no action.
@@ -115,6 +115,7 @@ def test_failover_after_kill_promotes_a_replica_holding_acknowledged_writes(
     bootstrap(cluster)
     if mode is ReplicationMode.SEMI_SYNC:
         assert cluster.servers[0].semi_sync_source_enabled()
+        assert cluster.servers[0].semi_sync_wait_point() == "AFTER_SYNC"
     writer = Writer(cluster.servers[0])
     writer.start()
     wait_for(lambda: len(writer.acknowledged) >= 300, 60, "writes acknowledged before the kill")
@@ -164,7 +165,7 @@ def test_returned_old_primary_is_fenced_then_rejoins_as_replica(cluster: Cluster
     fenced = cluster.reconcile()
     assert fenced.primary == new.ordinal
     assert "InstanceFenced" in [e.reason for e in fenced.events]
-    assert old.sql("SELECT @@read_only")[0][0] == 1
+    assert old.fenced()
 
     result = cluster.reconcile_until(ready, timeout=60)
     assert role_of(result, 0) is Role.REPLICA

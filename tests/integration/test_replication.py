@@ -8,7 +8,8 @@ import time
 import pymysql
 import pytest
 
-from mysql_operator.conventions import Role
+from mysql_operator.conventions import OPERATOR_USER, REPLICATION_USER, Role
+from mysql_operator.mysql.session import Login, Statement, open_session
 from mysql_operator.topology.decide import ReplicationMode
 from mysql_operator.topology.reconcile import TopologyResult
 from tests.integration.conftest import CREDENTIALS, Cluster, ready, wait_for
@@ -251,3 +252,25 @@ def test_split_brain_fences_all_but_the_superset_then_both_when_diverged(cluster
         read_only = [s.sql("SELECT @@read_only")[0][0] for s in cluster.servers]
         assert read_only == [1, 1, 1], (result.actions, result.problems)
     assert not ready(result)
+
+
+def test_operator_logs_in_to_a_fresh_and_to_a_restarted_server(cluster: Cluster) -> None:
+    # MySQL's caching_sha2_password takes its full-authentication path (RSA key exchange without TLS)
+    # on the first login of a user after each server start: once fresh, once after a restart.
+    bootstrap(cluster)
+    replica = cluster.servers[1]
+    logins = (
+        Login(OPERATOR_USER, CREDENTIALS["operator-password"]),
+        Login(REPLICATION_USER, CREDENTIALS["replication-password"]),
+        Login("root", CREDENTIALS["root-password"]),
+    )
+    for restarted in (False, True):
+        if restarted:
+            replica.kill()
+            replica.start()
+        for login in logins:
+            with open_session(replica.host, login) as session:
+                row = session.query_one(Statement("SELECT CURRENT_USER() AS who"))
+            assert row is not None and str(row["who"]).startswith(login.user), (restarted, login.user)
+    result = cluster.reconcile_until(lambda r: ready(r) and not r.actions, timeout=60)
+    assert role_of(result, 1) is Role.REPLICA

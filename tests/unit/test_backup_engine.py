@@ -293,7 +293,11 @@ def test_dump_of_a_server_without_user_databases_creates_nothing() -> None:
 def test_mysql_tools_come_from_one_setting_and_mariadb_tools_never_get_mysql_flags() -> None:
     assert Tools.for_flavor(Flavor.MYSQL, {}).dump == "/opt/mysql/bin/mysqldump"  # the image's place
     mysql = Tools.for_flavor(Flavor.MYSQL, {"MYSQL_TOOLS_DIR": "/x/bin"})
-    assert (mysql.dump, mysql.client, mysql.binlog) == ("/x/bin/mysqldump", "/x/bin/mysql", "/x/bin/mysqlbinlog")
+    assert (mysql.dump, mysql.client, mysql.binlog) == (
+        "/x/bin/mysqldump",
+        "/x/bin/mysql",
+        "/x/bin/mysqlbinlog",
+    )
     maria = Tools.for_flavor(Flavor.MARIADB, {"MYSQL_TOOLS_DIR": "/x/bin"})
     dump = dump_command(maria, Flavor.MARIADB, Path("/d.cnf"), ["shop"])
     replay = binlog_replay_command(maria, Flavor.MARIADB, [Path("/w/b.000001")], 4, "2026-11-25 12:00:00")
@@ -314,7 +318,8 @@ def test_client_and_binlog_commands_per_flavor() -> None:
         "--result-file=/w/",
         "mysql-bin.000004",
     ]
-    assert binlog_fetch_command(mysql, Path("/d.cnf"), "binlog.000004", Path("/w"))[0] == "/opt/mysql/bin/mysqlbinlog"
+    fetch = binlog_fetch_command(mysql, Path("/d.cnf"), "binlog.000004", Path("/w"))
+    assert fetch[0] == "/opt/mysql/bin/mysqlbinlog"
     files = [Path("/w/mysql-bin.000004"), Path("/w/mysql-bin.000005")]
     assert binlog_replay_command(maria, Flavor.MARIADB, files, 900, "2026-11-25 12:00:00") == [
         "mariadb-binlog",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from mysql_operator.backup.commands import MYSQL_TOOLS_DIR_ENV
 from mysql_operator.conventions import (
     KEY_APP_DATABASE,
     KEY_APP_PASSWORD,
@@ -34,8 +36,10 @@ from mysql_operator.topology.reconcile import (
     TopologySettings,
     reconcile_topology,
 )
+from sandbox import mysql_root
 from tests.integration.servers import FLAVORS, ROOT_PASSWORD, DbServer, MysqlTemplate, make_server
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # Side-by-side runs (several work trees on one machine) set IT_NET to their own second octet.
 NET = os.environ.get("IT_NET", "0")
 HOSTS = tuple(f"127.{NET}.20.{n}" for n in (1, 2, 3))
@@ -114,6 +118,28 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s: {what}")
         time.sleep(0.05)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mysql_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """MYSQL_TOOLS_DIR for the session (and the backup CLI it starts): MySQL's client tools laid out by
+    the script the Dockerfile runs (hack/collect-mysql-client.sh), from the cached MySQL root, so the
+    backup tests run the tools as the operator's image carries them."""
+    layout = tmp_path_factory.mktemp("opt-mysql")
+    subprocess.run(
+        [str(REPO_ROOT / "hack" / "collect-mysql-client.sh"), str(layout)],
+        env={**os.environ, "SYSROOT": str(mysql_root.root())},
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    previous = os.environ.get(MYSQL_TOOLS_DIR_ENV)
+    os.environ[MYSQL_TOOLS_DIR_ENV] = str(layout / "bin")
+    yield layout / "bin"
+    if previous is None:
+        os.environ.pop(MYSQL_TOOLS_DIR_ENV, None)
+    else:
+        os.environ[MYSQL_TOOLS_DIR_ENV] = previous
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -14,6 +14,7 @@ variable names), so test modules stay flavor-neutral.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pymysql
+import pymysql.cursors
 
 from mysql_operator.conventions import Flavor, server_id_for_ordinal
 from sandbox import mysql_root
@@ -222,6 +224,24 @@ class DbServer:
     def replica_status(self) -> list[tuple[Any, ...]]:
         return self.sql("SHOW REPLICA STATUS")  # MariaDB 10.5+ knows the REPLICA spelling too
 
+    def replica_status_row(self) -> dict[str, Any]:
+        """SHOW REPLICA STATUS as a dict (empty when the server is no replica)."""
+        with self.root_connection() as connection, connection.cursor(pymysql.cursors.DictCursor) as cursor:
+            cursor.execute("SHOW REPLICA STATUS")
+            row = cursor.fetchone()
+        return dict(row) if row else {}
+
+    def replicates_by_gtid(self) -> bool:
+        """Whether replication positions itself by GTID (MySQL auto-position, MariaDB slave_pos)."""
+        raise NotImplementedError
+
+    def fenced(self) -> bool:
+        """Whether even privileged users' writes are refused (MySQL super_read_only, MariaDB read_only)."""
+        raise NotImplementedError
+
+    def semi_sync_wait_point(self) -> str:
+        raise NotImplementedError
+
     def semi_sync_source_enabled(self) -> bool:
         raise NotImplementedError
 
@@ -284,6 +304,15 @@ class MariadbServer(DbServer):
     def semi_sync_source_enabled(self) -> bool:
         return int(self.sql("SELECT @@rpl_semi_sync_master_enabled")[0][0]) == 1
 
+    def semi_sync_wait_point(self) -> str:
+        return str(self.sql("SELECT @@rpl_semi_sync_master_wait_point")[0][0])
+
+    def replicates_by_gtid(self) -> bool:
+        return str(self.replica_status_row().get("Using_Gtid")) == "Slave_Pos"
+
+    def fenced(self) -> bool:
+        return int(self.sql("SELECT @@read_only")[0][0]) == 1
+
     def current_binlog(self) -> str:
         return str(self.sql("SHOW BINLOG STATUS")[0][0])
 
@@ -309,6 +338,7 @@ class MysqlTemplate:
         with cls._lock:
             if cls._path is None:
                 cls._path = cls._build()
+                atexit.register(cls.discard)  # also when the session is interrupted before teardown
             return cls._path
 
     @classmethod
@@ -387,6 +417,15 @@ class MysqlServer(DbServer):
 
     def semi_sync_source_enabled(self) -> bool:
         return int(self.sql("SELECT @@rpl_semi_sync_source_enabled")[0][0]) == 1
+
+    def semi_sync_wait_point(self) -> str:
+        return str(self.sql("SELECT @@rpl_semi_sync_source_wait_point")[0][0])
+
+    def replicates_by_gtid(self) -> bool:
+        return str(self.replica_status_row().get("Auto_Position")) == "1"
+
+    def fenced(self) -> bool:
+        return self.sql("SELECT @@read_only, @@super_read_only")[0] == (1, 1)
 
     def current_binlog(self) -> str:
         return str(self.sql("SHOW BINARY LOG STATUS")[0][0])

@@ -8,7 +8,8 @@ import time
 import pymysql
 import pytest
 
-from mysql_operator.conventions import Role
+from mysql_operator.conventions import OPERATOR_USER, REPLICATION_USER, Role
+from mysql_operator.mysql.session import Login, Statement, open_session
 from mysql_operator.topology.decide import ReplicationMode
 from mysql_operator.topology.reconcile import TopologyResult
 from tests.integration.conftest import CREDENTIALS, Cluster, ready, wait_for
@@ -100,7 +101,7 @@ def test_bootstrap_attaches_replicas_and_replicates_writes(cluster: Cluster) -> 
         cursor.executemany("INSERT INTO items VALUES (%s, 'x')", [(i,) for i in range(1, 101)])
     for replica in cluster.servers[1:]:
         wait_for(lambda r=replica: count_rows(r) == 100, 20, f"rows on {replica.host}")
-        assert replica.sql("SELECT @@read_only")[0][0] == 1
+        assert replica.fenced() and replica.replicates_by_gtid()
         with pytest.raises(pymysql.err.OperationalError), app_connection(replica) as c, c.cursor() as cur:
             cur.execute("INSERT INTO items VALUES (1000, 'refused on a replica')")
     # A steady cluster needs no action.
@@ -115,6 +116,7 @@ def test_failover_after_kill_promotes_a_replica_holding_acknowledged_writes(
     bootstrap(cluster)
     if mode is ReplicationMode.SEMI_SYNC:
         assert cluster.servers[0].semi_sync_source_enabled()
+        assert cluster.servers[0].semi_sync_wait_point() == "AFTER_SYNC"
     writer = Writer(cluster.servers[0])
     writer.start()
     wait_for(lambda: len(writer.acknowledged) >= 300, 60, "writes acknowledged before the kill")
@@ -164,7 +166,7 @@ def test_returned_old_primary_is_fenced_then_rejoins_as_replica(cluster: Cluster
     fenced = cluster.reconcile()
     assert fenced.primary == new.ordinal
     assert "InstanceFenced" in [e.reason for e in fenced.events]
-    assert old.sql("SELECT @@read_only")[0][0] == 1
+    assert old.fenced()
 
     result = cluster.reconcile_until(ready, timeout=60)
     assert role_of(result, 0) is Role.REPLICA
@@ -246,3 +248,25 @@ def test_split_brain_fences_the_writable_replica_and_keeps_the_remembered_primar
     assert rogue.sql("SELECT @@read_only")[0][0] == 1
     assert cluster.servers[0].sql("SELECT @@read_only")[0][0] == 0
     assert any(p.reason == "SplitBrain" for p in result.problems)
+
+
+def test_operator_logs_in_to_a_fresh_and_to_a_restarted_server(cluster: Cluster) -> None:
+    # MySQL's caching_sha2_password takes its full-authentication path (RSA key exchange without TLS)
+    # on the first login of a user after each server start: once fresh, once after a restart.
+    bootstrap(cluster)
+    replica = cluster.servers[1]
+    logins = (
+        Login(OPERATOR_USER, CREDENTIALS["operator-password"]),
+        Login(REPLICATION_USER, CREDENTIALS["replication-password"]),
+        Login("root", CREDENTIALS["root-password"]),
+    )
+    for restarted in (False, True):
+        if restarted:
+            replica.kill()
+            replica.start()
+        for login in logins:
+            with open_session(replica.host, login) as session:
+                row = session.query_one(Statement("SELECT CURRENT_USER() AS who"))
+            assert row is not None and str(row["who"]).startswith(login.user), (restarted, login.user)
+    result = cluster.reconcile_until(lambda r: ready(r) and not r.actions, timeout=60)
+    assert role_of(result, 1) is Role.REPLICA

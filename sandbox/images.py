@@ -7,10 +7,12 @@ with that reason; it never pretends to run what it cannot.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -210,6 +212,32 @@ def installed_mysql() -> tuple[Path, str]:
     return mysql_root.root(), mysql_root.version()
 
 
+COLLECT_MYSQL_CLIENT = REPO_ROOT / "hack" / "collect-mysql-client.sh"
+
+
+@functools.cache
+def image_mysql_tools() -> Path:
+    """The image's /opt/mysql/bin: the Dockerfile's own script (hack/collect-mysql-client.sh) run on
+    the cached MySQL root, so Jobs run exactly the tools, libraries and loader the image ships, not
+    the whole root. Laid out once per machine beside the root (a lock keeps parallel agents apart)."""
+    root, version = installed_mysql()
+    layout = root.parent / "opt-mysql"
+    ready = layout / ".ready"  # holds the version laid out: a rebuilt root is laid out again
+
+    def current() -> bool:
+        return ready.exists() and ready.read_text() == version
+
+    if not current():
+        with open(root.parent / ".opt-mysql.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not current():
+                shutil.rmtree(layout, ignore_errors=True)
+                subprocess.run([str(COLLECT_MYSQL_CLIENT), str(layout)], check=True, capture_output=True,
+                               env={**os.environ, "SYSROOT": str(root)}, timeout=300)
+                ready.write_text(version)
+    return layout / "bin"
+
+
 class MySQLRunner:
     """Official MySQL server images as the real `mysqld` of the cached MySQL root (hack/build-mysql.sh),
     when the image's tag names that version; any other version is refused, never faked.
@@ -270,7 +298,8 @@ class OperatorRunner:
     """The operator's own image: its command with `python` replaced by this interpreter, authenticated
     by a token of the pod's ServiceAccount (so the chart's RBAC applies) via a kubeconfig.
 
-    MySQL's client tools come from MYSQL_TOOLS_DIR (see mysql_tools), MariaDB's by name on PATH.
+    MySQL's client tools come from MYSQL_TOOLS_DIR, laid out as the image's /opt/mysql is (see
+    image_mysql_tools), MariaDB's by name on PATH, as in the image.
 
     There are no mount namespaces here, so a volume is reachable at its local directory only: every
     argument and env value that starts with a mountPath (or is the terminationMessagePath) is
@@ -281,17 +310,13 @@ class OperatorRunner:
 
     PYTHONS = re.compile(r"^python(3(\.\d+)?)?$")
 
-    def mysql_tools(self, ctx: ContainerContext) -> Path:
-        """MySQL's client tools as the image ships them (MYSQL_TOOLS_DIR, CONTRACTS item 4): wrapper
-        scripts over the cached MySQL root. MariaDB's tools are found by name on PATH, as in the image."""
+    def mysql_tools(self) -> Path:
+        """MySQL's client tools as the image carries them (MYSQL_TOOLS_DIR, CONTRACTS item 4)."""
         try:
-            root, _ = installed_mysql()
-            directory = ctx.work_dir / "mysql-tools"
-            mysql_root.write_wrappers(directory, root)
+            return image_mysql_tools()
         except (mysql_root.MysqlRootMissing, OSError, subprocess.SubprocessError) as error:
             raise NotRunnable(f"the operator image carries MySQL's client tools, and this machine has no "
-                              f"MySQL root to play them ({error}); run `make mysql`") from error
-        return directory
+                              f"MySQL root to lay them out from ({error}); run `make mysql`") from error
 
     def matches(self, image: str) -> bool:
         return "mysql-operator" in image.lower()
@@ -311,7 +336,7 @@ class OperatorRunner:
         words = [words[0], *(rewrite_paths(word, paths) for word in words[1:])]
         env = {key: rewrite_paths(value, paths) for key, value in base_env(ctx).items()}
         if "MYSQL_TOOLS_DIR" not in ctx.env:  # the image's own default, played by wrappers over the root
-            env["MYSQL_TOOLS_DIR"] = str(self.mysql_tools(ctx))
+            env["MYSQL_TOOLS_DIR"] = str(self.mysql_tools())
         if "/tmp" in ctx.mounts:
             env["TMPDIR"] = str(ctx.mounts["/tmp"])
         env["KUBECONFIG"] = str(ctx.service_account_kubeconfig())

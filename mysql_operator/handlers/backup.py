@@ -384,7 +384,9 @@ def backup_schedule(
         # 1. the schedule: a MysqlBackup when a fire time has passed and there is something to back up
         last = state.get("lastScheduleTime")
         created = parse_time(str(meta.get("creationTimestamp") or now_iso()))
-        due = is_due(schedule.schedule, parse_time(last) if last else None, now, created)
+        due = is_due(
+            schedule.schedule, parse_time(last) if last else None, now, created, schedule.time_zone
+        )
         if due and status.get("primary"):
             backup_name = scheduled_backup_name(name, now)
             kube.create_if_absent(

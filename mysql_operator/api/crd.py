@@ -92,6 +92,7 @@ def printer_columns() -> list[dict[str, Any]]:
             "description": "ready/desired instances",
         },
         {"name": "Version", "type": "string", "jsonPath": ".status.version"},
+        {"name": "Suspended", "type": "boolean", "jsonPath": ".spec.suspend"},
         {"name": "Flavor", "type": "string", "jsonPath": ".spec.flavor", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]

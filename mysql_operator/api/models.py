@@ -294,6 +294,12 @@ class MysqlClusterSpec(_Model):
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _SPEC_RULES})
 
     instances: int = Field(default=3, ge=1, le=9, description="Number of mysqld instances (1 primary).")
+    suspend: bool = Field(
+        default=False,
+        description="Maintenance: while true the operator changes nothing of this cluster (no object "
+        "applied, no failover or switchover, no backup); it only observes and reports. Turning it "
+        "off resumes from what it observes.",
+    )
     flavor: Flavor = Field(default=Flavor.MYSQL, description="mysql (8.4) or mariadb (10.11+). Immutable.")
     version: str | None = Field(
         default=None,
@@ -439,6 +445,7 @@ class Phase(StrEnum):
     INVALID = "Invalid"
     RESTORING = "Restoring"
     RESTORE_FAILED = "RestoreFailed"
+    SUSPENDED = "Suspended"
 
 
 class Condition(_Model):

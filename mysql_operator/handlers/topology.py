@@ -21,6 +21,7 @@ from mysql_operator.api.models import MysqlClusterSpec
 from mysql_operator.handlers import day2
 from mysql_operator.handlers.objects import InvalidSpec, encode_accepted_spec, parse_spec
 from mysql_operator.handlers.restore import restore_finished
+from mysql_operator.handlers.suspend import observe_suspended
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.dialect import dialect_for
 from mysql_operator.mysql.session import Login, MysqlError, open_session
@@ -207,6 +208,7 @@ def record_metrics(namespace: str, cluster: str, result: TopologyResult) -> None
     metrics.CLUSTER_READY.labels(namespace, cluster).set(1 if ready_fact and ready_fact.status else 0)
     for inst in result.instances:
         metrics.INSTANCE_UP.labels(namespace, cluster, inst.pod_name).set(1 if inst.reachable else 0)
+        metrics.PRIMARY.labels(namespace, cluster, inst.pod_name).set(int(inst.ordinal == result.primary))
         lag = metrics.REPLICATION_LAG
         if inst.ordinal != result.primary and inst.lag_seconds is not None:
             lag.labels(namespace, cluster, inst.pod_name).set(inst.lag_seconds)
@@ -276,6 +278,12 @@ def _topology_pass(
     state = day2.state_for(str(meta.get("uid")))
     accepted = spec_accepted(status, cluster_spec)
     secret_data = decode_secret_data(secret.get("data"))
+    if cluster_spec.suspend:  # observe over SQL and report, act on nothing (handlers/suspend.py)
+        login = Login(c.OPERATOR_USER, secret_data.get(c.KEY_OPERATOR_PASSWORD, ""))
+        seen = [(e.ordinal, e.pod_name, e.host, e.port) for e in endpoints]
+        instances = observe_suspended(cluster_spec.flavor, seen, login)
+        patch.status.update({"phase": "Suspended", "instances": instances})
+        return
     result = reconcile_topology(
         endpoints,
         secret_data,

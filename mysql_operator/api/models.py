@@ -171,6 +171,12 @@ class PodTemplate(_Model):
         description="Replaces the default (preferred anti-affinity across nodes).",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
+    topology_spread_constraints: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Replaces the default (spread across zones and nodes, maxSkew 1, ScheduleAnyway); "
+        "an empty list: no spread constraints.",
+        json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}},
+    )
     priority_class_name: str | None = None
     service_account_name: str | None = None
 

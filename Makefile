@@ -6,7 +6,7 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 PIP       := $(VENV)/bin/pip
 STAMP     := $(VENV)/.installed
-APT_PKGS  := mariadb-server mariadb-client iproute2 prometheus-mysqld-exporter
+APT_PKGS  := mariadb-server mariadb-client iproute2 prometheus-mysqld-exporter prometheus
 
 .PHONY: help venv apt tools mysql lint unit crd test sandbox sandbox-down
 

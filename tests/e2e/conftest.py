@@ -24,6 +24,23 @@ OPERATOR_NS = "mysql-operator"
 CHART = ROOT / "charts" / "mysql-operator"
 SANDBOX_NAME = os.environ.get("E2E_SANDBOX", "e2e")  # distinct names let runs go side by side
 
+# CONTRACTS item 1, minimal form until the mysql-sandbox branch (which owns the real one, with MySQL)
+# is merged: new e2e tests parametrize over FLAVORS and build their spec with cluster_spec().
+FLAVORS = ("mariadb",)
+
+
+def cluster_spec(flavor: str, **overrides: Any) -> dict[str, Any]:
+    """A MysqlCluster `spec` the sandbox runs for `flavor`; keyword arguments replace top-level fields."""
+    if flavor not in FLAVORS:
+        raise ValueError(f"unknown flavor {flavor!r}; the sandbox runs {FLAVORS}")
+    spec: dict[str, Any] = {
+        "flavor": flavor,
+        "instances": 3,
+        "storage": {"size": "1Gi", "pvcRetention": "Delete"},
+    }
+    spec.update(overrides)
+    return spec
+
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
     """Poll until check() returns something truthy; fail naming what was awaited."""

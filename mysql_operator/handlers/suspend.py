@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mysql_operator.conventions import Flavor, Role
+from mysql_operator.conventions import ANNOTATION_FENCED, Flavor, Role
 from mysql_operator.mysql.dialect import dialect_for
 from mysql_operator.mysql.observe import InstanceObservation, observe_instance
 from mysql_operator.mysql.session import Login, Timeouts
@@ -42,6 +42,18 @@ def suspended_conditions(
     return set_condition(
         current, SUSPENDED, False, "Resumed", "the operator manages this cluster", generation, now
     )
+
+
+def fenced_pods(meta: Mapping[str, Any]) -> set[str]:
+    """Pods a user fenced (`kubectl mysql fence`): the annotation's comma-separated pod names."""
+    text = str((meta.get("annotations") or {}).get(ANNOTATION_FENCED) or "")
+    return {name.strip() for name in text.split(",") if name.strip()}
+
+
+def without_fenced(labels: Mapping[str, str], meta: Mapping[str, Any]) -> dict[str, str]:
+    """Role labels with every user-fenced pod set to `none`: no Service sends it traffic (pure)."""
+    fenced = fenced_pods(meta)
+    return {pod: Role.NONE.value if pod in fenced else role for pod, role in labels.items()}
 
 
 def observed_instances(

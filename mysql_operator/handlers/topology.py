@@ -21,7 +21,7 @@ from mysql_operator.api.models import MysqlClusterSpec
 from mysql_operator.handlers import day2
 from mysql_operator.handlers.objects import InvalidSpec, encode_accepted_spec, parse_spec
 from mysql_operator.handlers.restore import restore_finished
-from mysql_operator.handlers.suspend import observe_suspended
+from mysql_operator.handlers.suspend import observe_suspended, without_fenced
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.dialect import dialect_for
 from mysql_operator.mysql.session import Login, MysqlError, open_session
@@ -304,7 +304,7 @@ def _topology_pass(
     if cluster_spec.monitoring.exporter:
         ensure_exporter_users(str(meta.get("uid")), endpoints, result, secret_data, cluster_spec, logger)
     current = {p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_ROLE) for p in pods}
-    wanted = desired_role_labels(result)
+    wanted = without_fenced(desired_role_labels(result), meta)  # kubectl mysql fence (handlers/suspend.py)
     # Demote before promoting, so no moment has two pods labelled primary.
     for pod, role in sorted(wanted.items(), key=lambda item: item[1] == c.Role.PRIMARY.value):
         if current.get(pod) != role:

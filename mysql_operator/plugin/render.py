@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mysql_operator import conventions as c
+from mysql_operator.handlers.suspend import fenced_pods
 
-FENCED_ANNOTATION = f"{c.API_GROUP}/fenced-instances"
-MAINTENANCE_FIELD = "suspend"
+FENCED_ANNOTATION = c.ANNOTATION_FENCED
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -36,7 +36,7 @@ def render_status(cluster: Mapping[str, Any], now: datetime | None = None) -> st
     """`kubectl mysql status`: the cluster, its instances, conditions and role changes."""
     now = now or datetime.now(UTC)
     meta, spec, status = cluster.get("metadata") or {}, cluster.get("spec") or {}, cluster.get("status") or {}
-    fenced = fenced_instances(meta)
+    fenced = fenced_pods(meta)
     summary = [
         ("Cluster", f"{meta.get('namespace')}/{meta.get('name')}"),
         (
@@ -127,15 +127,9 @@ def switchover_target(cluster: Mapping[str, Any], to: int | None) -> int:
     return c.ordinal_of_pod(best["name"])
 
 
-def fenced_instances(meta: Mapping[str, Any]) -> list[str]:
-    """Pods named in the fenced-instances annotation (a comma-separated list)."""
-    text = str((meta.get("annotations") or {}).get(FENCED_ANNOTATION) or "")
-    return [name for name in (part.strip() for part in text.split(",")) if name]
-
-
 def fence_annotation(meta: Mapping[str, Any], pod: str, fenced: bool) -> str | None:
     """The annotation's new value with `pod` added or removed; None removes the annotation."""
-    names = [name for name in fenced_instances(meta) if name != pod]
+    names = [name for name in sorted(fenced_pods(meta)) if name != pod]
     if fenced:
         names.append(pod)
     return ",".join(sorted(names)) or None

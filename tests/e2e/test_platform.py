@@ -214,6 +214,28 @@ def test_maintenance_stops_every_change_and_resumes_cleanly(operator: Cluster, f
     assert operator.status(NAME, ns)["phase"] == "Ready"
 
 
+def test_fence_takes_an_instance_out_of_the_services_and_unfence_brings_it_back(
+    operator: Cluster, flavor: str
+) -> None:
+    ns = ns_of(flavor)
+    replica = next(i["name"] for i in operator.status(NAME, ns)["instances"] if i["role"] == "replica")
+
+    def role() -> str | None:
+        return (operator.get("pod", replica, ns)["metadata"].get("labels") or {}).get(
+            "mysql.operator.dev/role"
+        )
+
+    plugin(operator, "-n", ns, "fence", replica)
+    wait_for(lambda: role() == "none", 30, f"{replica} labelled out of the Services")
+    assert "fenced" in next(
+        line
+        for line in plugin(operator, "-n", ns, "status", NAME).stdout.splitlines()
+        if line.startswith(replica)
+    )
+    plugin(operator, "-n", ns, "unfence", replica)
+    wait_for(lambda: role() == "replica", 30, f"{replica} back in the -replicas Service")
+
+
 def scale_operator(cluster: Cluster, replicas: int) -> None:
     cluster.kubectl("scale", "deployment", "mysql-operator", "-n", OPERATOR_NS, f"--replicas={replicas}")
 

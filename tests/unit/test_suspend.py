@@ -60,3 +60,12 @@ def test_a_suspended_cluster_reports_what_it_observes_without_claiming_readiness
     ]
     assert entries[1]["lagSeconds"] == 3.0 and entries[0]["gtid"] == "0-10-5"
     assert entries[2]["message"] == "connection refused"
+
+
+def test_a_fenced_pod_is_labelled_out_of_every_service() -> None:
+    from mysql_operator.handlers.suspend import without_fenced
+
+    meta = {"annotations": {"mysql.operator.dev/fenced-instances": "db-1, db-2"}}
+    labels = {"db-0": "primary", "db-1": "replica", "db-2": "primary"}
+    assert without_fenced(labels, meta) == {"db-0": "primary", "db-1": "none", "db-2": "none"}
+    assert without_fenced(labels, {}) == labels

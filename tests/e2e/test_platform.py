@@ -107,7 +107,10 @@ def flavor(request: pytest.FixtureRequest, operator: Cluster) -> Iterator[str]:
             "kind": "MysqlCluster",
             "metadata": {"name": NAME},
             "spec": cluster_spec(
-                name, instances=2, service={"type": "NodePort", "nodePort": NODE_PORTS[name]}
+                name,
+                instances=2,
+                service={"type": "NodePort", "nodePort": NODE_PORTS[name]},
+                application={"database": "app", "user": "app"},
             ),
         },
         namespace,
@@ -181,12 +184,14 @@ def test_plugin_status_connect_and_credentials(operator: Cluster, flavor: str) -
     assert "switchover" in text  # the role change of the previous test is listed
     client = "mariadb" if flavor == "mariadb" else "mysql"
     assert shutil.which(client), f"{client} client not installed"
-    answer = plugin(operator, "-n", ns, "connect", NAME, "--", "-N", "-e", "SELECT 6 * 7, @@read_only").stdout
-    assert answer.split() == ["42", "0"], answer  # the primary: writable
-    replica = plugin(operator, "-n", ns, "connect", NAME, "--replica", "--", "-N", "-e", "SELECT @@read_only")
-    assert replica.stdout.split() == ["1"]
-    password = operator.secret(f"{NAME}-credentials", ns)["root-password"]
-    assert f"password: {password}" in plugin(operator, "-n", ns, "credentials", NAME).stdout
+    query = ["--", "-N", "-e", "SELECT 6 * 7, @@read_only, CURRENT_USER()"]
+    answer = plugin(operator, "-n", ns, "connect", NAME, "--user", "app", *query).stdout
+    assert answer.split() == ["42", "0", "app@%"], answer  # the primary: writable
+    replica = plugin(operator, "-n", ns, "connect", NAME, "--replica", "--user", "app", *query).stdout
+    assert replica.split() == ["42", "1", "app@%"], replica
+    password = operator.secret(f"{NAME}-credentials", ns)["app-password"]
+    shown = plugin(operator, "-n", ns, "credentials", NAME, "--user", "app").stdout
+    assert shown == f"user: app\npassword: {password}\n"
 
 
 def test_maintenance_stops_every_change_and_resumes_cleanly(operator: Cluster, flavor: str) -> None:

@@ -14,10 +14,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mysql_operator.conventions import ANNOTATION_FENCED, Flavor, Role
+from mysql_operator import conventions as c
+from mysql_operator.api.models import MysqlClusterSpec
+from mysql_operator.conventions import ANNOTATION_FENCED, Role
+from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.dialect import dialect_for
 from mysql_operator.mysql.observe import InstanceObservation, observe_instance
 from mysql_operator.mysql.session import Login, Timeouts
+from mysql_operator.resources.credentials import decode_secret_data
+from mysql_operator.resources.statefulset import credentials_secret
 from mysql_operator.status import set_condition
 
 SUSPENDED = "Suspended"
@@ -78,16 +83,28 @@ def observed_instances(
     return entries
 
 
-def observe_suspended(
-    flavor: Flavor,
-    endpoints: Sequence[tuple[int, str, str, int]],
-    login: Login,
-) -> list[dict[str, Any]]:
-    """Observe each instance (ordinal, pod, host, port) over SQL, read-only; status.instances."""
-    dialect = dialect_for(flavor)
-    timeouts = Timeouts()
-    observations = [
-        observe_instance(ordinal, host, login, dialect, port=port, timeouts=timeouts)
-        for ordinal, _, host, port in endpoints
-    ]
-    return observed_instances(observations, {ordinal: pod for ordinal, pod, _, _ in endpoints})
+def observe_suspended(kube: Kube, namespace: str, cluster: str, spec: MysqlClusterSpec) -> dict[str, Any]:
+    """The status fields of a suspended cluster: phase, and each instance observed over SQL as the
+    operator's user, read-only (pods and the Secret read from the API; nothing written)."""
+    fields: dict[str, Any] = {"phase": PHASE_SUSPENDED}
+    try:
+        pods = kube.list("v1", "Pod", namespace, c.selector_labels(cluster))
+        secret = kube.get("v1", "Secret", namespace, credentials_secret(spec, cluster))
+    except KubeError:
+        return fields
+    password = decode_secret_data((secret or {}).get("data")).get(c.KEY_OPERATOR_PASSWORD)
+    if not password:
+        return fields
+    login, dialect = Login(c.OPERATOR_USER, password), dialect_for(spec.flavor)
+    observations, names = [], {}
+    for pod in pods:
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        if meta.get("deletionTimestamp") or not status.get("podIP"):
+            continue
+        ordinal = c.ordinal_of_pod(str(meta["name"]))
+        names[ordinal] = str(meta["name"])
+        observations.append(
+            observe_instance(ordinal, str(status["podIP"]), login, dialect, timeouts=Timeouts())
+        )
+    fields["instances"] = observed_instances(observations, names)
+    return fields

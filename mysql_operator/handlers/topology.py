@@ -255,6 +255,9 @@ def _topology_pass(
         cluster_spec = parse_spec(dict(spec))
     except InvalidSpec:
         return  # reported by the reconcile handler
+    if cluster_spec.suspend:  # observe over SQL and report, act on nothing (handlers/suspend.py)
+        patch.status.update(observe_suspended(memo.kube, str(namespace), str(meta["name"]), cluster_spec))
+        return
     conditions = [dict(cond) for cond in (status.get("conditions") or [])]
     if not condition_is(conditions, "CredentialsReady"):
         return
@@ -278,12 +281,6 @@ def _topology_pass(
     state = day2.state_for(str(meta.get("uid")))
     accepted = spec_accepted(status, cluster_spec)
     secret_data = decode_secret_data(secret.get("data"))
-    if cluster_spec.suspend:  # observe over SQL and report, act on nothing (handlers/suspend.py)
-        login = Login(c.OPERATOR_USER, secret_data.get(c.KEY_OPERATOR_PASSWORD, ""))
-        seen = [(e.ordinal, e.pod_name, e.host, e.port) for e in endpoints]
-        instances = observe_suspended(cluster_spec.flavor, seen, login)
-        patch.status.update({"phase": "Suspended", "instances": instances})
-        return
     result = reconcile_topology(
         endpoints,
         secret_data,

@@ -102,12 +102,18 @@ class MysqlDatabaseSpec(_Model):
             ]
         }
     )
-    cluster: str = Field(description="Name of the MysqlCluster (same namespace).", pattern=NAME_PATTERN)
-    name: str = Field(description="Name of the database on the server.", pattern=DATABASE_PATTERN)
-    character_set: str = Field(
-        default="utf8mb4", pattern=CHARSET_PATTERN, description="Default character set."
+    cluster: str = Field(
+        description="Name of the MysqlCluster (same namespace).", pattern=NAME_PATTERN, max_length=253
     )
-    collation: str | None = Field(default=None, pattern=CHARSET_PATTERN, description="Default collation.")
+    name: str = Field(
+        description="Name of the database on the server.", pattern=DATABASE_PATTERN, max_length=64
+    )
+    character_set: str = Field(
+        default="utf8mb4", pattern=CHARSET_PATTERN, max_length=32, description="Default character set."
+    )
+    collation: str | None = Field(
+        default=None, pattern=CHARSET_PATTERN, max_length=32, description="Default collation."
+    )
     retention_policy: RetentionPolicy = _RETENTION
 
     @field_validator("name")
@@ -125,8 +131,12 @@ class Grant(_Model):
     """Privileges on one database (all its tables, or one)."""
 
     privileges: list[Privilege] = Field(min_length=1, max_length=len(Privilege), description="Privileges.")
-    database: str = Field(description="Database the privileges are on.", pattern=DATABASE_PATTERN)
-    table: str = Field(default="*", description="A table of it, or * for all.", pattern=TABLE_PATTERN)
+    database: str = Field(
+        description="Database the privileges are on.", pattern=DATABASE_PATTERN, max_length=64
+    )
+    table: str = Field(
+        default="*", description="A table of it, or * for all.", pattern=TABLE_PATTERN, max_length=64
+    )
     with_grant_option: bool = Field(default=False, description="May pass these privileges on.")
 
     model_config = ConfigDict(
@@ -179,12 +189,15 @@ class MysqlUserSpec(_Model):
             ]
         }
     )
-    cluster: str = Field(description="Name of the MysqlCluster (same namespace).", pattern=NAME_PATTERN)
-    user: str = Field(description="User name on the server.", pattern=USER_PATTERN)
+    cluster: str = Field(
+        description="Name of the MysqlCluster (same namespace).", pattern=NAME_PATTERN, max_length=253
+    )
+    user: str = Field(description="User name on the server.", pattern=USER_PATTERN, max_length=32)
     host: str = Field(
         default="%",
         description="Host part of the account: a name or address, % and _ wildcards, or address/netmask.",
         pattern=HOST_PATTERN,
+        max_length=255,
     )
     password_secret_ref: SecretKeyRef = Field(
         description="Where the password is (never in the spec); a change of the Secret re-passwords the user."

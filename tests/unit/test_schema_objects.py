@@ -35,7 +35,7 @@ def test_defaults_keep_what_was_created_and_allow_any_host() -> None:
         ({"host": "a b"}, "pattern"),
         ({"user": "root"}, "reserved"),
         ({"user": "mysqlop_admin"}, "reserved"),
-        ({"user": "x" * 33}, "pattern"),
+        ({"user": "x" * 33}, "at most 32"),
         ({"password": "inline"}, "Extra inputs"),
     ],
 )

@@ -225,7 +225,7 @@ def cmd_connect(api: Api, args: argparse.Namespace) -> int:
     os.write(write_end, text.encode())
     os.close(write_end)
     os.set_inheritable(read_end, True)
-    extra = list(args.args[1:] if args.args[:1] == ["--"] else args.args)
+    extra = list(args.args)
     print(f"connecting to {pod} ({host}:{args.port}) as {user}", file=sys.stderr)
     env = {k: v for k, v in os.environ.items() if k != "MYSQL_PWD"}
     os.execvpe(binary, client_argv(binary, read_end, extra), env)
@@ -318,7 +318,11 @@ def _suspended_condition(cluster: dict[str, Any]) -> str | None:
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="kubectl mysql", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="kubectl mysql",
+        description=__doc__.split("\n\n")[0],
+        epilog="connect: arguments after -- go to the client, e.g. connect shop-db -- -e 'SELECT 1'",
+    )
     parser.add_argument("-n", "--namespace", default=None, help="namespace (default: the context's)")
     parser.add_argument(
         "--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
@@ -357,9 +361,6 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     connect.add_argument(
         "--client", default=None, help="client binary (default: mysql or mariadb per flavor)"
     )
-    connect.add_argument(
-        "args", nargs=argparse.REMAINDER, help="after --: passed to the client, e.g. -e 'SELECT 1'"
-    )
 
     backup = sub.add_parser("backup", help="take a backup now (a MysqlBackup)")
     backup.add_argument("cluster")
@@ -384,7 +385,12 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     maintenance.add_argument("cluster")
     maintenance.add_argument("--wait", action="store_true", help="until the operator reports it")
     maintenance.add_argument("--timeout", type=float, default=60.0)
-    return parser.parse_args(list(argv))
+    words = list(argv)
+    # Everything after `--` goes to the client as it is (e.g. -e 'SELECT 1'), never to our parser.
+    split = words.index("--") if "--" in words else len(words)
+    args = parser.parse_args(words[:split])
+    args.args = words[split + 1 :]
+    return args
 
 
 COMMANDS = {

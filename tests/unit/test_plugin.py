@@ -92,8 +92,8 @@ def test_connect_dials_the_primary_or_the_least_lagging_replica() -> None:
 def test_the_client_reads_the_password_from_an_option_file_never_the_command_line() -> None:
     argv = client_argv("mariadb", 5, ["-e", "SELECT 1"])
     assert argv == ["mariadb", "--defaults-extra-file=/dev/fd/5", "-e", "SELECT 1"]
-    args = parse(["-n", "prod", "connect", "shop", "--", "-e", "SELECT 1"])
-    assert (args.cluster, args.args) == ("shop", ["-e", "SELECT 1"])
+    args = parse(["-n", "prod", "connect", "shop", "--user", "app", "--", "-e", "SELECT 1", "--user", "x"])
+    assert (args.cluster, args.user, args.args) == ("shop", "app", ["-e", "SELECT 1", "--user", "x"])
 
 
 def test_fence_and_unfence_edit_one_annotation() -> None:

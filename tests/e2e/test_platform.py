@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -279,3 +280,76 @@ def test_deleting_a_cluster_and_its_namespace_never_waits_for_the_operator(opera
         assert gone.returncode != 0 and "NotFound" in gone.stderr
     finally:
         scale_operator(operator, 1)
+
+
+# (kind, spec, what the apiserver's message must contain): refused before the operator sees them
+REFUSED = [
+    (
+        "MysqlCluster",
+        {"backup": {"schedule": "0 0 30 2 *", "storage": {"pvc": {"claimName": "b"}}}},
+        "backup.schedule never fires",
+    ),
+    (
+        "MysqlCluster",
+        {"backup": {"schedule": "0 0 31 4,jun *", "storage": {"pvc": {"claimName": "b"}}}},
+        "never fires",
+    ),
+    (
+        "MysqlCluster",
+        {"backup": {"schedule": "@daily", "timeZone": "../etc", "storage": {"pvc": {"claimName": "b"}}}},
+        "spec.backup.timeZone",
+    ),
+    (
+        "MysqlUser",
+        {
+            "cluster": "c",
+            "user": "u",
+            "passwordSecretRef": {"name": "s", "key": "k"},
+            "grants": [{"database": "d", "privileges": ["SUPER"]}],
+        },
+        "spec.grants[0].privileges[0]",
+    ),
+    (
+        "MysqlUser",
+        {
+            "cluster": "c",
+            "user": "u",
+            "passwordSecretRef": {"name": "s", "key": "k"},
+            "grants": [{"database": "mysql", "privileges": ["SELECT"]}],
+        },
+        "grants on system schemas",
+    ),
+    (
+        "MysqlUser",
+        {"cluster": "c", "user": "u", "host": "a'b", "passwordSecretRef": {"name": "s", "key": "k"}},
+        "spec.host",
+    ),
+    (
+        "MysqlUser",
+        {"cluster": "c", "user": "mysqlop_admin", "passwordSecretRef": {"name": "s", "key": "k"}},
+        "reserved for the operator",
+    ),
+    (
+        "MysqlUser",
+        {"cluster": "c", "user": "u", "password": "inline", "passwordSecretRef": {"name": "s", "key": "k"}},
+        "password",
+    ),
+    ("MysqlDatabase", {"cluster": "c", "name": "information_schema"}, "system schema"),
+    ("MysqlDatabase", {"cluster": "c", "name": "a`b"}, "spec.name"),
+]
+
+
+def test_the_apiserver_refuses_never_firing_schedules_and_unsafe_users_and_databases(
+    operator: Cluster,
+) -> None:
+    ns = operator.create_namespace("plat-refused")
+    for index, (kind, spec, expected) in enumerate(REFUSED):
+        body = {"apiVersion": API, "kind": kind, "metadata": {"name": f"bad-{index}"}, "spec": spec}
+        result = operator.kubectl_result(
+            "apply", "--validate=strict", "-n", ns, "-f", "-", input=json.dumps(body)
+        )
+        assert result.returncode != 0, f"{kind} {spec} was accepted"
+        assert expected in result.stderr, f"{kind} {spec}: {result.stderr}"
+    for plural in ("mysqlclusters", "mysqlusers", "mysqldatabases"):
+        assert operator.items(plural, ns) == []
+    operator.kubectl("delete", "namespace", ns, "--wait=false")

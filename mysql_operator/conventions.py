@@ -39,6 +39,8 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
 LABEL_ROLE = f"{API_GROUP}/role"
 LABEL_POD_INDEX = "apps.kubernetes.io/pod-index"
+# Pods a user fenced (`kubectl mysql fence`), comma-separated: the operator keeps them out of Services.
+ANNOTATION_FENCED = f"{API_GROUP}/fenced-instances"
 APP_NAME = "mysql"
 MANAGED_BY = "mysql-operator"
 

@@ -186,6 +186,12 @@ class PodTemplate(_Model):
         description="Replaces the default (preferred anti-affinity across nodes).",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
+    topology_spread_constraints: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Replaces the default (spread across zones and nodes, maxSkew 1, ScheduleAnyway); "
+        "an empty list: no spread constraints.",
+        json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}},
+    )
     priority_class_name: str | None = None
     service_account_name: str | None = None
 
@@ -329,6 +335,12 @@ class MysqlClusterSpec(_Model):
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _SPEC_RULES})
 
     instances: int = Field(default=3, ge=1, le=9, description="Number of mysqld instances (1 primary).")
+    suspend: bool = Field(
+        default=False,
+        description="Maintenance: while true the operator changes nothing of this cluster (no object "
+        "applied, no failover or switchover, no backup); it only observes and reports. Turning it "
+        "off resumes from what it observes.",
+    )
     flavor: Flavor = Field(
         default=Flavor.MYSQL, description="mysql (8.4 or 9.7 LTS) or mariadb (10.11+). Immutable."
     )
@@ -490,6 +502,7 @@ class Phase(StrEnum):
     INVALID = "Invalid"
     RESTORING = "Restoring"
     RESTORE_FAILED = "RestoreFailed"
+    SUSPENDED = "Suspended"
 
 
 class Condition(_Model):

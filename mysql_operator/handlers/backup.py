@@ -28,6 +28,7 @@ from mysql_operator.api.backup import (
 from mysql_operator.api.models import MysqlClusterSpec
 from mysql_operator.backup.cron import is_due
 from mysql_operator.handlers.jobs import FAILED, RUNNING, SUCCEEDED, read_job
+from mysql_operator.handlers.suspend import is_suspended
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.dialect import dialect_for
 from mysql_operator.mysql.session import Login, MysqlError, Timeouts, open_session
@@ -157,6 +158,8 @@ def _cluster(kube: Kube, namespace: str, name: str) -> tuple[dict[str, Any], Mys
     body = kube.get(API_VERSION, c.KIND, namespace, name)
     if body is None:
         raise NotYet(f"MysqlCluster {name} does not exist (yet)")
+    if is_suspended(body.get("spec") or {}):
+        raise NotYet(f"MysqlCluster {name} is suspended (spec.suspend)")
     try:
         return body, MysqlClusterSpec.model_validate(body.get("spec") or {})
     except ValidationError as error:
@@ -366,7 +369,7 @@ def backup_schedule(
     **_: Any,
 ) -> None:
     """Scheduled backups (MysqlBackup objects when due), retention after each, binlog archiving."""
-    if meta.get("deletionTimestamp"):
+    if meta.get("deletionTimestamp") or is_suspended(spec):
         return
     try:
         cluster_spec = MysqlClusterSpec.model_validate(dict(spec))
@@ -384,7 +387,9 @@ def backup_schedule(
         # 1. the schedule: a MysqlBackup when a fire time has passed and there is something to back up
         last = state.get("lastScheduleTime")
         created = parse_time(str(meta.get("creationTimestamp") or now_iso()))
-        due = is_due(schedule.schedule, parse_time(last) if last else None, now, created)
+        due = is_due(
+            schedule.schedule, parse_time(last) if last else None, now, created, schedule.time_zone
+        )
         if due and status.get("primary"):
             backup_name = scheduled_backup_name(name, now)
             kube.create_if_absent(

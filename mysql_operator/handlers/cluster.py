@@ -10,6 +10,7 @@ import kopf
 
 from mysql_operator import conventions as c
 from mysql_operator import metrics
+from mysql_operator.handlers import suspend
 from mysql_operator.handlers.objects import (
     InvalidSpec,
     accepted_spec,
@@ -81,7 +82,12 @@ def reconcile(
     metrics.RECONCILES.labels(ref.namespace, ref.name).inc()
     generation = meta.get("generation")
     now = now_iso()
-    conditions = _conditions(status)
+    suspended = suspend.is_suspended(spec)
+    conditions = suspend.suspended_conditions(_conditions(status), suspended, generation, now)
+    metrics.SUSPENDED.labels(ref.namespace, ref.name).set(int(suspended))
+    if suspended:  # report it and change nothing (handlers/suspend.py)
+        patch.status.update({"conditions": conditions, "phase": suspend.PHASE_SUSPENDED})
+        return
     # What the transition rules compare against: the spec last accepted and acted on (kept in status,
     # so a refused update in between or an operator restart does not move the baseline), else kopf's
     # old value (registered with field="spec", `old` is the old spec itself).

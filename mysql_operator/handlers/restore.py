@@ -23,6 +23,7 @@ from mysql_operator.api.backup import BACKUP_KIND, BackupPhase, BackupStorage, R
 from mysql_operator.api.models import MysqlClusterSpec, Phase
 from mysql_operator.handlers.backup import API_VERSION, job_image, now_iso
 from mysql_operator.handlers.jobs import RUNNING, SUCCEEDED, read_job
+from mysql_operator.handlers.suspend import is_suspended
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.resources.backup_job import (
     DatabaseLogin,
@@ -159,7 +160,7 @@ def restore(
     **_: Any,
 ) -> None:
     """One step of the restore of a new cluster."""
-    if meta.get("deletionTimestamp"):
+    if meta.get("deletionTimestamp") or is_suspended(spec):
         return
     try:
         cluster_spec = MysqlClusterSpec.model_validate(dict(spec))

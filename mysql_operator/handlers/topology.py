@@ -21,6 +21,7 @@ from mysql_operator.api.models import MysqlClusterSpec
 from mysql_operator.handlers import day2
 from mysql_operator.handlers.objects import InvalidSpec, encode_accepted_spec, parse_spec
 from mysql_operator.handlers.restore import restore_finished
+from mysql_operator.handlers.suspend import observe_suspended, without_fenced
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.dialect import dialect_for
 from mysql_operator.mysql.session import Login, MysqlError, open_session
@@ -207,6 +208,7 @@ def record_metrics(namespace: str, cluster: str, result: TopologyResult) -> None
     metrics.CLUSTER_READY.labels(namespace, cluster).set(1 if ready_fact and ready_fact.status else 0)
     for inst in result.instances:
         metrics.INSTANCE_UP.labels(namespace, cluster, inst.pod_name).set(1 if inst.reachable else 0)
+        metrics.PRIMARY.labels(namespace, cluster, inst.pod_name).set(int(inst.ordinal == result.primary))
         lag = metrics.REPLICATION_LAG
         if inst.ordinal != result.primary and inst.lag_seconds is not None:
             lag.labels(namespace, cluster, inst.pod_name).set(inst.lag_seconds)
@@ -253,6 +255,9 @@ def _topology_pass(
         cluster_spec = parse_spec(dict(spec))
     except InvalidSpec:
         return  # reported by the reconcile handler
+    if cluster_spec.suspend:  # observe over SQL and report, act on nothing (handlers/suspend.py)
+        patch.status.update(observe_suspended(memo.kube, str(namespace), str(meta["name"]), cluster_spec))
+        return
     conditions = [dict(cond) for cond in (status.get("conditions") or [])]
     if not condition_is(conditions, "CredentialsReady"):
         return
@@ -296,7 +301,7 @@ def _topology_pass(
     if cluster_spec.monitoring.exporter:
         ensure_exporter_users(str(meta.get("uid")), endpoints, result, secret_data, cluster_spec, logger)
     current = {p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_ROLE) for p in pods}
-    wanted = desired_role_labels(result)
+    wanted = without_fenced(desired_role_labels(result), meta)  # kubectl mysql fence (handlers/suspend.py)
     # Demote before promoting, so no moment has two pods labelled primary.
     for pod, role in sorted(wanted.items(), key=lambda item: item[1] == c.Role.PRIMARY.value):
         if current.get(pod) != role:

@@ -30,6 +30,7 @@ from mysql_operator.conventions import (
     Flavor,
 )
 from mysql_operator.mysql.dialect import Dialect
+from mysql_operator.mysql.schema import grant_schema_admin
 from mysql_operator.mysql.session import Login, Session, Statement
 
 
@@ -93,7 +94,12 @@ def ensure_system_users(session: Session, dialect: Dialect, credentials: Cluster
     existing = _existing_users(session, dialect)
     wanted: list[tuple[str, str, list[Statement]]] = [
         (REPLICATION_USER, credentials.replication_password, [dialect.grant_replication(REPLICATION_USER)]),
-        (OPERATOR_USER, credentials.operator_password, dialect.grant_operator(OPERATOR_USER)),
+        (
+            OPERATOR_USER,
+            credentials.operator_password,
+            # and what MysqlDatabase/MysqlUser need (mysql/schema.py)
+            [*dialect.grant_operator(OPERATOR_USER), grant_schema_admin(dialect.flavor, OPERATOR_USER)],
+        ),
     ]
     created: list[str] = []
     session.execute(dialect.disable_binlog_for_session)

@@ -79,6 +79,23 @@ def default_affinity(cluster: str) -> dict[str, Any]:
     }
 
 
+SPREAD_TOPOLOGY_KEYS = ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+
+
+def default_topology_spread(cluster: str) -> list[dict[str, Any]]:
+    """Spread instances across zones, then nodes, as evenly as the scheduler can (a preference:
+    ScheduleAnyway, so a cluster with fewer zones or nodes than instances still schedules)."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": c.selector_labels(cluster)},
+        }
+        for key in SPREAD_TOPOLOGY_KEYS
+    ]
+
+
 def _resources(spec: MysqlClusterSpec) -> dict[str, Any]:
     return {
         "requests": spec.resources.requests.wire(),
@@ -163,6 +180,11 @@ def build_pod_template(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "affinity": overrides.affinity or default_affinity(ref.name),
+        "topologySpreadConstraints": (
+            default_topology_spread(ref.name)
+            if overrides.topology_spread_constraints is None
+            else list(overrides.topology_spread_constraints)
+        ),
         "containers": containers,
         "volumes": [{"name": CONFIG_VOLUME, "configMap": {"name": c.config_map_name(ref.name)}}],
     }

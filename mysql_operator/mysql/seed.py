@@ -176,25 +176,31 @@ def restore_binlog_state(session: Session, donor_state: str) -> str:
     return state
 
 
-def clone(session: Session, dialect: Dialect, donor: SeedEndpoint) -> None:
+def clone(session: Session, dialect: Dialect, donor: SeedEndpoint, tls: bool = False) -> None:
     """MySQL: copy the donor's data directory into this instance with the clone plugin.
 
     The recipient restarts when the clone is done, so a lost connection at the end is success.
+    With `tls` the copy is TLS, verified with the recipient's own CA file (when it has one).
     """
     if not isinstance(dialect, MysqlDialect):
         raise SeedError("CLONE INSTANCE is MySQL only")
-    statements = clone_statements(session, dialect, donor)
+    statements = clone_statements(session, dialect, donor, tls)
     try:
         session.execute(*statements)
     except InstanceUnreachable:
         log.info("instance %s restarts after the clone", session.host)
 
 
-def clone_statements(session: Session, dialect: MysqlDialect, donor: SeedEndpoint) -> list[Statement]:
+def clone_statements(
+    session: Session, dialect: MysqlDialect, donor: SeedEndpoint, tls: bool = False
+) -> list[Statement]:
     """The recipient's statements: load the plugin if missing, accept the donor, clone."""
     installed = session.query_one(dialect.clone_plugin_query) is not None
     statements = [] if installed else [dialect.install_clone]
-    return statements + dialect.clone_from(donor.host, donor.port, donor.login.user, donor.login.password)
+    ca_path = str((session.query_one(dialect.ssl_ca_query) or {}).get("ssl_ca") or "") if tls else ""
+    return statements + dialect.clone_from(
+        donor.host, donor.port, donor.login.user, donor.login.password, ca_path
+    )
 
 
 def prepare_clone_donor(session: Session, dialect: MysqlDialect) -> None:

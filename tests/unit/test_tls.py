@@ -161,7 +161,8 @@ def test_reload_is_needed_only_when_mysqld_serves_another_certificate(ca: KeyPai
     assert rotation.reload_needed(older, pair.cert_pem)
     assert rotation.reload_needed("", pair.cert_pem)  # no TLS served yet
     assert not rotation.reload_needed(served, None)  # TLS off: nothing to reload
-    assert rotation.parse_served_not_after("Mar  1 09:05:00 2027 GMT") == datetime(2027, 3, 1, 9, 5, tzinfo=UTC)
+    parsed = rotation.parse_served_not_after("Mar  1 09:05:00 2027 GMT")
+    assert parsed == datetime(2027, 3, 1, 9, 5, tzinfo=UTC)
 
 
 # -------------------------------------------------------------------------------- api and manifests

@@ -7,6 +7,7 @@ schema is still caught before the operator acts on it.
 
 from __future__ import annotations
 
+import itertools
 import re
 from enum import StrEnum
 from typing import Any, Literal
@@ -24,6 +25,10 @@ CONFIG_KEY_PATTERN = r"^[a-z][a-z0-9_-]*$"
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 
 DEFAULT_VERSION = {Flavor.MYSQL: "8.4", Flavor.MARIADB: "10.11"}
+# MySQL's supported LTS series, oldest first: an upgrade goes from one to the next, never back, never
+# skipping one (MySQL's upgrade policy). MariaDB: this release and newer, one major at a time.
+MYSQL_SERIES = ((8, 4), (9, 7))
+MARIADB_OLDEST = (10, 11)
 DEFAULT_IMAGE_REPOSITORY = {Flavor.MYSQL: "mysql", Flavor.MARIADB: "mariadb"}
 
 # my.cnf keys the operator owns: a user may not set them through mysqlConfig. Compared after
@@ -57,6 +62,16 @@ OPERATOR_OWNED_CONFIG_KEYS = (
     "require_secure_transport",
 )
 _CEL_OWNED_KEYS = "[" + ", ".join(f"'{k}'" for k in OPERATOR_OWNED_CONFIG_KEYS) + "]"
+_SERIES_SHOWN = ", ".join(f"{a}.{b}" for a, b in MYSQL_SERIES)
+_CEL_MYSQL_SERIES = "[" + ", ".join(f"'{a}.{b}'" for a, b in MYSQL_SERIES) + "]"
+_CEL_MYSQL_UPGRADES = (
+    "[" + ", ".join(f"'{a[0]}.{a[1]}>{b[0]}.{b[1]}'" for a, b in itertools.pairwise(MYSQL_SERIES)) + "]"
+)
+
+
+def _cel_series(var: str) -> str:
+    return f"({var}.version.split('.')[0] + '.' + {var}.version.split('.')[1])"
+
 
 _QUANTITY_UNITS = {
     "": 1,
@@ -345,6 +360,26 @@ _SPEC_RULES: list[JsonValue] = [
         fieldPath=".version",
     ),
     cel(
+        "self.flavor != 'mysql' || !has(self.version) || !has(oldSelf.version) || "
+        f"{_cel_series('self')} == {_cel_series('oldSelf')} || "
+        f"({_cel_series('oldSelf')} + '>' + {_cel_series('self')}) in {_CEL_MYSQL_UPGRADES}",
+        "MySQL upgrades go from one LTS series to the next (" + _SERIES_SHOWN.replace(", ", " -> ") + ")",
+        fieldPath=".version",
+    ),
+    cel(
+        f"self.flavor != 'mysql' || !has(self.version) || {_cel_series('self')} in {_CEL_MYSQL_SERIES}",
+        f"supported MySQL series: {_SERIES_SHOWN}",
+        fieldPath=".version",
+    ),
+    cel(
+        "self.flavor != 'mariadb' || !has(self.version) || "
+        f"int(self.version.split('.')[0]) > {MARIADB_OLDEST[0]} || "
+        f"(int(self.version.split('.')[0]) == {MARIADB_OLDEST[0]} && "
+        f"int(self.version.split('.')[1]) >= {MARIADB_OLDEST[1]})",
+        f"supported MariaDB versions: {MARIADB_OLDEST[0]}.{MARIADB_OLDEST[1]} and newer",
+        fieldPath=".version",
+    ),
+    cel(
         "!has(self.replication) || !has(self.replication.switchoverTo) || "
         "self.replication.switchoverTo < self.instances",
         "replication.switchoverTo must name an existing instance (less than instances)",
@@ -381,12 +416,15 @@ class MysqlClusterSpec(_Model):
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _SPEC_RULES})
 
     instances: int = Field(default=3, ge=1, le=9, description="Number of mysqld instances (1 primary).")
-    flavor: Flavor = Field(default=Flavor.MYSQL, description="mysql (8.4) or mariadb (10.11+). Immutable.")
+    flavor: Flavor = Field(
+        default=Flavor.MYSQL, description="mysql (8.4 or 9.7 LTS) or mariadb (10.11+). Immutable."
+    )
     version: str | None = Field(
         default=None,
         pattern=VERSION_PATTERN,
         max_length=32,
-        description="Server version; default 8.4 for mysql, 10.11 for mariadb.",
+        description="Server version: MySQL 8.4 or 9.7 (LTS; upgrades one LTS series at a time, never "
+        "back), MariaDB 10.11+; default 8.4 for mysql, 10.11 for mariadb.",
     )
     image: str | None = Field(
         default=None,
@@ -446,6 +484,9 @@ class MysqlClusterSpec(_Model):
             raise ValueError("semi-sync replication needs at least 2 instances")
         if self.service.node_port is not None and self.service.type == ServiceType.CLUSTER_IP:
             raise ValueError("service.nodePort needs service.type NodePort or LoadBalancer")
+        unsupported = check_supported_version(self.flavor, server_version(self))
+        if unsupported:
+            raise ValueError(unsupported)
         return self
 
     @property
@@ -455,10 +496,6 @@ class MysqlClusterSpec(_Model):
     @property
     def effective_image(self) -> str:
         return self.image or f"{DEFAULT_IMAGE_REPOSITORY[self.flavor]}:{self.effective_version}"
-
-
-# MySQL upgrades go from one LTS series to the next; anything else is refused.
-MYSQL_SERIES = ((8, 0), (8, 4))
 
 
 def server_version(spec: MysqlClusterSpec) -> tuple[int, ...]:
@@ -474,6 +511,18 @@ def server_version(spec: MysqlClusterSpec) -> tuple[int, ...]:
     return ()
 
 
+def check_supported_version(flavor: Flavor, version: tuple[int, ...]) -> str | None:
+    """Why a server version is not supported, or None (MySQL: an LTS series we run; MariaDB: 10.11+)."""
+    if len(version) < 2:
+        return None  # a tag that names no version (e.g. latest): the default version applies
+    shown = ".".join(str(p) for p in version[:2])
+    if flavor == Flavor.MYSQL and version[:2] not in MYSQL_SERIES:
+        return f"MySQL {shown} is not supported (supported LTS series: {_SERIES_SHOWN})"
+    if flavor == Flavor.MARIADB and version[:2] < MARIADB_OLDEST:
+        return f"MariaDB {shown} is not supported (supported: {MARIADB_OLDEST[0]}.{MARIADB_OLDEST[1]}+)"
+    return None
+
+
 def check_version_change(flavor: Flavor, old: tuple[int, ...], new: tuple[int, ...]) -> str | None:
     """Why a version change is refused, or None when it is a supported upgrade (or no change)."""
     if len(old) < 2 or len(new) < 2 or old[:2] == new[:2]:
@@ -484,9 +533,11 @@ def check_version_change(flavor: Flavor, old: tuple[int, ...], new: tuple[int, .
     if flavor == Flavor.MYSQL:
         series: list[tuple[int, ...]] = list(MYSQL_SERIES)
         if new[:2] not in series or old[:2] not in series:
-            return f"MySQL {shown[1]} is not supported (supported series: 8.0, 8.4)"
+            return f"MySQL {shown[1]} is not supported (supported LTS series: {_SERIES_SHOWN})"
         if series.index(new[:2]) - series.index(old[:2]) != 1:
-            return f"upgrade from {shown[0]} to {shown[1]} skips a series; upgrade one LTS series at a time"
+            return (
+                f"upgrade from {shown[0]} to {shown[1]} skips an LTS series; upgrade one LTS series at a time"
+            )
     elif new[0] - old[0] > 1:
         return f"upgrade from {shown[0]} to {shown[1]} skips a major version; upgrade one major at a time"
     return None

@@ -142,7 +142,7 @@ def open_session(
 
     With `tls` the session is TLS or nothing: the server must present a certificate of the given CA
     (and name, when set); a server that offers no TLS is refused, never talked to in plaintext.
-
+    Any failure to open the session is InstanceUnreachable, except a refused login (AccessDenied).
     `secrets` are extra strings (other passwords sent in statements) scrubbed from error texts.
     Raises InstanceUnreachable, AccessDenied or SqlError.
     """
@@ -166,6 +166,11 @@ def open_session(
         raise _translate(error, host, scrub, None) from None
     except OSError as error:
         raise InstanceUnreachable(redact(f"{host}: {error}", scrub)) from None
+    except Exception as error:
+        # Whatever else breaks a handshake (a garbled greeting, an auth plugin that cannot run) is an
+        # instance we cannot use: it must never escape a handler as an unexpected exception.
+        detail = f"{host}: login failed: {type(error).__name__}: {error}"
+        raise InstanceUnreachable(redact(detail, scrub)) from None
     session = Session(connection, host, scrub)
     # pymysql refuses a server without TLS once an SSLContext is given; older releases fell back to
     # plaintext, so check what was negotiated rather than trust the library's version.

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from mysql_operator.api import models
 from mysql_operator.api.crd import mysqlcluster_crd
 from mysql_operator.api.models import MysqlClusterSpec, check_update, server_version
 from mysql_operator.conventions import Flavor
@@ -39,15 +40,18 @@ def spec(**fields: Any) -> MysqlClusterSpec:
         ({"flavor": "mariadb"}, {"flavor": "mariadb", "image": "mariadb:10.11.9"}, None),
         ({"flavor": "mariadb", "version": "10.11"}, {"flavor": "mariadb", "version": "11.4"}, None),
         ({"flavor": "mariadb", "version": "10.11.9"}, {"flavor": "mariadb", "version": "10.11.5"}, None),
-        ({"flavor": "mariadb", "version": "10.11"}, {"flavor": "mariadb", "version": "10.6"}, "downgrade"),
+        ({"flavor": "mariadb", "version": "11.4"}, {"flavor": "mariadb", "version": "10.11"}, "downgrade"),
         ({"flavor": "mariadb", "version": "11.4"}, {"flavor": "mariadb", "image": "mariadb:10.11"},
          "downgrade"),
         ({"flavor": "mariadb", "version": "10.11"}, {"flavor": "mariadb", "version": "12.1"},
          "skips a major"),
-        ({"version": "8.0"}, {"version": "8.4"}, None),
-        ({"version": "8.4"}, {"version": "8.0"}, "downgrade"),
-        ({"version": "8.4"}, {"version": "9.1"}, "not supported"),
+        ({"version": "8.4"}, {"version": "9.7"}, None),
+        ({}, {"version": "9.7.4"}, None),
+        ({"version": "8.4"}, {"image": "mysql:9.7.4"}, None),
+        ({"version": "9.7"}, {"version": "8.4"}, "downgrade"),
+        ({"version": "9.7.4"}, {"image": "registry.local/mysql:8.4.6"}, "downgrade"),
         ({"version": "8.4.2"}, {"version": "8.4.4"}, None),
+        ({"version": "9.7.4"}, {"version": "9.7.2"}, None),
     ],
 )
 def test_version_changes(old: dict[str, Any], new: dict[str, Any], refused: str | None) -> None:
@@ -57,6 +61,48 @@ def test_version_changes(old: dict[str, Any], new: dict[str, Any], refused: str 
     else:
         assert len(problems) == 1 and refused in problems[0]
         assert problems[0].startswith("version change refused")
+
+
+@pytest.mark.parametrize(
+    ("fields", "refused"),
+    [
+        ({"version": "8.4"}, None),
+        ({"version": "9.7.4"}, None),
+        ({"image": "mysql:9.7"}, None),
+        ({"image": "mysql:latest"}, None),
+        ({"version": "8.0"}, "MySQL 8.0 is not supported"),
+        ({"version": "9.1"}, "MySQL 9.1 is not supported"),
+        ({"image": "mysql:8.0.36"}, "MySQL 8.0 is not supported"),
+        ({"flavor": "mariadb", "version": "10.11"}, None),
+        ({"flavor": "mariadb", "version": "11.8"}, None),
+        ({"flavor": "mariadb", "version": "10.6"}, "MariaDB 10.6 is not supported"),
+    ],
+)
+def test_only_supported_series_are_accepted(fields: dict[str, Any], refused: str | None) -> None:
+    if refused is None:
+        spec(**fields)
+    else:
+        with pytest.raises(ValueError, match=refused):
+            spec(**fields)
+
+
+def test_mysql_upgrade_that_skips_an_lts_series_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With a third LTS series (a hypothetical 10.7), 8.4 -> 10.7 skips 9.7.
+    monkeypatch.setattr(models, "MYSQL_SERIES", ((8, 4), (9, 7), (10, 7)))
+    assert models.check_version_change(Flavor.MYSQL, (8, 4), (9, 7)) is None
+    assert models.check_version_change(Flavor.MYSQL, (9, 7), (10, 7)) is None
+    refused = models.check_version_change(Flavor.MYSQL, (8, 4), (10, 7))
+    assert refused is not None and "skips an LTS series" in refused
+    refused = models.check_version_change(Flavor.MYSQL, (8, 4), (9, 1))
+    assert refused is not None and "not supported" in refused
+
+
+def test_crd_carries_the_mysql_lts_rules() -> None:
+    rules = mysqlcluster_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "x-kubernetes-validations"
+    ]
+    text = " ".join(rule["rule"] for rule in rules)
+    assert "['8.4>9.7']" in text and "['8.4', '9.7']" in text
 
 
 def test_server_version_prefers_a_version_tag_of_the_image() -> None:

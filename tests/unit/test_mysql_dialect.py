@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
+
 import pytest
 
 from mysql_operator.conventions import Flavor
@@ -210,4 +215,41 @@ def test_unreachable_instance_raises_our_error_without_the_password() -> None:
         "127.0.20.250", Login("root", "hunter2-secret"), port=1, timeouts=Timeouts(connect=1)
     ):
         pass
+    assert "hunter2-secret" not in str(caught.value)
+
+
+def _serve_once(reply: bytes) -> tuple[int, threading.Thread]:
+    """A loopback listener that answers one connection with `reply` and closes it."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(10)
+
+    def serve() -> None:
+        with listener, contextlib.suppress(OSError):
+            connection, _ = listener.accept()
+            with connection:
+                connection.sendall(reply)
+                time.sleep(0.2)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread
+
+
+@pytest.mark.parametrize(
+    "greeting",
+    [
+        b"\x05\x00\x00\x00garbage",  # a packet that is no handshake
+        b"\x01\x00\x00\x00\xff",  # a truncated error packet
+        b"\x20\x00\x00\x00\x0a9.7.4\x00" + b"\x00" * 27,  # a handshake cut short
+    ],
+)
+def test_any_failure_to_open_a_session_is_an_unreachable_instance(greeting: bytes) -> None:
+    port, server = _serve_once(greeting)
+    with pytest.raises(InstanceUnreachable) as caught, open_session(
+        "127.0.0.1", Login("root", "hunter2-secret"), port=port, timeouts=Timeouts(connect=2, read=2)
+    ):
+        pass
+    server.join(10)
     assert "hunter2-secret" not in str(caught.value)

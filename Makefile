@@ -6,12 +6,13 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 PIP       := $(VENV)/bin/pip
 STAMP     := $(VENV)/.installed
+EXAMPLE   ?= mysql
 APT_PKGS  := mariadb-server mariadb-client iproute2 prometheus-mysqld-exporter
 
 .PHONY: help venv apt tools mysql lint unit crd test sandbox sandbox-down
 
 help:
-	@echo "make sandbox       local Kubernetes + chart + a Ready MariaDB cluster"
+	@echo "make sandbox       local Kubernetes + chart + a Ready MySQL 9.7 cluster (EXAMPLE=mariadb: MariaDB)"
 	@echo "make sandbox-down  stop the sandbox, leaving no process behind"
 	@echo "make test          every test tier (unit, integration, e2e), with set-up"
 	@echo "make lint          ruff + mypy"
@@ -50,7 +51,7 @@ unit: venv
 	$(PY) -m pytest -q tests/unit
 
 sandbox: venv apt tools mysql
-	$(PY) -m sandbox.demo up
+	$(PY) -m sandbox.demo up --example $(EXAMPLE)
 
 sandbox-down: venv
 	$(PY) -m sandbox.demo down

@@ -24,6 +24,35 @@ OPERATOR_NS = "mysql-operator"
 CHART = ROOT / "charts" / "mysql-operator"
 SANDBOX_NAME = os.environ.get("E2E_SANDBOX", "e2e")  # distinct names let runs go side by side
 
+# Every flavor the sandbox runs for real (CONTRACTS.md item 1): e2e tests that run a database take
+# `@pytest.mark.parametrize("flavor", FLAVORS)` (or a fixture with params=FLAVORS) and cluster_spec().
+FLAVORS = ("mysql", "mariadb")
+# The version each flavor runs at in the sandbox: MySQL 9.7 is the real mysqld 9.7.4 of the cached
+# MySQL root (the node agent refuses any other MySQL version), MariaDB is Debian's 10.11.
+VERSIONS = {"mysql": "9.7", "mariadb": "10.11"}
+# Two image tags per flavor for an image rollout. Honest for MySQL: `mysql:9.7` is the series tag and
+# `mysql:9.7.4` its exact release, which is what the series tag resolves to today, so both are the
+# same binary here and the rollout changes the pods' image, not the server's version.
+ROLLOUT_IMAGES = {"mysql": ("mysql:9.7", "mysql:9.7.4"), "mariadb": ("mariadb:10.11", "mariadb:10.11.9")}
+# A version of the previous major/LTS series: a change back to it must be refused by the API.
+DOWNGRADES = {"mysql": ("8.4", "mysql:8.4"), "mariadb": ("10.6", "mariadb:10.6")}
+
+
+def cluster_spec(flavor: str, **overrides: Any) -> dict[str, Any]:
+    """A MysqlCluster `spec` the sandbox really runs for `flavor`: 3 instances, small volumes deleted
+    with the cluster. Keyword arguments (the API's camelCase field names) replace top-level fields."""
+    if flavor not in FLAVORS:
+        raise ValueError(f"unknown flavor {flavor!r}; the sandbox runs {FLAVORS}")
+    spec: dict[str, Any] = {
+        "flavor": flavor,
+        "version": VERSIONS[flavor],
+        "image": ROLLOUT_IMAGES[flavor][0],
+        "instances": 3,
+        "storage": {"size": "1Gi", "pvcRetention": "Delete"},
+    }
+    spec.update(overrides)
+    return spec
+
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
     """Poll until check() returns something truthy; fail naming what was awaited."""

@@ -123,7 +123,8 @@ def test_transition_rules_refuse_immutable_changes(operator: Cluster) -> None:
 
 
 def test_mysql_example_creates_owned_objects_and_reports_its_pods_not_runnable(operator: Cluster) -> None:
-    """The MySQL flavor's pods cannot run here (no MySQL 8 binaries): objects appear, status says why."""
+    """MySQL 8.4 (the default version) cannot run here (the sandbox has MySQL 9.7 only, and never
+    pretends another version runs): objects appear, status says why."""
     ns = operator.create_namespace("shop")
     operator.kubectl("apply", "-n", ns, "-f", str(example_path("mysqlcluster.yaml")))
     name = load_example("mysqlcluster.yaml")[0]["metadata"]["name"]

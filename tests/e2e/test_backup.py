@@ -1,4 +1,6 @@
-"""Backups and restores on the e2e cluster, through the operator running as a pod.
+"""Backups and restores on the e2e cluster, through the operator running as a pod, per flavor: a MySQL
+9.7 cluster's Jobs run MySQL's own mysqldump/mysqlbinlog (MYSQL_TOOLS_DIR of the operator image),
+a MariaDB one's MariaDB's tools.
 
 S3 target: moto's S3 server (`moto_server`, a real HTTP S3 implementation from PyPI) on 127.0.0.1;
 the backup Jobs (pods of the operator image) reach it like any endpoint. PVC target: a
@@ -24,12 +26,11 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.e2e.conftest import Cluster, connect, operator_log, wait_for
+from tests.e2e.conftest import FLAVORS, Cluster, cluster_spec, connect, operator_log, wait_for
 from tests.integration.s3server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, S3Server
 
 pytestmark = pytest.mark.e2e
 
-NS = "backups"
 BUCKET = "e2e-backups"
 SOURCE = "src"  # 2 instances, S3, binlogs archived every 10 s
 SCHEDULED = "sched"  # 1 instance, PVC, a backup every minute, retention 2
@@ -37,18 +38,24 @@ TABLES = ("items", "orders")
 API = "mysql.operator.dev/v1alpha1"
 
 
-def cluster_manifest(name: str, instances: int, **extra: Any) -> dict[str, Any]:
+class Shop(Cluster):
+    """The e2e cluster seen from one flavor's namespace of backed-up clusters."""
+
+    def __init__(self, cluster: Shop, flavor: str) -> None:
+        super().__init__(cluster.sandbox)
+        self.flavor = flavor
+        self.ns = f"backups-{flavor}"
+        self.prefix = f"{SOURCE}-{flavor}"  # one bucket, a prefix per flavor
+
+
+def cluster_manifest(flavor: str, name: str, instances: int, **extra: Any) -> dict[str, Any]:
     return {
         "apiVersion": API,
         "kind": "MysqlCluster",
         "metadata": {"name": name},
-        "spec": {
-            "flavor": "mariadb",
-            "instances": instances,
-            "application": {"database": "app", "user": "app"},
-            "storage": {"size": "1Gi", "pvcRetention": "Delete"},
-            **extra,
-        },
+        "spec": cluster_spec(
+            flavor, instances=instances, application={"database": "app", "user": "app"}, **extra
+        ),
     }
 
 
@@ -86,10 +93,11 @@ def s3_keys(server: S3Server, prefix: str) -> list[str]:
     return [obj["Key"] for page in pages for obj in page.get("Contents") or []]
 
 
-@pytest.fixture(scope="module")
-def shop(operator: Cluster, s3: S3Server) -> Cluster:
+@pytest.fixture(scope="module", params=FLAVORS)
+def shop(operator: Cluster, s3: S3Server, request: pytest.FixtureRequest) -> Iterator[Shop]:
     """The namespace, the S3 credentials, the PVC, and both source clusters Ready."""
-    operator.create_namespace(NS)
+    shop = Shop(operator, request.param)
+    operator.create_namespace(shop.ns)
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -105,12 +113,18 @@ def shop(operator: Cluster, s3: S3Server) -> Cluster:
         "metadata": {"name": "backups"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
     }
-    operator.apply({"apiVersion": "v1", "kind": "List", "items": [secret, pvc]}, NS)
+    operator.apply({"apiVersion": "v1", "kind": "List", "items": [secret, pvc]}, shop.ns)
     s3_storage = {
-        "s3": {"endpoint": s3.endpoint, "bucket": BUCKET, "prefix": SOURCE, "credentialsSecret": "s3-creds"}
+        "s3": {
+            "endpoint": s3.endpoint,
+            "bucket": BUCKET,
+            "prefix": shop.prefix,
+            "credentialsSecret": "s3-creds",
+        }
     }
     operator.apply(
         cluster_manifest(
+            shop.flavor,
             SOURCE,
             2,
             backup={
@@ -120,10 +134,11 @@ def shop(operator: Cluster, s3: S3Server) -> Cluster:
                 "binlogArchiveIntervalSeconds": 10,
             },
         ),
-        NS,
+        shop.ns,
     )
     operator.apply(
         cluster_manifest(
+            shop.flavor,
             SCHEDULED,
             1,
             backup={
@@ -132,22 +147,23 @@ def shop(operator: Cluster, s3: S3Server) -> Cluster:
                 "storage": {"pvc": {"claimName": "backups", "path": "sched"}},
             },
         ),
-        NS,
+        shop.ns,
     )
-    operator.wait_ready(SOURCE, NS, timeout=300)
-    operator.wait_ready(SCHEDULED, NS, timeout=300)
-    with root_session(operator, SCHEDULED, f"{SCHEDULED}-0") as conn, conn.cursor() as cur:
+    operator.wait_ready(SOURCE, shop.ns, timeout=420)
+    operator.wait_ready(SCHEDULED, shop.ns, timeout=420)
+    with root_session(shop, SCHEDULED, f"{SCHEDULED}-0") as conn, conn.cursor() as cur:
         create_tables(cur)
         cur.executemany(
             "INSERT INTO app.items (id, name, qty) VALUES (%s, %s, %s)",
             [(i, f"sched-{i}", i) for i in range(1, 51)],
         )
-    return operator
+    yield shop
+    operator.kubectl("delete", "namespace", shop.ns, "--wait=false")  # flavors do not pile up
 
 
-def root_session(cluster: Cluster, name: str, pod: str) -> Any:
-    root = cluster.secret(f"{name}-credentials", NS)["root-password"]
-    return connect(cluster.pod_ip(pod, NS), "root", root)
+def root_session(cluster: Shop, name: str, pod: str) -> Any:
+    root = cluster.secret(f"{name}-credentials", cluster.ns)["root-password"]
+    return connect(cluster.pod_ip(pod, cluster.ns), "root", root)
 
 
 def create_tables(cur: Any) -> None:
@@ -158,7 +174,7 @@ def create_tables(cur: Any) -> None:
     )
 
 
-def snapshot(cluster: Cluster, name: str, pod: str) -> dict[str, Any]:
+def snapshot(cluster: Shop, name: str, pod: str) -> dict[str, Any]:
     """Every table of the app database: its CHECKSUM TABLE and all its rows in key order."""
     with root_session(cluster, name, pod) as conn, conn.cursor() as cur:
         cur.execute(
@@ -174,11 +190,11 @@ def snapshot(cluster: Cluster, name: str, pod: str) -> dict[str, Any]:
     return state
 
 
-def mysqlbackup(cluster: Cluster, name: str) -> dict[str, Any]:
-    return cluster.get("mysqlbackup", name, NS)
+def mysqlbackup(cluster: Shop, name: str) -> dict[str, Any]:
+    return cluster.get("mysqlbackup", name, cluster.ns)
 
 
-def wait_backup(cluster: Cluster, name: str, phases: tuple[str, ...], timeout: float = 120) -> dict[str, Any]:
+def wait_backup(cluster: Shop, name: str, phases: tuple[str, ...], timeout: float = 120) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         status = mysqlbackup(cluster, name).get("status") or {}
         return status if status.get("phase") in phases else None
@@ -193,8 +209,8 @@ def seconds_between(start: str, end: str) -> float:
     return (parse(end) - parse(start)).total_seconds()
 
 
-def test_a_backup_to_s3_completes_from_a_replica_and_kubectl_shows_it(shop: Cluster, s3: S3Server) -> None:
-    primary = shop.status(SOURCE, NS)["primary"]
+def test_a_backup_to_s3_completes_from_a_replica_and_kubectl_shows_it(shop: Shop, s3: S3Server) -> None:
+    primary = shop.status(SOURCE, shop.ns)["primary"]
     with root_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
         create_tables(cur)
         cur.executemany(
@@ -205,14 +221,14 @@ def test_a_backup_to_s3_completes_from_a_replica_and_kubectl_shows_it(shop: Clus
             "INSERT INTO app.orders (item_id, note) VALUES (%s, %s)",
             [(i % 200 + 1, "x" * (i % 50)) for i in range(300)],
         )
-    shop.apply(backup_manifest("src-full", SOURCE), NS)
+    shop.apply(backup_manifest("src-full", SOURCE), shop.ns)
     status = wait_backup(shop, "src-full", ("Completed", "Failed"))
     assert status["phase"] == "Completed", status
-    replica = next(i["name"] for i in shop.status(SOURCE, NS)["instances"] if i["role"] == "replica")
+    replica = next(i["name"] for i in shop.status(SOURCE, shop.ns)["instances"] if i["role"] == "replica")
     assert status["instance"] == replica != primary, "backups come from a replica while one is healthy"
     assert status["location"] == "backups/src-full" and status["size"] > 0 and status["gtidPosition"]
-    assert f"{SOURCE}/backups/src-full/manifest.json" in s3_keys(s3, f"{SOURCE}/backups/src-full/")
-    table = shop.kubectl("get", "mysqlbackups", "-n", NS)
+    assert f"{shop.prefix}/backups/src-full/manifest.json" in s3_keys(s3, f"{shop.prefix}/backups/src-full/")
+    table = shop.kubectl("get", "mysqlbackups", "-n", shop.ns)
     header, row = (
         table.splitlines()[0].split(),
         next(line for line in table.splitlines() if "src-full" in line),
@@ -223,8 +239,8 @@ def test_a_backup_to_s3_completes_from_a_replica_and_kubectl_shows_it(shop: Clus
     print(f"\nbackup src-full: {status['sizeHuman']} in {took:.1f}s")
 
 
-def test_point_in_time_restore_into_a_new_cluster_has_exactly_the_rows_of_that_moment(shop: Cluster) -> None:
-    primary = shop.status(SOURCE, NS)["primary"]
+def test_point_in_time_restore_into_a_new_cluster_has_exactly_the_rows_of_that_moment(shop: Shop) -> None:
+    primary = shop.status(SOURCE, shop.ns)["primary"]
     with root_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
         cur.execute("UPDATE app.items SET qty = qty + 1 WHERE id <= 50")
         cur.execute("DELETE FROM app.items WHERE id > 190")
@@ -247,21 +263,20 @@ def test_point_in_time_restore_into_a_new_cluster_has_exactly_the_rows_of_that_m
     point_in_time = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def archived() -> bool:
-        last = (shop.status(SOURCE, NS).get("backup") or {}).get("lastBinlogArchiveTime")
+        last = (shop.status(SOURCE, shop.ns).get("backup") or {}).get("lastBinlogArchiveTime")
         return (
             bool(last) and datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp() > after_writes + 1
         )
 
     wait_for(archived, 90, "binlogs archived after the last writes")
     started = time.monotonic()
-    shop.apply(
-        cluster_manifest("restored", 2, restoreFrom={"backup": "src-full", "pointInTime": point_in_time}), NS
-    )
-    status = shop.wait_ready("restored", NS, timeout=300)
+    restore_from = {"backup": "src-full", "pointInTime": point_in_time}
+    shop.apply(cluster_manifest(shop.flavor, "restored", 2, restoreFrom=restore_from), shop.ns)
+    status = shop.wait_ready("restored", shop.ns, timeout=420)
     elapsed = time.monotonic() - started
     restore = status["restore"]
     assert restore["phase"] == "Completed" and "replayed" in restore["message"], restore
-    restored_condition = shop.condition("restored", NS, "Restored")
+    restored_condition = shop.condition("restored", shop.ns, "Restored")
     assert restored_condition is not None and restored_condition["status"] == "True"
     assert status["primary"] == "restored-0"
     got = snapshot(shop, "restored", "restored-0")
@@ -273,11 +288,11 @@ def test_point_in_time_restore_into_a_new_cluster_has_exactly_the_rows_of_that_m
     print(f"\nrestore to {point_in_time} and Ready with 2 instances: {elapsed:.1f}s ({restore['message']})")
 
 
-def test_a_backup_job_killed_half_way_leaves_the_backup_failed(shop: Cluster, s3: S3Server) -> None:
-    replica = next(i["name"] for i in shop.status(SOURCE, NS)["instances"] if i["role"] == "replica")
+def test_a_backup_job_killed_half_way_leaves_the_backup_failed(shop: Shop, s3: S3Server) -> None:
+    replica = next(i["name"] for i in shop.status(SOURCE, shop.ns)["instances"] if i["role"] == "replica")
     with root_session(shop, SOURCE, replica) as lock, lock.cursor() as cur:
         cur.execute("LOCK TABLES app.items WRITE")  # the dump blocks on this table, half way
-        shop.apply(backup_manifest("src-killed", SOURCE), NS)
+        shop.apply(backup_manifest("src-killed", SOURCE), shop.ns)
         wait_backup(shop, "src-killed", ("Running",))
 
         def dumping() -> str | None:
@@ -287,26 +302,26 @@ def test_a_backup_job_killed_half_way_leaves_the_backup_failed(shop: Cluster, s3
             )
             if not cur.fetchone()[0]:
                 return None
-            pods = shop.items("pods", NS, "job-name=src-killed-backup")
+            pods = shop.items("pods", shop.ns, "job-name=src-killed-backup")
             return str(pods[0]["metadata"]["name"]) if pods else None
 
         pod = wait_for(dumping, 60, "the dump to wait on the locked table")
-        assert shop.sandbox.kill_container(NS, pod, "backup"), "the Job's process was killed"
+        assert shop.sandbox.kill_container(shop.ns, pod, "backup"), "the Job's process was killed"
     status = wait_backup(shop, "src-killed", ("Completed", "Failed"))
     assert status["phase"] == "Failed", status
     assert "137" in status["message"] and "killed" in status["message"], status["message"]
-    assert not [k for k in s3_keys(s3, f"{SOURCE}/backups/src-killed/") if k.endswith("manifest.json")]
-    table = shop.kubectl("get", "mysqlbackups", "-n", NS, "-o", "wide")
+    assert not [k for k in s3_keys(s3, f"{shop.prefix}/backups/src-killed/") if k.endswith("manifest.json")]
+    table = shop.kubectl("get", "mysqlbackups", "-n", shop.ns, "-o", "wide")
     assert "Failed" in next(line for line in table.splitlines() if "src-killed" in line)
-    reasons = {e["reason"] for e in shop.events(NS, "src-killed")}
+    reasons = {e["reason"] for e in shop.events(shop.ns, "src-killed")}
     assert "BackupFailed" in reasons
 
 
-def test_a_restore_from_a_missing_backup_fails_clearly_and_changes_nothing(shop: Cluster) -> None:
-    shop.apply(cluster_manifest("ghost", 1, restoreFrom={"backup": "no-such-backup"}), NS)
+def test_a_restore_from_a_missing_backup_fails_clearly_and_changes_nothing(shop: Shop) -> None:
+    shop.apply(cluster_manifest(shop.flavor, "ghost", 1, restoreFrom={"backup": "no-such-backup"}), shop.ns)
 
     def failed() -> dict[str, Any] | None:
-        cond = shop.condition("ghost", NS, "Restored")
+        cond = shop.condition("ghost", shop.ns, "Restored")
         return cond if cond and cond["reason"] == "RestoreFailed" else None
 
     cond = wait_for(failed, 90, "the Restored condition to say RestoreFailed")
@@ -316,32 +331,32 @@ def test_a_restore_from_a_missing_backup_fails_clearly_and_changes_nothing(shop:
         and "no-such-backup" in cond["message"]
     )
     time.sleep(6)  # two more restore and topology passes: no retry, no bootstrap
-    status = shop.status("ghost", NS)
+    status = shop.status("ghost", shop.ns)
     assert status["phase"] == "RestoreFailed" and not status.get("primary")
-    assert shop.condition("ghost", NS, "Restored") == cond, "no retry storm: the condition stays as it was"
-    assert shop.kubectl_result("get", "job", "ghost-restore", "-n", NS).returncode != 0
-    events = [e for e in shop.events(NS, "ghost") if e["reason"] == "RestoreFailed"]
+    assert shop.condition("ghost", shop.ns, "Restored") == cond, "no retry storm: the condition stays"
+    assert shop.kubectl_result("get", "job", "ghost-restore", "-n", shop.ns).returncode != 0
+    events = [e for e in shop.events(shop.ns, "ghost") if e["reason"] == "RestoreFailed"]
     assert len(events) == 1 and events[0]["type"] == "Warning"
 
 
-def pvc_directory(cluster: Cluster) -> Path:
-    volume = cluster.get("pvc", "backups", NS)["spec"]["volumeName"]
-    spec = cluster.get("pv", volume, NS)["spec"]
+def pvc_directory(cluster: Shop) -> Path:
+    volume = cluster.get("pvc", "backups", cluster.ns)["spec"]["volumeName"]
+    spec = cluster.get("pv", volume, cluster.ns)["spec"]
     return Path((spec.get("hostPath") or spec.get("local"))["path"])
 
 
-def test_scheduled_backups_fire_and_retention_prunes_objects_and_data(shop: Cluster) -> None:
+def test_scheduled_backups_fire_and_retention_prunes_objects_and_data(shop: Shop) -> None:
     seen: set[str] = set()
 
     def pruned_after_three() -> dict[str, Any] | None:
-        backups = shop.items("mysqlbackups", NS, f"mysql.operator.dev/cluster={SCHEDULED}")
+        backups = shop.items("mysqlbackups", shop.ns, f"mysql.operator.dev/cluster={SCHEDULED}")
         seen.update(b["metadata"]["name"] for b in backups)
-        state = shop.status(SCHEDULED, NS).get("backup") or {}
+        state = shop.status(SCHEDULED, shop.ns).get("backup") or {}
         done = len(seen) >= 3 and state.get("retainedAfter") and not state.get("retentionJob")
         return state if done and str(state.get("lastRetention", "")).startswith("kept 2") else None
 
     state = wait_for(pruned_after_three, 240, "3 scheduled backups and retention after the third", interval=2)
-    remaining = shop.items("mysqlbackups", NS, f"mysql.operator.dev/cluster={SCHEDULED}")
+    remaining = shop.items("mysqlbackups", shop.ns, f"mysql.operator.dev/cluster={SCHEDULED}")
     complete = sorted(
         b["metadata"]["name"] for b in remaining if (b.get("status") or {}).get("phase") == "Completed"
     )
@@ -351,11 +366,11 @@ def test_scheduled_backups_fire_and_retention_prunes_objects_and_data(shop: Clus
     assert with_manifest == complete, "retention deleted the data of the pruned backups, and only theirs"
 
     newest = complete[-1]
-    shop.apply(cluster_manifest("sched-copy", 1, restoreFrom={"backup": newest}), NS)
-    shop.wait_ready("sched-copy", NS, timeout=240)
+    shop.apply(cluster_manifest(shop.flavor, "sched-copy", 1, restoreFrom={"backup": newest}), shop.ns)
+    shop.wait_ready("sched-copy", shop.ns, timeout=240)
     assert snapshot(shop, "sched-copy", "sched-copy-0") == snapshot(shop, SCHEDULED, f"{SCHEDULED}-0")
 
 
-def test_the_operator_logged_no_tracebacks_in_the_backup_handlers(shop: Cluster) -> None:
+def test_the_operator_logged_no_tracebacks_in_the_backup_handlers(shop: Shop) -> None:
     log = operator_log(shop)
     assert "handlers/backup.py" not in log and "handlers/restore.py" not in log, log[-3000:]

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from sandbox.controlplane import write_kubeconfig
-from tests.e2e.conftest import CHART, OPERATOR_NS, Cluster, example_path, wait_for
+from tests.e2e.conftest import CHART, FLAVORS, OPERATOR_NS, Cluster, example_path, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -21,15 +21,17 @@ def operator_pods(cluster: Cluster) -> list[str]:
     return [p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")]
 
 
-def test_operator_restarted_mid_reconcile_converges(operator: Cluster) -> None:
-    ns = operator.create_namespace("restart")
-    operator.kubectl("apply", "-n", ns, "-f", str(example_path("mariadb.yaml")))
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_operator_restarted_mid_reconcile_converges(operator: Cluster, flavor: str) -> None:
+    """The flavor's example (examples/mysql.yaml, examples/mariadb.yaml), as `make sandbox` applies it."""
+    ns = operator.create_namespace(f"restart-{flavor}")
+    operator.kubectl("apply", "-n", ns, "-f", str(example_path(f"{flavor}.yaml")))
     # Kill the operator while it is creating objects and bootstrapping replication.
     wait_for(lambda: operator.items("statefulsets", ns), 60, "the operator to start on the cluster")
     (before,) = operator_pods(operator)
     operator.kubectl("delete", "pod", before, "-n", OPERATOR_NS, "--wait=false")
     wait_for(lambda: [p for p in operator_pods(operator) if p != before], 120, "a new operator pod")
-    status = operator.wait_ready("demo", ns, timeout=300)
+    status = operator.wait_ready("demo", ns, timeout=420)
     assert status["instancesReady"] == "3/3"
     assert status["primary"] is not None
     operator.kubectl("delete", "namespace", ns, "--wait=false")

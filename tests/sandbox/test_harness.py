@@ -232,7 +232,7 @@ def test_a_mysql_image_is_reported_not_runnable_and_never_ready(sandbox: Sandbox
 
     state = wait_for("mysql84 to report its container state", waiting, timeout=60)
     assert state["reason"] == "ImageNotRunnable"
-    assert "MySQL 8.x" in state["message"]
+    assert "MySQL 8.4 binaries are not available" in state["message"]
     found = pod(sandbox, "mysql84")
     assert found is not None and found["status"]["phase"] == "Pending"
     assert ready_pod(sandbox, "mysql84") is None

@@ -37,7 +37,13 @@ from mysql_operator.status import (
     now_iso,
     set_condition,
 )
-from mysql_operator.tls.ensure import client_tls, ensure_tls, read_server_secret, reload_if_stale
+from mysql_operator.tls.ensure import (
+    client_tls,
+    ensure_tls,
+    read_server_secret,
+    reload_if_stale,
+    serves_current,
+)
 from mysql_operator.tls.manifests import pod_mounts_tls
 from mysql_operator.topology.reconcile import (
     InstanceEndpoint,
@@ -236,7 +242,13 @@ def _tls_pass(
         return {}
 
 
+# Per (cluster uid, pod): when mysqld was last told to reload its certificate (monotonic seconds).
+_TLS_RELOADED: dict[tuple[str, str], float] = {}
+TLS_RELOAD_SECONDS = 30.0
+
+
 def reload_tls(
+    uid: str,
     endpoints: list[InstanceEndpoint],
     result: TopologyResult,
     secret_data: Mapping[str, str],
@@ -245,20 +257,36 @@ def reload_tls(
     body: kopf.Body,
     logger: logging.Logger,
 ) -> None:
-    """Make each reachable instance serve the Secret's certificate (a live reload, no restart)."""
+    """Make each reachable instance serve the Secret's certificate: a live reload, no restart, at
+    most every 30 s per pod (kubelet may not have refreshed the mounted files yet)."""
     reachable = {inst.ordinal for inst in result.instances if inst.reachable}
     root = Login(c.ROOT_USER, secret_data.get(c.KEY_ROOT_PASSWORD, ""))
+    dialect = dialect_for(spec.flavor)
+    now = time.monotonic()
     for endpoint in endpoints:
+        key = (uid, endpoint.pod_name)
         if endpoint.tls is None or endpoint.ordinal not in reachable:
+            continue
+        if now - _TLS_RELOADED.get(key, -TLS_RELOAD_SECONDS) < TLS_RELOAD_SECONDS:
             continue
         try:
             with open_session(endpoint.host, root, port=endpoint.port, tls=endpoint.tls) as session:
-                if reload_if_stale(session, dialect_for(spec.flavor), cert_pem):
-                    logger.info("TLS reloaded on %s", endpoint.pod_name)
-                    kopf.info(body, reason="TlsReloaded",
-                              message=f"{endpoint.pod_name} serves the current certificate (no restart)")
+                if not reload_if_stale(session, dialect, cert_pem):
+                    continue
+            _TLS_RELOADED[key] = now
+            with open_session(endpoint.host, root, port=endpoint.port, tls=endpoint.tls) as session:
+                current = serves_current(session, dialect, cert_pem)
         except MysqlError as error:
             logger.warning("TLS reload on %s: %s", endpoint.pod_name, error)
+            continue
+        if current:
+            logger.info("TLS reloaded on %s", endpoint.pod_name)
+            kopf.info(body, reason="TlsReloaded",
+                      message=f"{endpoint.pod_name} serves the current certificate (reloaded, no restart)")
+        else:
+            logger.info("TLS reload on %s: its mounted files still hold the previous certificate "
+                        "(kubelet refreshes them); trying again in %.0fs",
+                        endpoint.pod_name, TLS_RELOAD_SECONDS)
 
 
 def spec_accepted(status: Mapping[str, Any], spec: MysqlClusterSpec) -> bool:
@@ -364,7 +392,8 @@ def _topology_pass(
         logger.info("topology action: %s", action)
     record_metrics(ns, name, result)
     if tls_secret.get(c.KEY_TLS_CERT):
-        reload_tls(endpoints, result, secret_data, cluster_spec, tls_secret[c.KEY_TLS_CERT], body, logger)
+        reload_tls(str(meta.get("uid")), endpoints, result, secret_data, cluster_spec,
+                   tls_secret[c.KEY_TLS_CERT], body, logger)
     if cluster_spec.monitoring.exporter:
         ensure_exporter_users(str(meta.get("uid")), endpoints, result, secret_data, cluster_spec, logger)
     current = {p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_ROLE) for p in pods}

@@ -131,13 +131,19 @@ def client_tls(
     return ClientTls(ca_pem=ca, server_name=c.pod_domain_name(cluster, namespace, ordinal))
 
 
+def serves_current(session: Session, dialect: Dialect, cert_pem: str) -> bool:
+    """Whether mysqld serves `cert_pem` (the Secret's certificate). On MariaDB the status is the
+    session's own handshake: ask on a session opened after any reload."""
+    row = session.query_one(dialect.served_certificate_query) or {}
+    served = str(row.get("Value") or row.get("VALUE") or "")
+    return not rotation.reload_needed(served, cert_pem)
+
+
 def reload_if_stale(session: Session, dialect: Dialect, cert_pem: str) -> bool:
     """Make mysqld serve the certificate files anew when it serves another certificate than
     `cert_pem` (the Secret's). Whether a reload was issued. The files themselves are refreshed by
-    kubelet; a reload before that is harmless and the next pass tries again."""
-    row = session.query_one(dialect.served_certificate_query) or {}
-    served = str(row.get("Value") or row.get("VALUE") or "")
-    if not rotation.reload_needed(served, cert_pem):
+    kubelet; a reload before that is harmless and a later pass tries again."""
+    if serves_current(session, dialect, cert_pem):
         return False
     session.execute(dialect.reload_tls)
     return True

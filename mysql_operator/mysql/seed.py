@@ -43,6 +43,7 @@ class SeedEndpoint:
     host: str
     login: Login
     port: int = MYSQL_PORT
+    ca_pem: str = ""  # the cluster's CA bundle: the tools connect over TLS and verify the chain
 
 
 def user_databases(session: Session, dialect: Dialect) -> list[str]:
@@ -110,10 +111,21 @@ def stream_dump(donor: SeedEndpoint, target: SeedEndpoint, timeout: float) -> fl
     """
     started = time.monotonic()
     secrets = (donor.login.password, target.login.password)
-    source = Instance(donor.host, donor.login, Flavor.MARIADB, donor.port)
-    sink = Instance(target.host, target.login, Flavor.MARIADB, target.port)
+    with tempfile.TemporaryDirectory(prefix="mysqlop-seed-") as work:
+        ca_file = ""
+        if donor.ca_pem:  # the tools verify both servers' chains against the cluster's CA
+            ca_file = str(Path(work) / "ca.crt")
+            Path(ca_file).write_text(donor.ca_pem)
+        source = Instance(donor.host, donor.login, Flavor.MARIADB, donor.port, ssl_ca=ca_file)
+        sink = Instance(target.host, target.login, Flavor.MARIADB, target.port, ssl_ca=ca_file)
+        return _stream(source, sink, work, started, timeout, secrets)
+
+
+def _stream(
+    source: Instance, sink: Instance, work: str, started: float, timeout: float, secrets: tuple[str, ...]
+) -> float:
+    """Pipe mariadb-dump of `source` into mariadb on `sink` (both through option files in `work`)."""
     with (
-        tempfile.TemporaryDirectory(prefix="mysqlop-seed-") as work,
         defaults_file(source, work) as source_defaults,
         defaults_file(sink, work) as sink_defaults,
     ):
@@ -143,13 +155,13 @@ def stream_dump(donor: SeedEndpoint, target: SeedEndpoint, timeout: float) -> fl
                     process.kill()
                     process.wait()
                 raise SeedError(
-                    f"copy from {donor.host} to {target.host} took longer than {timeout:.0f}s"
+                    f"copy from {source.host} to {sink.host} took longer than {timeout:.0f}s"
                 ) from None
         load_code, dump_code = codes
         if dump_code != 0:
-            raise SeedError(f"dump of {donor.host} failed ({dump_code}): {_tail(dump_err, secrets)}")
+            raise SeedError(f"dump of {source.host} failed ({dump_code}): {_tail(dump_err, secrets)}")
         if load_code != 0:
-            raise SeedError(f"load into {target.host} failed ({load_code}): {_tail(load_err, secrets)}")
+            raise SeedError(f"load into {sink.host} failed ({load_code}): {_tail(load_err, secrets)}")
     return time.monotonic() - started
 
 

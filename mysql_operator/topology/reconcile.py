@@ -421,7 +421,8 @@ def _seed_runner(work: _Pass, action: Seed) -> Callable[[], float]:
 
     def run() -> float:
         started = time.monotonic()
-        donor_end = seed.SeedEndpoint(donor.host, creds.root, donor.port)
+        ca_pem = donor.tls.ca_pem if donor.tls is not None else ""
+        donor_end = seed.SeedEndpoint(donor.host, creds.root, donor.port, ca_pem)
         if isinstance(dialect, MysqlDialect):
             with session(donor, creds.root) as donor_session:
                 seed.prepare_clone_donor(donor_session, dialect)
@@ -433,7 +434,7 @@ def _seed_runner(work: _Pass, action: Seed) -> Callable[[], float]:
         log.info("seed of instance %s: wiped (%d databases dropped)", action.ordinal, len(dropped))
         with session(donor, creds.root) as donor_session:
             history = seed.donor_binlog_state(donor_session)
-        seed.stream_dump(donor_end, seed.SeedEndpoint(target.host, creds.root, target.port),
+        seed.stream_dump(donor_end, seed.SeedEndpoint(target.host, creds.root, target.port, ca_pem),
                          settings.seed_timeout)
         with session(target, creds.root) as target_session:
             seed.restore_binlog_state(target_session, history)

@@ -20,6 +20,7 @@ import pymysql
 import pytest
 
 from mysql_operator import conventions as c
+from mysql_operator.backup.commands import Instance, defaults_file
 from mysql_operator.mysql import actions
 from mysql_operator.mysql.dialect import SourceTls, dialect_for
 from mysql_operator.mysql.session import InstanceUnreachable, Login, Statement, open_session
@@ -234,3 +235,28 @@ def test_rotated_certificate_is_served_after_a_live_reload(pair: TlsPair) -> Non
     served = issue.certificate_facts(new.cert_pem).not_after
     assert after["Value"].split()[-2] == str(served.year)
     assert server.process is not None and server.process.pid == pid and server.running  # no restart
+
+
+def client_tool(flavor: c.Flavor) -> list[str]:
+    return mysql_root.client_argv("mysql") if flavor is c.Flavor.MYSQL else ["mariadb"]
+
+
+def test_client_tools_verify_the_chain_with_the_operator_options(pair: TlsPair) -> None:
+    """What backup Jobs and MariaDB seeding run: the option file of backup.commands, with ssl-ca."""
+    stranger = issue.issue_ca("other", NAMESPACE, issue.utcnow(), timedelta(days=30))
+    stranger_file = pair.tls_dir.parent / "stranger-tools-ca.crt"
+    stranger_file.write_text(stranger.cert_pem)
+    outcomes = {}
+    for label, ca_file in (("cluster", pair.tls_dir / c.KEY_TLS_CA), ("stranger", stranger_file)):
+        instance = Instance(pair.servers[0].host, ROOT, pair.flavor, ssl_ca=str(ca_file))
+        with defaults_file(instance, str(pair.tls_dir.parent)) as options:
+            done = subprocess.run(
+                [*client_tool(pair.flavor), f"--defaults-extra-file={options}", "-N", "-B",
+                 "-e", "SHOW SESSION STATUS LIKE 'Ssl_cipher'"],
+                capture_output=True, text=True, timeout=60,
+            )
+        outcomes[label] = done
+    assert outcomes["cluster"].returncode == 0, outcomes["cluster"].stderr
+    assert len(outcomes["cluster"].stdout.split()) == 2  # Ssl_cipher <a cipher>
+    assert outcomes["stranger"].returncode != 0
+    assert any(w in outcomes["stranger"].stderr.lower() for w in ("certificate", "ssl", "tls"))

@@ -11,7 +11,10 @@ from pydantic import ValidationError
 
 from mysql_operator import conventions as c
 from mysql_operator.api.models import MysqlClusterSpec
+from mysql_operator.backup.commands import Instance, defaults_text
 from mysql_operator.mysql.dialect import SourceTls, dialect_for
+from mysql_operator.mysql.session import Login
+from mysql_operator.resources.backup_job import build_job
 from mysql_operator.resources.config import render_my_cnf
 from mysql_operator.resources.meta import ClusterRef
 from mysql_operator.resources.statefulset import build_statefulset
@@ -273,3 +276,31 @@ def test_clone_requires_tls_with_the_ca_and_reload_statements_per_flavor() -> No
     assert statements[-1].sql.endswith("REQUIRE SSL")
     assert mysql.reload_tls.sql == "ALTER INSTANCE RELOAD TLS"
     assert dialect_for(c.Flavor.MARIADB).reload_tls.sql == "FLUSH SSL"
+
+
+# --------------------------------------------------------------------------- backup Jobs and tools
+
+
+def test_backup_job_mounts_only_the_ca_and_points_the_tools_at_it() -> None:
+    from dataclasses import replace
+
+    from tests.unit.test_backup_operator import request
+
+    job = build_job(replace(request(), tls_secret="shop-db-tls"))
+    pod = job["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "tls-ca")
+    assert volume["secret"] == {"secretName": "shop-db-tls", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["DB_SSL_CA"] == "/etc/mysql-operator/tls/ca.crt"
+    plain = build_job(request())["spec"]["template"]["spec"]
+    assert "DB_SSL_CA" not in {e["name"] for e in plain["containers"][0]["env"]}
+
+
+@pytest.mark.parametrize("flavor, mode", [("mysql", "ssl-mode=VERIFY_CA"), ("mariadb", "ssl")])
+def test_tool_option_files_ask_for_tls_verified_by_the_ca(flavor: str, mode: str) -> None:
+    ca = "/etc/mysql-operator/tls/ca.crt"
+    instance = Instance("127.0.0.9", Login("u", "p"), c.Flavor(flavor), ssl_ca=ca)
+    lines = defaults_text(instance).splitlines()
+    assert 'ssl-ca="/etc/mysql-operator/tls/ca.crt"' in lines and mode in lines
+    plain = defaults_text(Instance("127.0.0.9", Login("u", "p"), c.Flavor(flavor)))
+    assert "ssl" not in plain

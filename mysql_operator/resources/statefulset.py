@@ -110,7 +110,10 @@ def build_exporter_container(spec: MysqlClusterSpec, cluster: str) -> dict[str, 
             # kubelet expands $(VAR) from the variables above; the password never appears in the spec.
             {
                 "name": "DATA_SOURCE_NAME",
-                "value": f"{c.EXPORTER_USER}:$(EXPORTER_PASSWORD)@($(POD_IP):{c.MYSQL_PORT})/",
+                "value": f"{c.EXPORTER_USER}:$(EXPORTER_PASSWORD)@($(POD_IP):{c.MYSQL_PORT})/"
+                # Encrypted when the server serves TLS (a DSN cannot name a CA; verification needs
+                # the exporter's option file: ssl-ca, and 127.0.0.1 which the certificate carries).
+                + ("?tls=preferred" if spec.tls.enabled else ""),
             },
         ],
         "ports": [{"name": "metrics", "containerPort": c.EXPORTER_PORT, "protocol": "TCP"}],

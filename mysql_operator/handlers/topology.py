@@ -39,6 +39,7 @@ from mysql_operator.status import (
 )
 from mysql_operator.tls.ensure import (
     client_tls,
+    ensure_replication_tls,
     ensure_tls,
     read_server_secret,
     reload_if_stale,
@@ -242,12 +243,12 @@ def _tls_pass(
         return {}
 
 
-# Per (cluster uid, pod): when mysqld was last told to reload its certificate (monotonic seconds).
-_TLS_RELOADED: dict[tuple[str, str], float] = {}
-TLS_RELOAD_SECONDS = 30.0
+# Per (cluster uid, pod): the certificate last checked and when (monotonic seconds).
+_TLS_CHECKED_PODS: dict[tuple[str, str], tuple[str, float]] = {}
+TLS_POD_CHECK_SECONDS = 15.0
 
 
-def reload_tls(
+def tls_per_instance(
     uid: str,
     endpoints: list[InstanceEndpoint],
     result: TopologyResult,
@@ -257,36 +258,43 @@ def reload_tls(
     body: kopf.Body,
     logger: logging.Logger,
 ) -> None:
-    """Make each reachable instance serve the Secret's certificate: a live reload, no restart, at
-    most every 30 s per pod (kubelet may not have refreshed the mounted files yet)."""
+    """Per reachable instance, every 15 s (or at once when the Secret's certificate changed): make a
+    replica's link to its source follow spec.tls, and make mysqld serve the Secret's certificate (a
+    live reload, no restart; kubelet may not have refreshed the mounted files yet: tried again)."""
     reachable = {inst.ordinal for inst in result.instances if inst.reachable}
     root = Login(c.ROOT_USER, secret_data.get(c.KEY_ROOT_PASSWORD, ""))
     dialect = dialect_for(spec.flavor)
     now = time.monotonic()
+    tls_hosts = {e.host for e in endpoints if e.tls is not None}
     for endpoint in endpoints:
         key = (uid, endpoint.pod_name)
-        if endpoint.tls is None or endpoint.ordinal not in reachable:
+        if endpoint.ordinal not in reachable:
             continue
-        if now - _TLS_RELOADED.get(key, -TLS_RELOAD_SECONDS) < TLS_RELOAD_SECONDS:
+        last_cert, last_time = _TLS_CHECKED_PODS.get(key, ("", -TLS_POD_CHECK_SECONDS))
+        if last_cert == cert_pem and now - last_time < TLS_POD_CHECK_SECONDS:
             continue
+        _TLS_CHECKED_PODS[key] = (cert_pem, now)
+        reloaded, current, changed = False, True, None
         try:
             with open_session(endpoint.host, root, port=endpoint.port, tls=endpoint.tls) as session:
-                if not reload_if_stale(session, dialect, cert_pem):
-                    continue
-            _TLS_RELOADED[key] = now
-            with open_session(endpoint.host, root, port=endpoint.port, tls=endpoint.tls) as session:
-                current = serves_current(session, dialect, cert_pem)
+                changed = ensure_replication_tls(session, dialect, endpoint.tls is not None, tls_hosts)
+                if endpoint.tls is not None and cert_pem:
+                    reloaded = reload_if_stale(session, dialect, cert_pem)
+            if reloaded:
+                with open_session(endpoint.host, root, port=endpoint.port, tls=endpoint.tls) as session:
+                    current = serves_current(session, dialect, cert_pem)
         except MysqlError as error:
-            logger.warning("TLS reload on %s: %s", endpoint.pod_name, error)
+            logger.warning("TLS on %s: %s", endpoint.pod_name, error)
             continue
-        if current:
+        if changed:
+            kopf.info(body, reason="ReplicationTlsChanged", message=f"{endpoint.pod_name}: {changed}")
+        if reloaded and current:
             logger.info("TLS reloaded on %s", endpoint.pod_name)
             kopf.info(body, reason="TlsReloaded",
                       message=f"{endpoint.pod_name} serves the current certificate (reloaded, no restart)")
-        else:
+        elif reloaded:
             logger.info("TLS reload on %s: its mounted files still hold the previous certificate "
-                        "(kubelet refreshes them); trying again in %.0fs",
-                        endpoint.pod_name, TLS_RELOAD_SECONDS)
+                        "(kubelet refreshes them); trying again", endpoint.pod_name)
 
 
 def spec_accepted(status: Mapping[str, Any], spec: MysqlClusterSpec) -> bool:
@@ -391,9 +399,8 @@ def _topology_pass(
     for action in result.actions:
         logger.info("topology action: %s", action)
     record_metrics(ns, name, result)
-    if tls_secret.get(c.KEY_TLS_CERT):
-        reload_tls(str(meta.get("uid")), endpoints, result, secret_data, cluster_spec,
-                   tls_secret[c.KEY_TLS_CERT], body, logger)
+    tls_per_instance(str(meta.get("uid")), endpoints, result, secret_data, cluster_spec,
+                     tls_secret.get(c.KEY_TLS_CERT, ""), body, logger)
     if cluster_spec.monitoring.exporter:
         ensure_exporter_users(str(meta.get("uid")), endpoints, result, secret_data, cluster_spec, logger)
     current = {p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_ROLE) for p in pods}

@@ -150,6 +150,10 @@ class Dialect(ABC):
     reload_tls: Statement
 
     @abstractmethod
+    def change_source_tls(self, tls: SourceTls | None) -> Statement:
+        """Only the TLS part of a replica's source configuration (the replica must be stopped)."""
+
+    @abstractmethod
     def prepare_replica_position(self, gtid_executed: str) -> list[Statement]:
         """Statements run before change_source so the replica asks for what it really has."""
 
@@ -289,6 +293,14 @@ class MysqlDialect(Dialect):
             "SOURCE_PASSWORD=%s, SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1, "
             "SOURCE_CONNECT_RETRY=1, SOURCE_RETRY_COUNT=86400" + secure[0],
             (host, int(port), user, password, *secure[1]),
+        )
+
+    def change_source_tls(self, tls: SourceTls | None) -> Statement:
+        if tls is None:
+            return Statement("CHANGE REPLICATION SOURCE TO SOURCE_SSL=0, SOURCE_SSL_VERIFY_SERVER_CERT=0")
+        return Statement(
+            "CHANGE REPLICATION SOURCE TO SOURCE_SSL=1, SOURCE_SSL_CA=%s, SOURCE_SSL_VERIFY_SERVER_CERT=%s",
+            (tls.ca_path, 1 if tls.verify_identity else 0),
         )
 
     def prepare_replica_position(self, gtid_executed: str) -> list[Statement]:
@@ -436,6 +448,14 @@ class MariadbDialect(Dialect):
             "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, MASTER_PASSWORD=%s, "
             "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1" + secure[0],
             (host, int(port), user, password, *secure[1]),
+        )
+
+    def change_source_tls(self, tls: SourceTls | None) -> Statement:
+        if tls is None:
+            return Statement("CHANGE MASTER TO MASTER_SSL=0, MASTER_SSL_VERIFY_SERVER_CERT=0")
+        return Statement(
+            "CHANGE MASTER TO MASTER_SSL=1, MASTER_SSL_CA=%s, MASTER_SSL_VERIFY_SERVER_CERT=%s",
+            (tls.ca_path, 1 if tls.verify_identity else 0),
         )
 
     def prepare_replica_position(self, gtid_executed: str) -> list[Statement]:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from mysql_operator import conventions as c
 from mysql_operator.api.models import MysqlClusterSpec
 from mysql_operator.kube import Kube
+from mysql_operator.mysql.actions import source_tls
 from mysql_operator.mysql.dialect import Dialect
 from mysql_operator.mysql.session import Session
 from mysql_operator.resources.credentials import decode_secret_data
@@ -147,3 +148,26 @@ def reload_if_stale(session: Session, dialect: Dialect, cert_pem: str) -> bool:
         return False
     session.execute(dialect.reload_tls)
     return True
+
+
+def ensure_replication_tls(
+    session: Session, dialect: Dialect, serves_tls: bool, tls_sources: Collection[str]
+) -> str | None:
+    """Bring an active replica's connection to its source in line with the cluster's TLS (a replica
+    attached before TLS was turned on, or after it was turned off, keeps its old setting otherwise):
+    TLS when this instance and its source (a host of `tls_sources`) were both started with the
+    certificate. Returns what was changed, or None. A stopped replica is left alone (a failover may
+    be at work)."""
+    row = session.query_one(dialect.replica_status_query)
+    if row is None:
+        return None
+    status = dialect.parse_replica_status(row)
+    wanted = serves_tls and status.source_host in tls_sources
+    allowed = str(row.get("Source_SSL_Allowed") or row.get("Master_SSL_Allowed") or "") == "Yes"
+    if allowed == wanted or not status.sql_running:
+        return None
+    tls = source_tls(session, dialect, status.source_host) if wanted else None
+    if wanted and tls is None:
+        return None  # this server has no CA configured yet
+    session.execute(dialect.stop_replica, dialect.change_source_tls(tls), dialect.start_replica)
+    return "replication from its source now over TLS" if wanted else "replication from its source without TLS"

@@ -297,7 +297,9 @@ class MysqlDialect(Dialect):
 
     def change_source_tls(self, tls: SourceTls | None) -> Statement:
         if tls is None:
-            return Statement("CHANGE REPLICATION SOURCE TO SOURCE_SSL=0, SOURCE_SSL_VERIFY_SERVER_CERT=0")
+            return Statement(
+                "CHANGE REPLICATION SOURCE TO SOURCE_SSL=0, SOURCE_SSL_CA='', SOURCE_SSL_VERIFY_SERVER_CERT=0"
+            )
         return Statement(
             "CHANGE REPLICATION SOURCE TO SOURCE_SSL=1, SOURCE_SSL_CA=%s, SOURCE_SSL_VERIFY_SERVER_CERT=%s",
             (tls.ca_path, 1 if tls.verify_identity else 0),
@@ -452,7 +454,9 @@ class MariadbDialect(Dialect):
 
     def change_source_tls(self, tls: SourceTls | None) -> Statement:
         if tls is None:
-            return Statement("CHANGE MASTER TO MASTER_SSL=0, MASTER_SSL_VERIFY_SERVER_CERT=0")
+            return Statement(
+                "CHANGE MASTER TO MASTER_SSL=0, MASTER_SSL_CA='', MASTER_SSL_VERIFY_SERVER_CERT=0"
+            )
         return Statement(
             "CHANGE MASTER TO MASTER_SSL=1, MASTER_SSL_CA=%s, MASTER_SSL_VERIFY_SERVER_CERT=%s",
             (tls.ca_path, 1 if tls.verify_identity else 0),

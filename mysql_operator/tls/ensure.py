@@ -163,11 +163,19 @@ def ensure_replication_tls(
         return None
     status = dialect.parse_replica_status(row)
     wanted = serves_tls and status.source_host in tls_sources
-    allowed = str(row.get("Source_SSL_Allowed") or row.get("Master_SSL_Allowed") or "") == "Yes"
-    if allowed == wanted or not status.sql_running:
+    if not status.sql_running:
         return None
-    tls = source_tls(session, dialect, status.source_host) if wanted else None
-    if wanted and tls is None:
-        return None  # this server has no CA configured yet
+    # Both flavors default to an unverified TLS attempt (SSL allowed, no CA): what tells a verified
+    # link is the CA file.
+    ca_file = str(row.get("Source_SSL_CA_File") or row.get("Master_SSL_CA_File") or "")
+    allowed = str(row.get("Source_SSL_Allowed") or row.get("Master_SSL_Allowed") or "") == "Yes"
+    if wanted:
+        tls = source_tls(session, dialect, status.source_host)
+        if tls is None or (allowed and ca_file == tls.ca_path):
+            return None  # no CA configured on this server yet, or already verified TLS
+    elif not ca_file:
+        return None
+    else:
+        tls = None  # a CA the source's certificate no longer chains to
     session.execute(dialect.stop_replica, dialect.change_source_tls(tls), dialect.start_replica)
-    return "replication from its source now over TLS" if wanted else "replication from its source without TLS"
+    return "replicates over verified TLS" if tls else "replicates without TLS"

@@ -27,7 +27,7 @@ from mysql_operator.mysql.session import InstanceUnreachable, Login, Statement, 
 from mysql_operator.mysql.users import ClusterCredentials, ensure_system_users
 from mysql_operator.tls import issue
 from mysql_operator.tls.client import ClientTls
-from mysql_operator.tls.ensure import reload_if_stale
+from mysql_operator.tls.ensure import ensure_replication_tls, reload_if_stale
 from sandbox import mysql_root
 from tests.integration.conftest import CREDENTIALS
 from tests.integration.servers import ROOT_PASSWORD, MariadbServer, _wait
@@ -217,6 +217,31 @@ def test_replication_runs_over_tls_and_refuses_a_source_of_another_ca(pair: TlsP
                 "WHERE t.PROCESSLIST_USER = %s AND s.VARIABLE_NAME = 'Ssl_cipher'",
                 (creds.replication.user,)))
         assert row is not None and row["cipher"]
+
+
+def test_a_replica_attached_without_tls_is_moved_onto_tls(pair: TlsPair) -> None:
+    dialect = dialect_for(pair.flavor)
+    creds = ClusterCredentials.from_secret(CREDENTIALS)
+    source, replica = pair.servers
+    with open_session(replica.host, creds.operator, tls=pair.client(1)) as session:
+        # As attached before TLS was turned on (MariaDB keeps SSL settings across RESET SLAVE ALL).
+        session.execute(dialect.stop_replica, dialect.change_source_tls(None))
+        actions.configure_replica(session, dialect, source_host=source.host, source_port=3306,
+                                  replication=creds.replication, semi_sync=False, tls=False)
+        row = session.query_one(dialect.replica_status_query) or {}
+        assert "" in (row.get("Source_SSL_CA_File"), row.get("Master_SSL_CA_File"))  # nothing verified
+        # The source is not known to serve TLS: left as it is.
+        assert ensure_replication_tls(session, dialect, True, set()) is None
+        assert ensure_replication_tls(session, dialect, True, {source.host}) is not None
+        assert ensure_replication_tls(session, dialect, True, {source.host}) is None  # done once
+
+        def replicating_over_tls() -> bool:
+            got = session.query_one(dialect.replica_status_query) or {}
+            status = dialect.parse_replica_status(got)
+            ca_file = got.get("Source_SSL_CA_File") or got.get("Master_SSL_CA_File")
+            return status.io_running and ca_file == str(pair.tls_dir / c.KEY_TLS_CA)
+
+        _wait(replicating_over_tls, 30, "replication moved onto TLS")
 
 
 def test_rotated_certificate_is_served_after_a_live_reload(pair: TlsPair) -> None:

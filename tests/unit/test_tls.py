@@ -304,3 +304,12 @@ def test_tool_option_files_ask_for_tls_verified_by_the_ca(flavor: str, mode: str
     assert 'ssl-ca="/etc/mysql-operator/tls/ca.crt"' in lines and mode in lines
     plain = defaults_text(Instance("127.0.0.9", Login("u", "p"), c.Flavor(flavor)))
     assert "ssl" not in plain
+
+
+@pytest.mark.parametrize("flavor, word", [("mysql", "SOURCE"), ("mariadb", "MASTER")])
+def test_only_the_tls_part_of_a_replica_is_changed_when_it_converges(flavor: str, word: str) -> None:
+    dialect = dialect_for(c.Flavor(flavor))
+    on = dialect.change_source_tls(SourceTls("/etc/mysql/tls/ca.crt", False))
+    assert f"{word}_SSL=1, {word}_SSL_CA=%s" in on.sql and on.args == ("/etc/mysql/tls/ca.crt", 0)
+    off = dialect.change_source_tls(None)
+    assert f"{word}_SSL=0, {word}_SSL_CA=''" in off.sql and "HOST" not in off.sql

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from mysql_operator import conventions as c
 from mysql_operator.api.models import MysqlClusterSpec
-from mysql_operator.kube import Kube
+from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.actions import source_tls
 from mysql_operator.mysql.dialect import Dialect
 from mysql_operator.mysql.session import Session
@@ -70,7 +70,13 @@ def ensure_tls(kube: Kube, ref: ClusterRef, spec: MysqlClusterSpec, now: datetim
     source = tls_source(spec)
     name = server_secret_name(spec, ref.name) or ""
     if source == TlsSource.CERT_MANAGER:
-        kube.apply(build_certificate(ref, spec))
+        try:
+            kube.apply(build_certificate(ref, spec))
+        except KubeError as error:
+            if error.status not in (403, 404):
+                raise  # the API server is busy: retried
+            return TlsOutcome(False, f"cannot create the cert-manager Certificate {name} ({error}): "
+                                     "is cert-manager installed, and may the operator create Certificates?")
     if source != TlsSource.OPERATOR:
         secret = kube.get("v1", "Secret", ref.namespace, name)
         data = decode_secret_data((secret or {}).get("data"))

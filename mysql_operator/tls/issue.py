@@ -58,13 +58,15 @@ class CertFacts:
 def server_names(
     cluster: str, namespace: str, extra: Iterable[str] = (), instances: int = MAX_INSTANCES
 ) -> tuple[str, ...]:
-    """Every name the server certificate of a cluster carries (DNS names and IP addresses), sorted."""
+    """Every name the server certificate of a cluster carries (DNS names and IP addresses): the
+    primary Service's first (the common name), then the others sorted."""
+    first = c.cluster_domain_names(cluster, namespace)[0]
     names = set(c.cluster_domain_names(cluster, namespace))
     names |= {c.pod_domain_name(cluster, namespace, o) for o in range(instances)}
     names |= {f"{c.pod_domain_name(cluster, namespace, o)}.cluster.local" for o in range(instances)}
     names |= set(LOOPBACK_NAMES)
     names |= {n.strip().lower() for n in extra if n.strip()}
-    return tuple(sorted(names))
+    return (first, *sorted(names - {first}))
 
 
 def _is_ip(name: str) -> bool:

@@ -313,3 +313,66 @@ def test_only_the_tls_part_of_a_replica_is_changed_when_it_converges(flavor: str
     assert f"{word}_SSL=1, {word}_SSL_CA=%s" in on.sql and on.args == ("/etc/mysql/tls/ca.crt", 0)
     off = dialect.change_source_tls(None)
     assert f"{word}_SSL=0, {word}_SSL_CA=''" in off.sql and "HOST" not in off.sql
+
+
+# ------------------------------------------------------------------------- ensure_tls (the act)
+
+
+class FakeKube:
+    """Secrets and applied objects in memory, as the API server would keep them."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.writes = 0
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get((kind, name))
+
+    def create_if_absent(self, manifest: dict[str, Any]) -> bool:
+        self.writes += 1
+        self.objects.setdefault((manifest["kind"], manifest["metadata"]["name"]), manifest)
+        return True
+
+    def merge_patch(
+        self, api_version: str, kind: str, namespace: str, name: str, body: dict[str, Any]
+    ) -> None:
+        self.writes += 1
+        self.objects[(kind, name)]["data"].update(body["data"])
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.writes += 1
+        self.objects[(manifest["kind"], manifest["metadata"]["name"])] = manifest
+        return manifest
+
+
+def test_ensure_tls_issues_once_then_only_when_a_reason_appears() -> None:
+    from mysql_operator.resources.credentials import decode_secret_data
+    from mysql_operator.tls.ensure import ensure_tls
+
+    kube = FakeKube()
+    first = ensure_tls(kube, REF, spec(), NOW)  # type: ignore[arg-type]
+    assert first.ok and len(first.issued) == 2  # the CA and the server certificate
+    server = decode_secret_data(kube.objects[("Secret", "shop-db-tls")]["data"])
+    facts = certificate_facts(server["tls.crt"])
+    assert facts.subject.startswith("CN=shop-db-primary.shop.svc,")
+    writes = kube.writes
+    again = ensure_tls(kube, REF, spec(), NOW + 10 * DAY)  # type: ignore[arg-type]
+    assert again.ok and again.issued == () and kube.writes == writes
+    due = ensure_tls(kube, REF, spec(), NOW + 61 * DAY)  # type: ignore[arg-type]
+    assert [i.split(" ")[0] for i in due.issued] == ["server"]
+    renewed = decode_secret_data(kube.objects[("Secret", "shop-db-tls")]["data"])
+    assert certificate_facts(renewed["tls.crt"]).serial != facts.serial
+    assert renewed["ca.crt"] == server["ca.crt"]  # same CA: clients keep trusting
+
+
+def test_ensure_tls_waits_for_a_users_secret_and_creates_the_cert_manager_certificate() -> None:
+    from mysql_operator.tls.ensure import ensure_tls
+
+    kube = FakeKube()
+    missing = ensure_tls(kube, REF, spec(tls={"secretName": "mine"}), NOW)  # type: ignore[arg-type]
+    assert not missing.ok and "Secret mine not found" in missing.message
+    manager = spec(tls={"certManager": {"issuerRef": {"name": "corp-ca"}}})
+    waiting = ensure_tls(kube, REF, manager, NOW)  # type: ignore[arg-type]
+    assert not waiting.ok and "cert-manager" in waiting.message
+    assert kube.objects[("Certificate", "shop-db-tls")]["spec"]["issuerRef"]["name"] == "corp-ca"
+    assert ("Secret", "shop-db-ca") not in kube.objects  # no CA of ours when cert-manager issues

@@ -23,7 +23,7 @@ CLIENT_TOOLS = ("mysql", "mysqldump", "mysqlbinlog", "mysqladmin")
 SERVER = "mysqld"
 TOOLS = (SERVER, *CLIENT_TOOLS)
 # Options that mysqld and the clients accept only as their very first argument.
-_FIRST_ONLY = ("--no-defaults", "--defaults-file=", "--defaults-extra-file=", "--print-defaults")
+_FIRST_ONLY = ("--no-defaults", "--defaults-file=", "--defaults-extra-file=")
 
 
 class MysqlRootMissing(RuntimeError):

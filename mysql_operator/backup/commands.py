@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,18 @@ _SCRUBBED_ENV = (
     "AWS_SESSION_TOKEN",
 )
 SYSTEM_DATABASES = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
+
+# Where MySQL's own client tools are: the one setting for them. MariaDB's are its mariadb-* names on
+# PATH. A bare `mysqldump` is no answer: on Debian (and in the image's MariaDB packages) it is a
+# symlink to mariadb-dump, which refuses MySQL's flags (--source-data, --set-gtid-purged, --skip-gtids).
+MYSQL_TOOLS_DIR_ENV = "MYSQL_TOOLS_DIR"
+DEFAULT_MYSQL_TOOLS_DIR = "/opt/mysql/bin"
+
+
+def mysql_tools_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The directory of MySQL's mysql, mysqldump and mysqlbinlog: $MYSQL_TOOLS_DIR, else the image's."""
+    env = os.environ if environ is None else environ
+    return Path(env.get(MYSQL_TOOLS_DIR_ENV) or DEFAULT_MYSQL_TOOLS_DIR)
 
 
 @dataclass(frozen=True)
@@ -50,17 +62,23 @@ class Instance:
 
 @dataclass(frozen=True)
 class Tools:
-    """Names (or paths) of the client binaries; the MySQL image has mysql*, MariaDB's mariadb*."""
+    """Names (or paths) of one flavor's client binaries: each flavor's dump is run by its own tools."""
 
     dump: str
     client: str
     binlog: str
 
     @classmethod
-    def for_flavor(cls, flavor: Flavor) -> Tools:
+    def for_flavor(cls, flavor: Flavor, environ: Mapping[str, str] | None = None) -> Tools:
+        """MariaDB's mariadb-* from PATH; MySQL's from `mysql_tools_dir()`."""
         if Flavor(flavor) == Flavor.MARIADB:
             return cls(dump="mariadb-dump", client="mariadb", binlog="mariadb-binlog")
-        return cls(dump="mysqldump", client="mysql", binlog="mysqlbinlog")
+        directory = mysql_tools_dir(environ)
+        return cls(
+            dump=str(directory / "mysqldump"),
+            client=str(directory / "mysql"),
+            binlog=str(directory / "mysqlbinlog"),
+        )
 
 
 def option_value(value: str) -> str:

@@ -24,7 +24,15 @@ from mysql_operator.backup.commands import Instance, Tools, child_env, defaults_
 from mysql_operator.conventions import MYSQL_PORT, Flavor
 from mysql_operator.mysql import gtid
 from mysql_operator.mysql.dialect import Dialect, MysqlDialect
-from mysql_operator.mysql.session import InstanceUnreachable, Login, MysqlError, Session, Statement, redact
+from mysql_operator.mysql.session import (
+    InstanceUnreachable,
+    Login,
+    MysqlError,
+    Session,
+    SqlError,
+    Statement,
+    redact,
+)
 
 log = logging.getLogger(__name__)
 
@@ -188,10 +196,17 @@ def restore_binlog_state(session: Session, donor_state: str) -> str:
     return state
 
 
+# "Restart server failed (mysqld is not managed by supervisor process)": the copy is complete and
+# mysqld shuts down to load it; with no mysqld_safe/systemd around it (a container's mysqld is PID 1),
+# the container exits and the kubelet starts it again.
+CLONE_DONE_RESTART_BY_CONTAINER = 3707
+
+
 def clone(session: Session, dialect: Dialect, donor: SeedEndpoint, tls: bool = False) -> None:
     """MySQL: copy the donor's data directory into this instance with the clone plugin.
 
-    The recipient restarts when the clone is done, so a lost connection at the end is success.
+    The recipient restarts when the clone is done (itself under a supervisor, else through its
+    container's restart), so a lost connection or error 3707 at the end is success.
     With `tls` the copy is TLS, verified with the recipient's own CA file (when it has one).
     """
     if not isinstance(dialect, MysqlDialect):
@@ -201,6 +216,10 @@ def clone(session: Session, dialect: Dialect, donor: SeedEndpoint, tls: bool = F
         session.execute(*statements)
     except InstanceUnreachable:
         log.info("instance %s restarts after the clone", session.host)
+    except SqlError as error:
+        if error.code != CLONE_DONE_RESTART_BY_CONTAINER:
+            raise
+        log.info("instance %s: clone complete; mysqld stops and its container restarts it", session.host)
 
 
 def clone_statements(

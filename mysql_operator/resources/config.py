@@ -41,6 +41,13 @@ _PER_FLAVOR = {
     },
 }
 
+# Loaded at start: INSTALL PLUGIN writes mysql.plugin, which a fenced (super_read_only) instance refuses,
+# and both a clone's donor (often a replica) and its recipient may be fenced.
+_PLUGINS = {
+    c.Flavor.MYSQL: ["mysql_clone.so"],
+    c.Flavor.MARIADB: [],
+}
+
 _SEMI_SYNC_PLUGINS = {
     c.Flavor.MYSQL: ["semisync_source.so", "semisync_replica.so"],
     c.Flavor.MARIADB: [],  # built in
@@ -50,6 +57,7 @@ _SEMI_SYNC_PLUGINS = {
 def mysqld_options(spec: MysqlClusterSpec) -> list[tuple[str, str]]:
     """The [mysqld] options of the cluster, operator-owned first, then the user's mysqlConfig."""
     options = list({**_COMMON, **_PER_FLAVOR[spec.flavor]}.items())
+    options += [("plugin_load_add", plugin) for plugin in _PLUGINS[spec.flavor]]
     if spec.replication.mode == ReplicationMode.SEMI_SYNC:
         options += [("plugin_load_add", plugin) for plugin in _SEMI_SYNC_PLUGINS[spec.flavor]]
     options += tls_options(spec)

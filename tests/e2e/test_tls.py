@@ -18,6 +18,7 @@ from typing import Any
 
 import pymysql
 import pytest
+import yaml
 
 from mysql_operator.tls.client import ClientTls
 from mysql_operator.tls.issue import certificate_facts, issue_ca, utcnow
@@ -207,3 +208,22 @@ def test_reissued_certificate_is_served_after_a_live_reload(tls: TlsCluster) -> 
         cur.execute("SELECT 1")
         assert cur.fetchone() == (1,)
     held.close()
+
+
+REFUSED_TLS = [
+    ("two-sources", {"secretName": "mine", "certManager": {"issuerRef": {"name": "ca"}}}, "exclusive"),
+    ("secure-without-tls", {"enabled": False, "requireSecureTransport": True}, "needs tls.enabled"),
+    ("name-injection", {"additionalNames": ["db\n[mysqld]"]}, "spec.tls.additionalNames"),
+    ("issuer-kind", {"certManager": {"issuerRef": {"name": "ca", "kind": "Secret"}}}, "spec.tls.certManager"),
+]
+
+
+@pytest.mark.parametrize("name, tls_spec, expected", REFUSED_TLS, ids=[r[0] for r in REFUSED_TLS])
+def test_the_api_refuses_invalid_tls_naming_the_field(
+    operator: Cluster, name: str, tls_spec: dict[str, Any], expected: str
+) -> None:
+    body = {"apiVersion": "mysql.operator.dev/v1alpha1", "kind": "MysqlCluster",
+            "metadata": {"name": f"tls-{name}"}, "spec": {**cluster_spec("mariadb"), "tls": tls_spec}}
+    result = operator.kubectl_result("apply", "-n", "default", "-f", "-", input=yaml.safe_dump(body))
+    assert result.returncode != 0 and expected in result.stderr, result.stderr
+    assert operator.kubectl_result("get", "mysqlcluster", f"tls-{name}", "-n", "default").returncode != 0

@@ -1,9 +1,14 @@
-"""Fixtures: three real MariaDB servers on 127.0.20.1-3 and a driver for reconcile_topology."""
+"""Fixtures: three real servers on 127.<IT_NET>.20.1-3, of each flavor, and a driver for reconcile_topology.
+
+`servers` (and `cluster` on top of it) is parametrized over FLAVORS: every test that uses them runs on
+real MariaDB and on real MySQL.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -13,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from mysql_operator.backup.commands import MYSQL_TOOLS_DIR_ENV
 from mysql_operator.conventions import (
     KEY_APP_DATABASE,
     KEY_APP_PASSWORD,
@@ -30,8 +36,10 @@ from mysql_operator.topology.reconcile import (
     TopologySettings,
     reconcile_topology,
 )
-from tests.integration.servers import ROOT_PASSWORD, MariadbServer
+from sandbox import mysql_root
+from tests.integration.servers import FLAVORS, ROOT_PASSWORD, DbServer, MysqlTemplate, make_server
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # Side-by-side runs (several work trees on one machine) set IT_NET to their own second octet.
 NET = os.environ.get("IT_NET", "0")
 HOSTS = tuple(f"127.{NET}.20.{n}" for n in (1, 2, 3))
@@ -48,13 +56,17 @@ TICK = 0.2  # seconds between passes, as a fast kopf timer would
 
 @dataclass
 class Cluster:
-    servers: list[MariadbServer]
+    servers: list[DbServer]
     mode: ReplicationMode = ReplicationMode.ASYNC
     settings: TopologySettings = field(
         default_factory=lambda: TopologySettings(grace_period=1.0, relay_apply_timeout=20.0)
     )
     memory: TopologyMemory = field(default_factory=TopologyMemory)
     results: list[TopologyResult] = field(default_factory=list)
+
+    @property
+    def flavor(self) -> Flavor:
+        return self.servers[0].flavor
 
     @property
     def endpoints(self) -> list[InstanceEndpoint]:
@@ -64,7 +76,7 @@ class Cluster:
         result = reconcile_topology(
             self.endpoints,
             CREDENTIALS,
-            Flavor.MARIADB,
+            self.flavor,
             self.mode,
             self.memory,
             switchover_to,
@@ -108,10 +120,47 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def mysql_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """MYSQL_TOOLS_DIR for the session (and the backup CLI it starts): MySQL's client tools laid out by
+    the script the Dockerfile runs (hack/collect-mysql-client.sh), from the cached MySQL root, so the
+    backup tests run the tools as the operator's image carries them."""
+    layout = tmp_path_factory.mktemp("opt-mysql")
+    subprocess.run(
+        [str(REPO_ROOT / "hack" / "collect-mysql-client.sh"), str(layout)],
+        env={**os.environ, "SYSROOT": str(mysql_root.root())},
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    previous = os.environ.get(MYSQL_TOOLS_DIR_ENV)
+    os.environ[MYSQL_TOOLS_DIR_ENV] = str(layout / "bin")
+    yield layout / "bin"
+    if previous is None:
+        os.environ.pop(MYSQL_TOOLS_DIR_ENV, None)
+    else:
+        os.environ[MYSQL_TOOLS_DIR_ENV] = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mysql_template() -> Iterator[None]:
+    """The MySQL template data directory lives as long as the test session (made on first use)."""
+    yield
+    if MysqlTemplate.init_seconds is not None:
+        print(f"\nMYSQL initialize-insecure took {MysqlTemplate.init_seconds:.1f}s (once per session)")
+    MysqlTemplate.discard()
+
+
+@pytest.fixture(params=FLAVORS)
+def flavor(request: pytest.FixtureRequest) -> str:
+    """Each flavor in turn: tests (and fixtures) that take it run on MariaDB and on MySQL."""
+    return str(request.param)
+
+
 @pytest.fixture
-def servers() -> Iterator[list[MariadbServer]]:
+def servers(flavor: str) -> Iterator[list[DbServer]]:
     base = Path(tempfile.mkdtemp(prefix="mysqlop-it-"))
-    started = [MariadbServer(i, host, base / f"db-{i}") for i, host in enumerate(HOSTS)]
+    started = [make_server(flavor, i, host, base / f"db-{i}") for i, host in enumerate(HOSTS)]
     try:
         with ThreadPoolExecutor(max_workers=3) as pool:
             list(pool.map(lambda s: s.start(), started))
@@ -123,5 +172,5 @@ def servers() -> Iterator[list[MariadbServer]]:
 
 
 @pytest.fixture
-def cluster(servers: list[MariadbServer]) -> Cluster:
+def cluster(servers: list[DbServer]) -> Cluster:
     return Cluster(servers)

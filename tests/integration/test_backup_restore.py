@@ -1,6 +1,8 @@
-"""The backup engine against a real MariaDB (binlog + GTID, gtid_strict_mode) and a real S3 server.
+"""The backup engine against real servers of each flavor (binlog + GTID) and a real S3 server.
 
-Each test starts its own servers on 127.0.30.x and stops them at the end; every wait is bounded.
+MariaDB's backups run mariadb-dump/mariadb-binlog, MySQL's run MySQL's own mysqldump/mysqlbinlog from
+MYSQL_TOOLS_DIR (the conftest points it at wrappers over the cached MySQL root). Each test starts its
+own servers on 127.<IT_NET>.30.x and stops them at the end; every wait is bounded.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pytest
 from mysql_operator.backup.binlogs import archive_binlogs
 from mysql_operator.backup.catalog import list_backups, scan
 from mysql_operator.backup.cli import EXIT_BAD_BACKUP, EXIT_OK, main
-from mysql_operator.backup.commands import Instance
+from mysql_operator.backup.commands import MYSQL_TOOLS_DIR_ENV, Instance, Tools
 from mysql_operator.backup.manifest import BackupCorrupt, BackupNotFound, dump_key, manifest_key
 from mysql_operator.backup.restore import PointInTimeUnavailable, RestoreStep, TargetNotEmpty, restore
 from mysql_operator.backup.retention import apply_retention
@@ -32,9 +34,10 @@ from mysql_operator.backup.storage import DirectoryStorage, S3Location, S3Storag
 from mysql_operator.backup.take import DumpFailed, take_backup
 from mysql_operator.conventions import Flavor
 from mysql_operator.mysql.session import Login
+from mysql_operator.mysql.users import BACKUP_GRANTS
 from tests.integration.conftest import NET
 from tests.integration.s3server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, S3Server
-from tests.integration.servers import MariadbServer
+from tests.integration.servers import DbServer, make_server
 
 pytestmark = pytest.mark.integration
 
@@ -45,10 +48,13 @@ TARGET_HOST = f"127.{NET}.30.2"
 BACKUP_USER = "bk_user"
 BACKUP_PASSWORD = "p\"a'ss\\wo#rd; x=1"
 SERVER_CONFIG = {
-    "read_only": "OFF",
-    "gtid_strict_mode": "ON",
-    "gtid_domain_id": "0",
-    "max_allowed_packet": "64M",
+    Flavor.MARIADB: {
+        "read_only": "OFF",
+        "gtid_strict_mode": "ON",
+        "gtid_domain_id": "0",
+        "max_allowed_packet": "64M",
+    },
+    Flavor.MYSQL: {"read_only": "OFF", "max_allowed_packet": "64M"},
 }
 BOUND = 60.0
 
@@ -64,16 +70,15 @@ def _wait_for(check: Callable[[], Any], what: str, timeout: float = BOUND) -> An
 
 
 class Servers:
-    """Starts MariaDB servers under one short temporary directory; `stop_all` kills and removes them."""
+    """Starts servers of one flavor under one short temporary directory; `stop_all` kills and removes them."""
 
-    def __init__(self) -> None:
+    def __init__(self, flavor: Flavor) -> None:
+        self.flavor = flavor
         self.base = Path(tempfile.mkdtemp(prefix="bk-", dir="/tmp"))
-        self.started: list[MariadbServer] = []
+        self.started: list[DbServer] = []
 
-    def start(self, host: str, ordinal: int) -> MariadbServer:
-        server = MariadbServer(
-            ordinal=ordinal, host=host, base=self.base / host, extra_config=dict(SERVER_CONFIG)
-        )
+    def start(self, host: str, ordinal: int) -> DbServer:
+        server = make_server(self.flavor, ordinal, host, self.base / host, SERVER_CONFIG[self.flavor])
         self.started.append(server)
         server.start()
         return server
@@ -85,8 +90,8 @@ class Servers:
 
 
 @pytest.fixture
-def servers() -> Iterator[Servers]:
-    started = Servers()
+def servers(flavor: str) -> Iterator[Servers]:
+    started = Servers(Flavor(flavor))
     try:
         yield started
     finally:
@@ -126,18 +131,18 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     )
 
 
-def instance_of(server: MariadbServer, user: str = BACKUP_USER, password: str = BACKUP_PASSWORD) -> Instance:
+def instance_of(server: DbServer, user: str = BACKUP_USER, password: str = BACKUP_PASSWORD) -> Instance:
     return Instance(
-        host=server.host, login=Login(user, password), flavor=Flavor.MARIADB, name=server.pod_name
+        host=server.host, login=Login(user, password), flavor=server.flavor, name=server.pod_name
     )
 
 
-def create_backup_user(server: MariadbServer) -> None:
+def create_backup_user(server: DbServer) -> None:
     server.sql("CREATE USER %s@'%%' IDENTIFIED BY %s", (BACKUP_USER, BACKUP_PASSWORD))
     server.sql("GRANT ALL PRIVILEGES ON *.* TO %s@'%%'", (BACKUP_USER,))
 
 
-def create_schema(server: MariadbServer) -> None:
+def create_schema(server: DbServer) -> None:
     for statement in (
         "CREATE DATABASE shop",
         "CREATE DATABASE crm",
@@ -152,7 +157,7 @@ def create_schema(server: MariadbServer) -> None:
         server.sql(statement)
 
 
-def write_batch(server: MariadbServer, batch: int, rows: int = 200) -> None:
+def write_batch(server: DbServer, batch: int, rows: int = 200) -> None:
     """Inserts, updates and deletes whose result depends on the batch number."""
     with server.root_connection() as connection, connection.cursor() as cursor:
         for i in range(rows):
@@ -182,7 +187,7 @@ def write_batch(server: MariadbServer, batch: int, rows: int = 200) -> None:
         )
 
 
-def user_tables(server: MariadbServer) -> list[tuple[str, str]]:
+def user_tables(server: DbServer) -> list[tuple[str, str]]:
     rows = server.sql(
         "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA NOT IN "
         "('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY 1, 2"
@@ -190,11 +195,11 @@ def user_tables(server: MariadbServer) -> list[tuple[str, str]]:
     return [(str(a), str(b)) for a, b in rows]
 
 
-def scalar(server: MariadbServer, statement: str) -> Any:
+def scalar(server: DbServer, statement: str) -> Any:
     return server.sql(statement)[0][0]
 
 
-def snapshot(server: MariadbServer) -> dict[str, Any]:
+def snapshot(server: DbServer) -> dict[str, Any]:
     """Every user table: CHECKSUM TABLE and all rows in a stable order."""
     state: dict[str, Any] = {}
     for schema, table in user_tables(server):
@@ -234,7 +239,7 @@ def test_point_in_time_restore_reproduces_every_table_row_for_row(servers: Serve
     write_batch(source, 1)
     backup = take_backup(instance_of(source), storage, cluster="shop-db", name="shop-db-1")
     assert [m.name for m in list_backups(storage)] == ["shop-db-1"]
-    assert backup.binlog_file and backup.gtid_position.startswith("0-10-")
+    assert backup.binlog_file and source.origin_mark() in backup.gtid_position
     at_backup = snapshot(source)
 
     write_batch(source, 2)
@@ -278,23 +283,26 @@ def test_point_in_time_restore_reproduces_every_table_row_for_row(servers: Serve
     assert_same_data(at_backup, snapshot(plain))
 
 
-def _dump_children(parent: int) -> list[int]:
+def _dump_children(parent: int, flavor: Flavor) -> list[int]:
+    # By command line: MySQL's tools run through the root's loader (the process's comm and argv[0]
+    # are the loader's; the tool's path follows it).
+    tool = Path(Tools.for_flavor(flavor).dump).name
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
         ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if name == "mariadb-dump" and ppid == parent:
+        if tool in [Path(part).name for part in argv[:6]] and ppid == parent:
             found.append(int(entry.name))
     return found
 
 
-def _fill_for_blocking(server: MariadbServer) -> None:
+def _fill_for_blocking(server: DbServer) -> None:
     create_schema(server)
     write_batch(server, 1, rows=100)
     server.sql("CREATE TABLE shop.zz_blocker (id INT PRIMARY KEY)")
@@ -320,7 +328,7 @@ def test_backup_whose_dump_is_killed_half_way_is_never_listed_complete(
         cursor.execute("LOCK TABLES shop.zz_blocker WRITE")
         worker = threading.Thread(target=run)
         worker.start()
-        dump = _wait_for(lambda: _dump_children(os.getpid()), "the dump process")[0]
+        dump = _wait_for(lambda: _dump_children(os.getpid(), source.flavor), "the dump process")[0]
         time.sleep(0.3)  # let it stream the tables before the lock
         os.kill(dump, signal.SIGKILL)
         worker.join(BOUND)
@@ -335,15 +343,16 @@ def test_backup_whose_dump_is_killed_half_way_is_never_listed_complete(
         restore(instance_of(source), storage, "doomed")
 
 
-def _cli_env(server: MariadbServer, storage_json: dict[str, Any], pvc_root: Path) -> dict[str, str]:
+def _cli_env(server: DbServer, storage_json: dict[str, Any], pvc_root: Path) -> dict[str, str]:
     return {
         **{k: v for k, v in os.environ.items() if k.startswith(("PATH", "HOME", "LANG"))},
+        MYSQL_TOOLS_DIR_ENV: os.environ[MYSQL_TOOLS_DIR_ENV],
         "PYTHONPATH": str(ROOT),
         "DB_HOST": server.host,
         "DB_PORT": "3306",
         "DB_USER": BACKUP_USER,
         "DB_PASSWORD": BACKUP_PASSWORD,
-        "DB_FLAVOR": "mariadb",
+        "DB_FLAVOR": server.flavor.value,
         "BACKUP_STORAGE": json.dumps(storage_json),
         "BACKUP_PVC_ROOT": str(pvc_root),
     }
@@ -376,7 +385,7 @@ def test_backup_job_killed_half_way_leaves_a_leftover_that_retention_removes(
             start_new_session=True,
         )
         try:
-            _wait_for(lambda: _dump_children(job.pid), "the job's dump process")
+            _wait_for(lambda: _dump_children(job.pid, source.flavor), "the job's dump process")
             _wait_for(lambda: storage.list_partial(), "the job to stream data")
             os.killpg(job.pid, signal.SIGKILL)  # the Job's pod dies: everything in it goes
             job.wait(BOUND)
@@ -462,7 +471,7 @@ def test_corrupt_or_missing_backup_is_refused_and_changes_nothing(servers: Serve
     manifest = take_backup(instance_of(source), storage, cluster="shop-db", name="good")
     target = servers.start(TARGET_HOST, 0)
     target_instance = instance_of(target, "root", "r00t-Secret-pw")
-    before = target.sql("SELECT @@gtid_binlog_pos")
+    before = target.executed_gtids()
 
     with pytest.raises(BackupNotFound, match="no complete backup 'nope'"):
         restore(target_instance, storage, "backups/nope")
@@ -479,14 +488,14 @@ def test_corrupt_or_missing_backup_is_refused_and_changes_nothing(servers: Serve
             "DB_HOST": target.host,
             "DB_USER": "root",
             "DB_PASSWORD": "r00t-Secret-pw",
-            "DB_FLAVOR": "mariadb",
+            "DB_FLAVOR": target.flavor.value,
             "BACKUP_STORAGE": json.dumps({"pvc": {"claimName": "backups"}}),
             "BACKUP_PVC_ROOT": str(storage.root),
         },
     )
     assert code == EXIT_BAD_BACKUP
     assert user_tables(target) == []
-    assert target.sql("SELECT @@gtid_binlog_pos") == before
+    assert target.executed_gtids() == before
 
     (storage.root / manifest_key("good")).write_text("{not json")
     with pytest.raises(BackupCorrupt, match="unreadable"):
@@ -512,18 +521,13 @@ def test_restore_refuses_a_target_with_data_and_an_uncovered_point_in_time(
     assert user_tables(target) == []
 
 
-# What a dedicated backup user needs on MariaDB (the Job should not run as root).
-MARIADB_BACKUP_GRANTS = (
-    "SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, BINLOG MONITOR, REPLICATION SLAVE"
-)
-
-
 def test_backup_and_binlog_archive_need_only_the_documented_grants(servers: Servers, tmp_path: Path) -> None:
     source = servers.start(SOURCE_HOST, 0)
     create_schema(source)
     write_batch(source, 1, rows=20)
     source.sql("CREATE USER 'bk_min'@'%%' IDENTIFIED BY %s", ("min-pw",))
-    source.sql(f"GRANT {MARIADB_BACKUP_GRANTS} ON *.* TO 'bk_min'@'%'")
+    # What the operator grants its backup user (the Job does not run as root).
+    source.sql(f"GRANT {BACKUP_GRANTS[source.flavor]} ON *.* TO 'bk_min'@'%'")
     storage = DirectoryStorage(tmp_path / "pvc")
     instance = instance_of(source, "bk_min", "min-pw")
     backup = take_backup(instance, storage, cluster="shop-db", name="b1")

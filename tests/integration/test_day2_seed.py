@@ -1,6 +1,8 @@
-"""Seeding and re-seeding against real MariaDB servers, driven through reconcile_topology.
+"""Seeding and re-seeding against real servers of each flavor, driven through reconcile_topology.
 
-The servers live on 127.0.163.x (their own addresses: other integration tests use 127.0.20.x).
+MariaDB seeds with a logical dump piped into the target, MySQL with CLONE (the recipient shuts down to
+load the copy; the harness restarts it as a kubelet would). The servers live on 127.<IT_NET>.163.x
+(their own addresses: other integration tests use 127.<IT_NET>.20.x).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from mysql_operator.topology.reconcile import (
 )
 from mysql_operator.topology.seeding import SeedWorkers
 from tests.integration.conftest import CREDENTIALS, NET, ready
-from tests.integration.servers import MariadbServer
+from tests.integration.servers import DbServer, make_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -38,7 +40,7 @@ TICK = 0.2
 
 @dataclass
 class Day2Cluster:
-    servers: list[MariadbServer]
+    servers: list[DbServer]
     members: list[int] = field(default_factory=lambda: [0, 1, 2])
     auto_reseed: bool = False
     live_config: dict[str, str] = field(default_factory=dict)
@@ -50,7 +52,8 @@ class Day2Cluster:
         servers = [self.servers[o] for o in self.members]
         endpoints = [InstanceEndpoint(s.ordinal, s.pod_name, s.host) for s in servers]
         result = reconcile_topology(
-            endpoints, CREDENTIALS, Flavor.MARIADB, ReplicationMode.ASYNC, self.memory, None, time.time(),
+            endpoints, CREDENTIALS, self.servers[0].flavor, ReplicationMode.ASYNC, self.memory, None,
+            time.time(),
             TopologySettings(grace_period=1.0, seed_timeout=120.0),
             desired_instances=len(self.servers), seed_new_instances=True, auto_reseed=self.auto_reseed,
             live_config=self.live_config, seeds=self.seeds,
@@ -77,9 +80,9 @@ class Day2Cluster:
 
 
 @pytest.fixture
-def day2() -> Iterator[Day2Cluster]:
+def day2(flavor: str) -> Iterator[Day2Cluster]:
     base = Path(tempfile.mkdtemp(prefix="mysqlop-day2-"))
-    servers = [MariadbServer(i, host, base / f"db-{i}") for i, host in enumerate(HOSTS)]
+    servers = [make_server(flavor, i, host, base / f"db-{i}") for i, host in enumerate(HOSTS)]
     cluster = Day2Cluster(servers)
     try:
         with ThreadPoolExecutor(max_workers=3) as pool:
@@ -97,15 +100,15 @@ def settled(result: TopologyResult) -> bool:
     return ready(result) and not result.actions
 
 
-def write_rows(server: MariadbServer, start: int, count: int) -> None:
+def write_rows(server: DbServer, start: int, count: int) -> None:
     server.sql("CREATE TABLE IF NOT EXISTS shop.items (id INT PRIMARY KEY, note VARCHAR(40))")
     values = ", ".join(f"({i}, 'row {i}')" for i in range(start, start + count))
     server.sql(f"INSERT INTO shop.items VALUES {values}")
 
 
-def purge_binlogs(server: MariadbServer) -> None:
+def purge_binlogs(server: DbServer) -> None:
     server.sql("FLUSH BINARY LOGS")
-    current = server.sql("SHOW MASTER STATUS")[0][0]
+    current = server.current_binlog()
     deadline = time.monotonic() + 20
     # A log still read by a replica's dump thread is kept; it moves on to the new one soon.
     while True:
@@ -116,12 +119,12 @@ def purge_binlogs(server: MariadbServer) -> None:
         time.sleep(0.2)
 
 
-def checksum(server: MariadbServer) -> Any:
+def checksum(server: DbServer) -> Any:
     return server.sql("CHECKSUM TABLE shop.items")[0][1]
 
 
-def gtid_pos(server: MariadbServer) -> Any:
-    return server.sql("SELECT @@gtid_current_pos")[0][0]
+def gtid_pos(server: DbServer) -> Any:
+    return server.executed_gtids()
 
 
 def caught_up(cluster: Day2Cluster) -> bool:
@@ -135,17 +138,15 @@ def test_new_empty_instance_is_seeded_from_a_replica_even_after_binlogs_were_pur
     day2.reconcile_until(settled)
     primary = day2.servers[0]
     write_rows(primary, 0, 500)
-    # History from more than one server in the domain, as switchovers and rollouts leave it.
-    with primary.root_connection() as connection, connection.cursor() as cursor:
-        cursor.execute("SET SESSION server_id = 99")
-        cursor.execute("INSERT INTO shop.items VALUES (99999, 'from server 99')")
+    # History from more than one server, as switchovers and rollouts leave it.
+    primary.write_as_other_server("INSERT INTO shop.items VALUES (99999, 'from server 99')")
     write_rows(primary, 100000, 1)
     # Without its binary logs, a replica starting empty could never catch up: only a seed works.
     purge_binlogs(primary)
     day2.members = [0, 1, 2]
     day2.reconcile_until(lambda r: settled(r) and len(r.instances) == 3)
     reasons = [reason for reason, _ in day2.events()]
-    assert "SeedStarted" in reasons and "InstanceSeeded" in reasons
+    assert "SeedStarted" in reasons and "InstanceSeeded" in reasons, "\n".join(map(str, day2.events()))
     started = [m for r, m in day2.events() if r == "SeedStarted" and m.startswith("instance 2:")]
     assert started and started[0].startswith("instance 2: seeding from db-1")
     write_rows(primary, 500, 10)
@@ -156,16 +157,22 @@ def test_new_empty_instance_is_seeded_from_a_replica_even_after_binlogs_were_pur
     assert day2.servers[2].sql("SELECT COUNT(*) FROM shop.items")[0][0] == 512
     # The copy created no transaction of the target's own, and it holds the whole history (every
     # server that wrote, not only the last position), so it can take part in a switchover.
-    assert "-12-" not in day2.servers[2].sql("SELECT @@gtid_binlog_state")[0][0]
+    assert day2.servers[2].origin_mark() not in history(day2.servers[2])
     assert seeded_history_complete(day2, 2)
+    if day2.servers[2].flavor is Flavor.MYSQL:  # the clone ended with mysqld stopping to load the copy
+        assert day2.servers[2].restarts == 1
+
+
+def history(server: DbServer) -> str:
+    """The server's whole GTID history, as the operator reads it."""
+    if server.flavor is Flavor.MARIADB:
+        row = server.sql("SELECT @@gtid_binlog_state, @@gtid_slave_pos, @@gtid_current_pos")[0]
+        return gtid.merge_mariadb(*(str(v) for v in row))
+    return server.executed_gtids()
 
 
 def seeded_history_complete(day2: Day2Cluster, ordinal: int) -> bool:
-    def state(server: MariadbServer) -> str:
-        row = server.sql("SELECT @@gtid_binlog_state, @@gtid_slave_pos, @@gtid_current_pos")[0]
-        return gtid.merge_mariadb(*(str(v) for v in row))
-
-    return gtid.includes(Flavor.MARIADB, state(day2.servers[ordinal]), state(day2.servers[0]))
+    return gtid.includes(day2.servers[0].flavor, history(day2.servers[ordinal]), history(day2.servers[0]))
 
 
 def test_errant_replica_is_reported_then_reseeded_when_allowed(day2: Day2Cluster) -> None:
@@ -174,7 +181,7 @@ def test_errant_replica_is_reported_then_reseeded_when_allowed(day2: Day2Cluster
     write_rows(primary, 0, 200)
     day2.reconcile_until(lambda r: settled(r) and caught_up(day2))
     with victim.root_connection() as connection, connection.cursor() as cursor:
-        cursor.execute("SET GLOBAL read_only=0")
+        cursor.execute("SET GLOBAL read_only=0")  # super_read_only too, on MySQL
         cursor.execute("SET SESSION sql_log_bin=1")
         cursor.execute("INSERT INTO shop.items VALUES (100000, 'errant')")
         cursor.execute("SET GLOBAL read_only=1")

@@ -1,4 +1,4 @@
-"""Replication topology against three real MariaDB servers, driven through reconcile_topology."""
+"""Replication topology against three real servers of each flavor, driven through reconcile_topology."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ import time
 import pymysql
 import pytest
 
-from mysql_operator.conventions import Role
+from mysql_operator.conventions import OPERATOR_USER, REPLICATION_USER, Role
+from mysql_operator.mysql.session import Login, Statement, open_session
 from mysql_operator.topology.decide import ReplicationMode
 from mysql_operator.topology.reconcile import TopologyResult
 from tests.integration.conftest import CREDENTIALS, Cluster, ready, wait_for
-from tests.integration.servers import MariadbServer
+from tests.integration.servers import DbServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
-def app_connection(server: MariadbServer) -> pymysql.connections.Connection:  # type: ignore[type-arg]
+def app_connection(server: DbServer) -> pymysql.connections.Connection:  # type: ignore[type-arg]
     return pymysql.connect(
         host=server.host,
         user=CREDENTIALS["app-user"],
@@ -30,15 +31,15 @@ def app_connection(server: MariadbServer) -> pymysql.connections.Connection:  # 
     )
 
 
-def count_rows(server: MariadbServer, table: str = "shop.items") -> int:
+def count_rows(server: DbServer, table: str = "shop.items") -> int:
     return int(server.sql(f"SELECT COUNT(*) FROM {table}")[0][0])  # type: ignore[call-overload]
 
 
-def ids(server: MariadbServer) -> set[int]:
+def ids(server: DbServer) -> set[int]:
     return {int(row[0]) for row in server.sql("SELECT id FROM shop.items")}  # type: ignore[call-overload]
 
 
-def checksum(server: MariadbServer) -> int:
+def checksum(server: DbServer) -> int:
     return int(server.sql("CHECKSUM TABLE shop.items")[0][1])  # type: ignore[call-overload]
 
 
@@ -55,17 +56,13 @@ def bootstrap(cluster: Cluster) -> TopologyResult:
 
 
 def gtid_equal_everywhere(cluster: Cluster, ordinals: list[int]) -> bool:
-    positions = {
-        cluster.servers[o].sql("SELECT @@gtid_binlog_pos")[0][0]
-        for o in ordinals  # type: ignore[index]
-    }
-    return len(positions) == 1
+    return len({cluster.servers[o].executed_gtids() for o in ordinals}) == 1
 
 
 class Writer(threading.Thread):
     """Inserts rows one by one on a server; records every acknowledged (committed) id."""
 
-    def __init__(self, server: MariadbServer, start_id: int = 1) -> None:
+    def __init__(self, server: DbServer, start_id: int = 1) -> None:
         super().__init__(daemon=True)
         self.server = server
         self.next_id = start_id
@@ -104,7 +101,7 @@ def test_bootstrap_attaches_replicas_and_replicates_writes(cluster: Cluster) -> 
         cursor.executemany("INSERT INTO items VALUES (%s, 'x')", [(i,) for i in range(1, 101)])
     for replica in cluster.servers[1:]:
         wait_for(lambda r=replica: count_rows(r) == 100, 20, f"rows on {replica.host}")
-        assert replica.sql("SELECT @@read_only")[0][0] == 1
+        assert replica.fenced() and replica.replicates_by_gtid()
         with pytest.raises(pymysql.err.OperationalError), app_connection(replica) as c, c.cursor() as cur:
             cur.execute("INSERT INTO items VALUES (1000, 'refused on a replica')")
     # A steady cluster needs no action.
@@ -118,7 +115,8 @@ def test_failover_after_kill_promotes_a_replica_holding_acknowledged_writes(
     cluster.mode = mode
     bootstrap(cluster)
     if mode is ReplicationMode.SEMI_SYNC:
-        assert cluster.servers[0].sql("SELECT @@rpl_semi_sync_master_enabled")[0][0] == 1
+        assert cluster.servers[0].semi_sync_source_enabled()
+        assert cluster.servers[0].semi_sync_wait_point() == "AFTER_SYNC"
     writer = Writer(cluster.servers[0])
     writer.start()
     wait_for(lambda: len(writer.acknowledged) >= 300, 60, "writes acknowledged before the kill")
@@ -168,7 +166,7 @@ def test_returned_old_primary_is_fenced_then_rejoins_as_replica(cluster: Cluster
     fenced = cluster.reconcile()
     assert fenced.primary == new.ordinal
     assert "InstanceFenced" in [e.reason for e in fenced.events]
-    assert old.sql("SELECT @@read_only")[0][0] == 1
+    assert old.fenced()
 
     result = cluster.reconcile_until(ready, timeout=60)
     assert role_of(result, 0) is Role.REPLICA
@@ -192,9 +190,9 @@ def test_old_primary_with_errant_transactions_is_reported_and_not_rejoined(clust
     assert result.primary == new_primary
     assert role_of(result, 0) is Role.NONE
     errant = [p for p in result.problems if p.reason == "ErrantTransactions" and p.ordinal == 0]
-    assert errant and "0-10-" in errant[0].message
+    assert errant and old.origin_mark() in errant[0].message
     assert "ErrantTransactions" in [e[0] for e in cluster.events()]
-    assert old.sql("SHOW SLAVE STATUS") == []
+    assert old.replica_status() == []
     degraded = next(c for c in result.conditions if c.type == "Degraded")
     assert degraded.status and "ErrantTransactions" in [p.reason for p in result.problems]
     assert count_rows(cluster.servers[new_primary or 0]) == 0
@@ -224,7 +222,7 @@ def test_switchover_there_and_back_three_times_keeps_data_identical(cluster: Clu
     result = cluster.reconcile()
     assert ready(result) and result.actions == ()
     for server in cluster.servers:
-        status = server.sql("SHOW SLAVE STATUS")
+        status = server.replica_status()
         assert server.ordinal == 0 or status, "replicas keep replicating"
 
 
@@ -239,7 +237,7 @@ def test_split_brain_fences_all_but_the_superset_then_both_when_diverged(cluster
     assert cluster.servers[0].sql("SELECT @@read_only")[0][0] == 0
 
     # Now a real divergence: the rogue stops replicating and both take writes.
-    rogue.sql("STOP SLAVE")
+    rogue.sql("STOP REPLICA")
     rogue.sql("SET GLOBAL read_only=OFF")
     rogue.sql("INSERT INTO shop.items VALUES (1, 'rogue')")
     cluster.servers[0].sql("INSERT INTO shop.items VALUES (2, 'primary')")
@@ -254,3 +252,25 @@ def test_split_brain_fences_all_but_the_superset_then_both_when_diverged(cluster
         read_only = [s.sql("SELECT @@read_only")[0][0] for s in cluster.servers]
         assert read_only == [1, 1, 1], (result.actions, result.problems)
     assert not ready(result)
+
+
+def test_operator_logs_in_to_a_fresh_and_to_a_restarted_server(cluster: Cluster) -> None:
+    # MySQL's caching_sha2_password takes its full-authentication path (RSA key exchange without TLS)
+    # on the first login of a user after each server start: once fresh, once after a restart.
+    bootstrap(cluster)
+    replica = cluster.servers[1]
+    logins = (
+        Login(OPERATOR_USER, CREDENTIALS["operator-password"]),
+        Login(REPLICATION_USER, CREDENTIALS["replication-password"]),
+        Login("root", CREDENTIALS["root-password"]),
+    )
+    for restarted in (False, True):
+        if restarted:
+            replica.kill()
+            replica.start()
+        for login in logins:
+            with open_session(replica.host, login) as session:
+                row = session.query_one(Statement("SELECT CURRENT_USER() AS who"))
+            assert row is not None and str(row["who"]).startswith(login.user), (restarted, login.user)
+    result = cluster.reconcile_until(lambda r: ready(r) and not r.actions, timeout=60)
+    assert role_of(result, 1) is Role.REPLICA

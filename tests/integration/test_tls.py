@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from mysql_operator.tls.client import ClientTls
 from mysql_operator.tls.ensure import ensure_replication_tls, reload_if_stale
 from sandbox import mysql_root
 from tests.integration.conftest import CREDENTIALS
-from tests.integration.servers import ROOT_PASSWORD, MariadbServer, _wait
+from tests.integration.servers import ROOT_PASSWORD, DbServer, _wait, make_server
 
 NET = os.environ.get("IT_NET", "0")
 CLUSTER, NAMESPACE = "db", "it"
@@ -38,59 +38,9 @@ FLAVORS = ("mariadb", "mysql")
 
 
 @dataclass
-class MysqlServer(MariadbServer):
-    """The real MySQL 9.7 of the cached root, playing a pod as MariadbServer does."""
-
-    extra_config: dict[str, str] = field(default_factory=dict)
-
-    def _write_config(self) -> None:
-        settings = {
-            "user": "root",
-            "datadir": str(self.datadir),
-            "socket": str(self.socket),
-            "pid-file": str(self.base / "mysqld.pid"),
-            "log-error": str(self.log),
-            "tmpdir": str(self.base / "tmp"),
-            "bind-address": self.host,
-            "port": "3306",
-            "mysqlx": "OFF",
-            "secure-file-priv": str(self.base / "tmp"),
-            "server_id": str(c.server_id_for_ordinal(self.ordinal)),
-            "log_bin": "mysql-bin",
-            "gtid_mode": "ON",
-            "enforce_gtid_consistency": "ON",
-            "read_only": "ON",
-            "skip-name-resolve": "ON",
-            "innodb_buffer_pool_size": "32M",
-            "performance_schema": "ON",
-            **self.extra_config,
-        }
-        self.config.write_text("[mysqld]\n" + "\n".join(f"{k}={v}" for k, v in settings.items()) + "\n")
-
-    def start(self) -> None:
-        (self.base / "tmp").mkdir(parents=True, exist_ok=True)
-        self._write_config()
-        fresh = not self.datadir.exists()
-        if fresh:
-            done = subprocess.run([*mysql_root.mysqld_argv(self.config), "--initialize-insecure"],
-                                  capture_output=True, timeout=300)
-            if done.returncode != 0:
-                tail = self.log.read_text()[-1500:] if self.log.exists() else ""
-                raise RuntimeError(f"mysqld --initialize-insecure failed: {tail}")
-        self.process = subprocess.Popen(mysql_root.mysqld_argv(self.config), stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
-        _wait(self._answers, 120, f"mysqld {self.host} to answer")
-        if fresh:
-            with self._socket_connection() as connection, connection.cursor() as cursor:
-                cursor.execute("SET SESSION sql_log_bin=0")
-                cursor.execute("CREATE USER 'root'@'%%' IDENTIFIED BY %s", (ROOT_PASSWORD,))
-                cursor.execute("GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION")
-
-
-@dataclass
 class TlsPair:
     flavor: c.Flavor
-    servers: list[MariadbServer]
+    servers: list[DbServer]
     ca: issue.KeyPair
     tls_dir: Path
 
@@ -122,10 +72,10 @@ def pair(request: pytest.FixtureRequest) -> Iterator[TlsPair]:
         "ssl_cert": str(tls_dir / c.KEY_TLS_CERT),
         "ssl_key": str(tls_dir / c.KEY_TLS_KEY),
         "require_secure_transport": "ON",
+        "performance_schema": "ON",  # the replication session's cipher is read from it
     }
-    kind = MysqlServer if flavor is c.Flavor.MYSQL else MariadbServer
     octet = 23 if flavor is c.Flavor.MARIADB else 24
-    servers = [kind(o, f"127.{NET}.{octet}.{o + 1}", base / f"s{o}", dict(config)) for o in (0, 1)]
+    servers = [make_server(flavor, o, f"127.{NET}.{octet}.{o + 1}", base / f"s{o}", config) for o in (0, 1)]
     try:
         for server in servers:
             server.start()

@@ -265,10 +265,10 @@ def test_mariadb_dump_command_records_position_and_gtid() -> None:
 
 
 def test_mysql_dump_command_uses_source_data_and_gtid_purged() -> None:
-    tools = Tools.for_flavor(Flavor.MYSQL)
+    tools = Tools.for_flavor(Flavor.MYSQL, {"MYSQL_TOOLS_DIR": "/opt/mysql/bin"})
     command = dump_command(tools, Flavor.MYSQL, Path("/tmp/x.cnf"), ["shop"])
     assert command == [
-        "mysqldump",
+        "/opt/mysql/bin/mysqldump",
         "--defaults-extra-file=/tmp/x.cnf",
         "--single-transaction",
         "--quick",
@@ -290,10 +290,26 @@ def test_dump_of_a_server_without_user_databases_creates_nothing() -> None:
     assert command[-5:] == ["--no-create-info", "--no-data", "--no-create-db", "--databases", "mysql"]
 
 
+def test_mysql_tools_come_from_one_setting_and_mariadb_tools_never_get_mysql_flags() -> None:
+    assert Tools.for_flavor(Flavor.MYSQL, {}).dump == "/opt/mysql/bin/mysqldump"  # the image's place
+    mysql = Tools.for_flavor(Flavor.MYSQL, {"MYSQL_TOOLS_DIR": "/x/bin"})
+    assert (mysql.dump, mysql.client, mysql.binlog) == (
+        "/x/bin/mysqldump",
+        "/x/bin/mysql",
+        "/x/bin/mysqlbinlog",
+    )
+    maria = Tools.for_flavor(Flavor.MARIADB, {"MYSQL_TOOLS_DIR": "/x/bin"})
+    dump = dump_command(maria, Flavor.MARIADB, Path("/d.cnf"), ["shop"])
+    replay = binlog_replay_command(maria, Flavor.MARIADB, [Path("/w/b.000001")], 4, "2026-11-25 12:00:00")
+    assert dump[0] == "mariadb-dump" and replay[0] == "mariadb-binlog"
+    mysql_only = ("--source-data", "--set-gtid-purged", "--skip-gtids")
+    assert not [part for part in dump + replay if part.startswith(mysql_only)]
+
+
 def test_client_and_binlog_commands_per_flavor() -> None:
-    maria, mysql = Tools.for_flavor(Flavor.MARIADB), Tools.for_flavor(Flavor.MYSQL)
+    maria, mysql = Tools.for_flavor(Flavor.MARIADB), Tools.for_flavor(Flavor.MYSQL, {})
     assert load_command(maria, Path("/d.cnf"))[:2] == ["mariadb", "--defaults-extra-file=/d.cnf"]
-    assert load_command(mysql, Path("/d.cnf"))[0] == "mysql"
+    assert load_command(mysql, Path("/d.cnf"))[0] == "/opt/mysql/bin/mysql"
     assert binlog_fetch_command(maria, Path("/d.cnf"), "mysql-bin.000004", Path("/w")) == [
         "mariadb-binlog",
         "--defaults-extra-file=/d.cnf",
@@ -302,7 +318,8 @@ def test_client_and_binlog_commands_per_flavor() -> None:
         "--result-file=/w/",
         "mysql-bin.000004",
     ]
-    assert binlog_fetch_command(mysql, Path("/d.cnf"), "binlog.000004", Path("/w"))[0] == "mysqlbinlog"
+    fetch = binlog_fetch_command(mysql, Path("/d.cnf"), "binlog.000004", Path("/w"))
+    assert fetch[0] == "/opt/mysql/bin/mysqlbinlog"
     files = [Path("/w/mysql-bin.000004"), Path("/w/mysql-bin.000005")]
     assert binlog_replay_command(maria, Flavor.MARIADB, files, 900, "2026-11-25 12:00:00") == [
         "mariadb-binlog",

@@ -166,6 +166,7 @@ def test_my_cnf_mysql_has_gtid_mode_and_semi_sync_plugins_when_asked() -> None:
         "read_only = ON",
     } <= set(plain)
     assert not any("semisync" in line for line in plain)
+    assert "plugin_load_add = mysql_clone.so" in plain  # a fenced instance can still clone
     semi = render_my_cnf(spec(flavor="mysql", replication={"mode": "semi-sync"})).splitlines()
     assert "plugin_load_add = semisync_source.so" in semi and "plugin_load_add = semisync_replica.so" in semi
 

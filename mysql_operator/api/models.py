@@ -54,6 +54,12 @@ OPERATOR_OWNED_CONFIG_KEYS = (
     "binlog_format",
     "relay_log",
     "report_host",
+    # TLS: spec.tls
+    "ssl_ca",
+    "ssl_cert",
+    "ssl_key",
+    "ssl_capath",
+    "require_secure_transport",
 )
 _CEL_OWNED_KEYS = "[" + ", ".join(f"'{k}'" for k in OPERATOR_OWNED_CONFIG_KEYS) + "]"
 _SERIES_SHOWN = ", ".join(f"{a}.{b}" for a, b in MYSQL_SERIES)
@@ -268,6 +274,87 @@ class Monitoring(_Model):
     )
 
 
+class IssuerRef(_Model):
+    """The cert-manager issuer that signs the server certificate."""
+
+    name: str = Field(description="Name of the Issuer or ClusterIssuer.", max_length=253,
+                      pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    kind: Literal["Issuer", "ClusterIssuer"] = "Issuer"
+    group: str = Field(default="cert-manager.io", max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+class CertManager(_Model):
+    """Ask cert-manager for the server certificate: the operator creates a `Certificate` object."""
+
+    issuer_ref: IssuerRef
+
+
+class Tls(_Model):
+    """TLS for clients, replication and CLONE. Default: on, with a CA and server certificate the
+    operator issues and rotates per cluster."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!(has(self.secretName) && has(self.certManager))",
+                    "tls.secretName and tls.certManager are exclusive: choose one source",
+                    fieldPath=".secretName",
+                ),
+                cel(
+                    "self.enabled || !self.requireSecureTransport",
+                    "tls.requireSecureTransport needs tls.enabled",
+                    fieldPath=".requireSecureTransport",
+                ),
+            ]
+        }
+    )
+    enabled: bool = Field(default=True, description="Serve TLS and use it for replication and CLONE.")
+    secret_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="An existing Secret with ca.crt, tls.crt and tls.key (you rotate it; the operator "
+        "reloads mysqld when it changes). Default: the operator issues <cluster>-tls from its own "
+        "per-cluster CA <cluster>-ca.",
+    )
+    cert_manager: CertManager | None = Field(
+        default=None, description="Have cert-manager issue <cluster>-tls (a Certificate object)."
+    )
+    require_secure_transport: bool = Field(
+        default=False,
+        description="Refuse every client connection that is not TLS (require_secure_transport).",
+    )
+    additional_names: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Extra DNS names or IP addresses for the server certificate (e.g. a LoadBalancer's).",
+        json_schema_extra={"items": {"type": "string", "maxLength": 253,
+                                     "pattern": r"^[A-Za-z0-9*]([-A-Za-z0-9.:*]*[A-Za-z0-9])?$"}},
+    )
+    duration_days: int = Field(
+        default=90, ge=1, le=825, description="Lifetime of the server certificate; it is re-issued "
+        "(and mysqld reloaded, without a restart) when less than a third remains."
+    )
+
+    @field_validator("additional_names")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        bad = [n for n in value if not re.fullmatch(r"[A-Za-z0-9*]([-A-Za-z0-9.:*]*[A-Za-z0-9])?", n)
+               or len(n) > 253]
+        if bad:
+            raise ValueError(f"tls.additionalNames must be DNS names or IP addresses: {', '.join(bad)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Tls:
+        if self.secret_name and self.cert_manager is not None:
+            raise ValueError("tls.secretName and tls.certManager are exclusive: choose one source")
+        if self.require_secure_transport and not self.enabled:
+            raise ValueError("tls.requireSecureTransport needs tls.enabled")
+        return self
+
+
 _SPEC_RULES: list[JsonValue] = [
     cel("self.flavor == oldSelf.flavor", "flavor is immutable", fieldPath=".flavor"),
     cel(
@@ -376,6 +463,7 @@ class MysqlClusterSpec(_Model):
     replication: Replication = nested(Replication)
     service: Service = nested(Service)
     monitoring: Monitoring = nested(Monitoring)
+    tls: Tls = nested(Tls)
     backup: BackupSchedule | None = Field(
         default=None, description="Scheduled backups, their retention and binlog archiving (PITR)."
     )

@@ -74,6 +74,7 @@ def instance_from_env(env: Mapping[str, str]) -> Instance:
         login=Login(_require(env, "DB_USER"), env.get("DB_PASSWORD", "")),
         flavor=flavor,
         name=env.get("DB_INSTANCE_NAME", ""),
+        ssl_ca=env.get("DB_SSL_CA", ""),
     )
 
 

@@ -48,6 +48,7 @@ from mysql_operator.resources.backup_job import (
 )
 from mysql_operator.resources.credentials import decode_secret_data, new_password
 from mysql_operator.resources.statefulset import credentials_secret
+from mysql_operator.tls.manifests import server_secret_name
 
 CLUSTER_CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
 BACKUP_CR = (c.API_GROUP, c.API_VERSION, BACKUP_PLURAL)
@@ -235,6 +236,7 @@ def _start_backup(
         owner=owner_reference(API_VERSION, BACKUP_KIND, name, str(meta["uid"])),
         login=login,
         labels={LABEL_BACKUP: name[:63]},
+        tls_secret=server_secret_name(cluster_spec, spec.cluster),
     )
     kube.create_if_absent(build_job(request))
     patch.meta.labels[LABEL_CLUSTER] = spec.cluster
@@ -479,6 +481,7 @@ def backup_schedule(
                             storage=schedule.storage,
                             owner=_cluster_owner(meta),
                             login=login,
+                            tls_secret=server_secret_name(cluster_spec, name),
                         )
                     )
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -32,6 +33,7 @@ from mysql_operator.status import (
     set_condition,
     status_fields,
 )
+from mysql_operator.tls.ensure import ensure_tls
 
 CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
 RETRY_SECONDS = 10
@@ -132,6 +134,11 @@ def reconcile(
             # Nothing else is created; look again soon, so fixing the Secret is enough.
             raise kopf.TemporaryError(credentials.message, delay=CREDENTIALS_RETRY_SECONDS)
         else:
+            tls = ensure_tls(kube, ref, cluster_spec, datetime.now(UTC))
+            if tls.issued:
+                kopf.info(body, reason="CertificateIssued", message=tls.message)
+            elif not tls.ok:
+                kopf.warn(body, reason="TlsNotReady", message=tls.message)
             applied = apply_objects(kube, ref, cluster_spec, logger)
             kopf.info(body, reason="Applied", message=f"applied {len(applied)} objects: {', '.join(applied)}")
             conditions = set_condition(

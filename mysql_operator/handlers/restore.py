@@ -36,6 +36,7 @@ from mysql_operator.resources.backup_job import (
 )
 from mysql_operator.resources.statefulset import credentials_secret
 from mysql_operator.status import CREDENTIALS_READY, condition_is, set_condition
+from mysql_operator.tls.manifests import server_secret_name
 from mysql_operator.topology.reconcile import TopologyMemory
 
 CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
@@ -136,6 +137,7 @@ def _start_job(
         storage=source.storage,
         owner=owner_reference(API_VERSION, c.KIND, name, str(meta["uid"])),
         login=login,
+        tls_secret=server_secret_name(spec, name),
     )
     kube.create_if_absent(build_job(request))
     return job

@@ -27,6 +27,7 @@ from mysql_operator.mysql.dialect import dialect_for
 from mysql_operator.mysql.session import Login, MysqlError, open_session
 from mysql_operator.mysql.users import ensure_exporter_user
 from mysql_operator.resources.credentials import decode_secret_data
+from mysql_operator.resources.meta import ClusterRef
 from mysql_operator.resources.statefulset import credentials_secret
 from mysql_operator.status import (
     DEGRADED,
@@ -37,6 +38,15 @@ from mysql_operator.status import (
     now_iso,
     set_condition,
 )
+from mysql_operator.tls.ensure import (
+    client_tls,
+    ensure_replication_tls,
+    ensure_tls,
+    read_server_secret,
+    reload_if_stale,
+    serves_current,
+)
+from mysql_operator.tls.manifests import pod_mounts_tls
 from mysql_operator.topology.reconcile import (
     InstanceEndpoint,
     TopologyMemory,
@@ -52,15 +62,24 @@ HISTORY_LENGTH = 10
 log = logging.getLogger(__name__)
 
 
-def pod_endpoint(pod: Mapping[str, Any], instances: int) -> InstanceEndpoint | None:
-    """An instance the operator can talk to: a live pod of a wanted ordinal that has an IP."""
+def pod_endpoint(
+    pod: Mapping[str, Any], instances: int, tls_secret: Mapping[str, str] | None = None
+) -> InstanceEndpoint | None:
+    """An instance the operator can talk to: a live pod of a wanted ordinal that has an IP.
+
+    Over TLS (verified: the cluster's CA, the pod's DNS name) when the pod was started with the
+    certificate mounted; a pod from before TLS was turned on is still reached as it serves."""
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
     if meta.get("deletionTimestamp") or not status.get("podIP"):
         return None
     ordinal = c.ordinal_of_pod(meta["name"])
     if ordinal >= instances:
         return None
-    return InstanceEndpoint(ordinal=ordinal, pod_name=meta["name"], host=status["podIP"])
+    tls = None
+    if tls_secret and pod_mounts_tls(pod):
+        cluster = (meta.get("labels") or {}).get(c.LABEL_INSTANCE) or meta["name"].rsplit("-", 1)[0]
+        tls = client_tls(tls_secret, cluster, str(meta.get("namespace")), ordinal)
+    return InstanceEndpoint(ordinal=ordinal, pod_name=meta["name"], host=status["podIP"], tls=tls)
 
 
 def desired_role_labels(result: TopologyResult) -> dict[str, str]:
@@ -193,6 +212,92 @@ def ensure_exporter_users(
             logger.warning("exporter user on %s: %s", endpoint.pod_name, error)
 
 
+# Per cluster uid: when the certificates were last checked (monotonic seconds).
+_TLS_CHECKED: dict[str, float] = {}
+TLS_CHECK_SECONDS = 60.0
+
+
+def _tls_pass(
+    kube: Kube, body: kopf.Body, spec: MysqlClusterSpec, meta: kopf.Meta, namespace: str,
+    logger: logging.Logger,
+) -> dict[str, str]:
+    """Re-issue certificates that are due (at most once a minute per cluster), then the Secret's data."""
+    if not spec.tls.enabled:
+        return {}
+    uid, now = str(meta.get("uid")), time.monotonic()
+    if now - _TLS_CHECKED.get(uid, -TLS_CHECK_SECONDS) >= TLS_CHECK_SECONDS:
+        ref = ClusterRef(name=str(meta["name"]), namespace=namespace, uid=uid)
+        try:
+            outcome = ensure_tls(kube, ref, spec, datetime.now(UTC))
+            _TLS_CHECKED[uid] = now
+        except KubeError as error:
+            logger.warning("TLS certificates not checked: %s", error)
+        else:
+            if outcome.issued:
+                kopf.info(body, reason="CertificateIssued", message=outcome.message)
+            elif not outcome.ok:
+                kopf.warn(body, reason="TlsNotReady", message=outcome.message)
+    try:
+        return read_server_secret(kube, spec, str(meta["name"]), namespace)
+    except KubeError as error:
+        logger.warning("TLS Secret not read: %s", error)
+        return {}
+
+
+# Per (cluster uid, pod): the certificate last checked and when (monotonic seconds).
+_TLS_CHECKED_PODS: dict[tuple[str, str], tuple[str, float]] = {}
+TLS_POD_CHECK_SECONDS = 15.0
+
+
+def tls_per_instance(
+    uid: str,
+    endpoints: list[InstanceEndpoint],
+    result: TopologyResult,
+    secret_data: Mapping[str, str],
+    spec: MysqlClusterSpec,
+    cert_pem: str,
+    body: kopf.Body,
+    logger: logging.Logger,
+) -> None:
+    """Per reachable instance, every 15 s (or at once when the Secret's certificate changed): make a
+    replica's link to its source follow spec.tls, and make mysqld serve the Secret's certificate (a
+    live reload, no restart; kubelet may not have refreshed the mounted files yet: tried again)."""
+    reachable = {inst.ordinal for inst in result.instances if inst.reachable}
+    root = Login(c.ROOT_USER, secret_data.get(c.KEY_ROOT_PASSWORD, ""))
+    dialect = dialect_for(spec.flavor)
+    now = time.monotonic()
+    tls_hosts = {e.host for e in endpoints if e.tls is not None}
+    for endpoint in endpoints:
+        key = (uid, endpoint.pod_name)
+        if endpoint.ordinal not in reachable:
+            continue
+        last_cert, last_time = _TLS_CHECKED_PODS.get(key, ("", -TLS_POD_CHECK_SECONDS))
+        if last_cert == cert_pem and now - last_time < TLS_POD_CHECK_SECONDS:
+            continue
+        _TLS_CHECKED_PODS[key] = (cert_pem, now)
+        reloaded, current, changed = False, True, None
+        try:
+            with open_session(endpoint.host, root, port=endpoint.port, tls=endpoint.tls) as session:
+                changed = ensure_replication_tls(session, dialect, endpoint.tls is not None, tls_hosts)
+                if endpoint.tls is not None and cert_pem:
+                    reloaded = reload_if_stale(session, dialect, cert_pem)
+            if reloaded:
+                with open_session(endpoint.host, root, port=endpoint.port, tls=endpoint.tls) as session:
+                    current = serves_current(session, dialect, cert_pem)
+        except MysqlError as error:
+            logger.warning("TLS on %s: %s", endpoint.pod_name, error)
+            continue
+        if changed:
+            kopf.info(body, reason="ReplicationTlsChanged", message=f"{endpoint.pod_name}: {changed}")
+        if reloaded and current:
+            logger.info("TLS reloaded on %s", endpoint.pod_name)
+            kopf.info(body, reason="TlsReloaded",
+                      message=f"{endpoint.pod_name} serves the current certificate (reloaded, no restart)")
+        elif reloaded:
+            logger.info("TLS reload on %s: its mounted files still hold the previous certificate "
+                        "(kubelet refreshes them); trying again", endpoint.pod_name)
+
+
 def spec_accepted(status: Mapping[str, Any], spec: MysqlClusterSpec) -> bool:
     """Whether the reconcile handler accepted exactly this spec (a refused change, such as a
     downgrade, must not scale or roll anything). Only that handler writes status.acceptedSpec, so
@@ -275,7 +380,8 @@ def _topology_pass(
         return
     # Pods above spec.instances still count while the StatefulSet keeps them (the primary may be one).
     kept = max(cluster_spec.instances, int(((statefulset or {}).get("spec") or {}).get("replicas") or 0))
-    endpoints = [e for e in (pod_endpoint(p, kept) for p in pods) if e is not None]
+    tls_secret = _tls_pass(kube, body, cluster_spec, meta, ns, logger)
+    endpoints = [e for e in (pod_endpoint(p, kept, tls_secret) for p in pods) if e is not None]
     if not endpoints:
         return
     state = day2.state_for(str(meta.get("uid")))
@@ -298,6 +404,8 @@ def _topology_pass(
     for action in result.actions:
         logger.info("topology action: %s", action)
     record_metrics(ns, name, result)
+    tls_per_instance(str(meta.get("uid")), endpoints, result, secret_data, cluster_spec,
+                     tls_secret.get(c.KEY_TLS_CERT, ""), body, logger)
     if cluster_spec.monitoring.exporter:
         ensure_exporter_users(str(meta.get("uid")), endpoints, result, secret_data, cluster_spec, logger)
     current = {p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_ROLE) for p in pods}

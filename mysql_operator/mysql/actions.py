@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
 
 from mysql_operator.conventions import OPERATOR_USER, REPLICATION_USER
 from mysql_operator.mysql import gtid
-from mysql_operator.mysql.dialect import Dialect
+from mysql_operator.mysql.dialect import Dialect, SourceTls
 from mysql_operator.mysql.session import Login, Session, SqlError
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,12 @@ def configure_replica(
     source_port: int,
     replication: Login,
     semi_sync: bool,
+    tls: bool = False,
 ) -> None:
-    """Make the instance a read-only replica of the source (GTID auto-positioning) and start it."""
+    """Make the instance a read-only replica of the source (GTID auto-positioning) and start it.
+
+    With `tls` the replica connects over TLS when its own server has a CA configured (see
+    `source_tls`)."""
     session.execute(*dialect.fence())
     stop_replica(session, dialect)
     if semi_sync:
@@ -125,9 +130,26 @@ def configure_replica(
         session.execute(*dialect.enable_semi_sync_replica())
     session.execute(*dialect.prepare_replica_position(executed_gtids(session, dialect)))
     session.execute(
-        dialect.change_source(source_host, source_port, replication.user, replication.password)
+        dialect.change_source(source_host, source_port, replication.user, replication.password,
+                              source_tls(session, dialect, source_host) if tls else None)
     )
     start_replica(session, dialect)
+
+
+def source_tls(session: Session, dialect: Dialect, source_host: str) -> SourceTls | None:
+    """TLS for this replica's connection to `source_host`: the CA file this replica's own server was
+    started with (every instance mounts the same bundle), the source's name verified when it is a
+    name. None while the server has no CA configured (it has not restarted with TLS yet)."""
+    row = session.query_one(dialect.ssl_ca_query) or {}
+    ca_path = str(row.get("ssl_ca") or "")
+    if not ca_path:
+        return None
+    try:
+        ipaddress.ip_address(source_host)
+        by_name = False
+    except ValueError:
+        by_name = True
+    return SourceTls(ca_path=ca_path, verify_identity=by_name)
 
 
 def promote(session: Session, dialect: Dialect) -> None:

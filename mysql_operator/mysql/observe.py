@@ -14,6 +14,7 @@ from mysql_operator.mysql.session import (
     Timeouts,
     open_session,
 )
+from mysql_operator.tls.client import ClientTls
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,11 @@ def observe_instance(
     *,
     port: int = 3306,
     timeouts: Timeouts | None = None,
+    tls: ClientTls | None = None,
 ) -> InstanceObservation:
     """Connect to an instance and observe it; never raises for an unreachable instance."""
     try:
-        with open_session(host, login, port=port, timeouts=timeouts) as session:
+        with open_session(host, login, port=port, timeouts=timeouts, tls=tls) as session:
             return read_observation(session, dialect, ordinal)
     except MysqlError as error:
         return unreachable(ordinal, host, error)

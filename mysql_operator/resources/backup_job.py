@@ -80,6 +80,7 @@ class JobRequest:
     owner: dict[str, Any]  # an ownerReference: the MysqlBackup, or the MysqlCluster
     login: DatabaseLogin | None = None  # retention needs no database
     labels: dict[str, str] = field(default_factory=dict)
+    tls_secret: str | None = None  # the cluster's server certificate Secret: its ca.crt is mounted
 
 
 def job_name(base: str, suffix: str) -> str:
@@ -118,6 +119,9 @@ def restore_args(location: str, point_in_time: str | None) -> list[str]:
     return [*args, "--point-in-time", point_in_time] if point_in_time else args
 
 
+TLS_CA_DIR = "/etc/mysql-operator/tls"
+
+
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
@@ -137,6 +141,8 @@ def job_env(request: JobRequest) -> list[dict[str, Any]]:
             _secret_env("DB_PASSWORD", login.secret, login.password_key),
             {"name": "DB_INSTANCE_NAME", "value": login.pod},
         ]
+        if request.tls_secret:
+            env.append({"name": "DB_SSL_CA", "value": f"{TLS_CA_DIR}/{c.KEY_TLS_CA}"})
     if request.storage.pvc is not None:
         env.append({"name": "BACKUP_PVC_ROOT", "value": PVC_ROOT})
     if request.storage.s3 is not None:
@@ -158,6 +164,11 @@ def build_job(request: JobRequest) -> dict[str, Any]:
         volumes.append(
             {"name": "backups", "persistentVolumeClaim": {"claimName": request.storage.pvc.claim_name}}
         )
+    if request.tls_secret and request.login is not None:
+        # The CA only (never the server's key): the Job connects over TLS and verifies the server.
+        mounts.append({"name": "tls-ca", "mountPath": TLS_CA_DIR, "readOnly": True})
+        volumes.append({"name": "tls-ca", "secret": {
+            "secretName": request.tls_secret, "items": [{"key": c.KEY_TLS_CA, "path": c.KEY_TLS_CA}]}})
     container = {
         "name": CONTAINER_NAME,
         "image": request.image,

@@ -11,6 +11,7 @@ from mysql_operator.mysql.variables import is_dynamic
 from mysql_operator.resources.meta import ClusterRef
 
 CONFIG_KEY = "my.cnf"
+TLS_DIR = "/etc/mysql/tls"  # the server certificate Secret, mounted read-only (resources/statefulset.py)
 
 _COMMON = {
     "log_bin": "mysql-bin",
@@ -59,7 +60,23 @@ def mysqld_options(spec: MysqlClusterSpec) -> list[tuple[str, str]]:
     options += [("plugin_load_add", plugin) for plugin in _PLUGINS[spec.flavor]]
     if spec.replication.mode == ReplicationMode.SEMI_SYNC:
         options += [("plugin_load_add", plugin) for plugin in _SEMI_SYNC_PLUGINS[spec.flavor]]
+    options += tls_options(spec)
     options += sorted(spec.mysql_config.items())
+    return options
+
+
+def tls_options(spec: MysqlClusterSpec) -> list[tuple[str, str]]:
+    """The server's certificate files (the same names for MySQL and MariaDB), and whether plaintext
+    clients are refused. The files are reloaded live on rotation (mysql/tls.py), never restarted."""
+    if not spec.tls.enabled:
+        return []
+    options = [
+        ("ssl_ca", f"{TLS_DIR}/{c.KEY_TLS_CA}"),
+        ("ssl_cert", f"{TLS_DIR}/{c.KEY_TLS_CERT}"),
+        ("ssl_key", f"{TLS_DIR}/{c.KEY_TLS_KEY}"),
+    ]
+    if spec.tls.require_secure_transport:
+        options.append(("require_secure_transport", "ON"))
     return options
 
 

@@ -6,8 +6,9 @@ from typing import Any
 
 from mysql_operator import conventions as c
 from mysql_operator.api.models import MysqlClusterSpec, PvcRetention
-from mysql_operator.resources.config import config_hash
+from mysql_operator.resources.config import TLS_DIR, config_hash
 from mysql_operator.resources.meta import ClusterRef
+from mysql_operator.tls.manifests import TLS_VOLUME, server_secret_name
 
 CONTAINER_NAME = "mysqld"
 DATA_VOLUME = "data"
@@ -126,7 +127,10 @@ def build_exporter_container(spec: MysqlClusterSpec, cluster: str) -> dict[str, 
             # kubelet expands $(VAR) from the variables above; the password never appears in the spec.
             {
                 "name": "DATA_SOURCE_NAME",
-                "value": f"{c.EXPORTER_USER}:$(EXPORTER_PASSWORD)@($(POD_IP):{c.MYSQL_PORT})/",
+                "value": f"{c.EXPORTER_USER}:$(EXPORTER_PASSWORD)@($(POD_IP):{c.MYSQL_PORT})/"
+                # Encrypted when the server serves TLS (a DSN cannot name a CA; verification needs
+                # the exporter's option file: ssl-ca, and 127.0.0.1 which the certificate carries).
+                + ("?tls=preferred" if spec.tls.enabled else ""),
             },
         ],
         "ports": [{"name": "metrics", "containerPort": c.EXPORTER_PORT, "protocol": "TCP"}],
@@ -166,6 +170,14 @@ def build_pod_template(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any
             "runAsNonRoot": True,
         },
     }
+    config_volume = {"name": CONFIG_VOLUME, "configMap": {"name": c.config_map_name(ref.name)}}
+    volumes: list[dict[str, Any]] = [config_volume]
+    tls_secret = server_secret_name(spec, ref.name)
+    if tls_secret:
+        # Not a subPath mount: kubelet then refreshes the files when the Secret is rotated, and the
+        # operator makes mysqld reload them. Group-readable for the mysql group (fsGroup).
+        container["volumeMounts"].append({"name": TLS_VOLUME, "mountPath": TLS_DIR, "readOnly": True})
+        volumes.append({"name": TLS_VOLUME, "secret": {"secretName": tls_secret, "defaultMode": 0o440}})
     containers = [container]
     if spec.monitoring.exporter:
         containers.append(build_exporter_container(spec, ref.name))
@@ -186,7 +198,7 @@ def build_pod_template(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any
             else list(overrides.topology_spread_constraints)
         ),
         "containers": containers,
-        "volumes": [{"name": CONFIG_VOLUME, "configMap": {"name": c.config_map_name(ref.name)}}],
+        "volumes": volumes,
     }
     if overrides.node_selector:
         pod_spec["nodeSelector"] = dict(overrides.node_selector)

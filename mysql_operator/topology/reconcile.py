@@ -26,6 +26,7 @@ from mysql_operator.mysql.observe import (
 )
 from mysql_operator.mysql.session import Login, MysqlError, Timeouts, open_session
 from mysql_operator.mysql.users import ClusterCredentials, ensure_application, ensure_system_users
+from mysql_operator.tls.client import ClientTls
 from mysql_operator.topology.decide import (
     Action,
     AttachReplica,
@@ -60,6 +61,7 @@ class InstanceEndpoint:
     pod_name: str
     host: str
     port: int = MYSQL_PORT
+    tls: ClientTls | None = None  # None: plaintext (TLS off, or no CA known yet)
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,7 @@ class _Pass:
             port=endpoint.port,
             timeouts=self.timeouts,
             secrets=self.credentials.secrets,
+            tls=endpoint.tls,
         )
 
     def event(self, kind: str, reason: str, message: str) -> None:
@@ -200,7 +203,7 @@ class _Pass:
         endpoint = self.endpoints[ordinal]
         observation = observe_instance(
             ordinal, endpoint.host, self.credentials.operator, self.dialect,
-            port=endpoint.port, timeouts=self.timeouts,
+            port=endpoint.port, timeouts=self.timeouts, tls=endpoint.tls,
         )
         if not observation.login_refused:
             return observation
@@ -214,7 +217,7 @@ class _Pass:
             self.event("Normal", "UsersCreated", f"instance {ordinal}: created {', '.join(created)}")
         return observe_instance(
             ordinal, endpoint.host, self.credentials.operator, self.dialect,
-            port=endpoint.port, timeouts=self.timeouts,
+            port=endpoint.port, timeouts=self.timeouts, tls=endpoint.tls,
         )
 
     def observe_all(self, ordinals: Sequence[int]) -> dict[int, InstanceObservation]:
@@ -376,6 +379,7 @@ def _attach(work: _Pass, action: AttachReplica | RepairReplica) -> None:
         actions.configure_replica(
             session, work.dialect, source_host=source.host, source_port=source.port,
             replication=work.credentials.replication, semi_sync=work.mode is ReplicationMode.SEMI_SYNC,
+            tls=source.tls is not None,
         )
     reason = "ReplicaAttached" if isinstance(action, AttachReplica) else "ReplicaRepointed"
     work.event("Normal", reason, f"instance {action.ordinal} replicates from {action.source} "
@@ -413,30 +417,31 @@ def _seed_runner(work: _Pass, action: Seed) -> Callable[[], float]:
         return open_session(endpoint.host, login, port=endpoint.port,
                             timeouts=timeouts or Timeouts(settings.connect_timeout, settings.read_timeout,
                                                           settings.read_timeout),
-                            secrets=creds.secrets)
+                            secrets=creds.secrets, tls=endpoint.tls)
 
     def run() -> float:
         started = time.monotonic()
-        donor_end = seed.SeedEndpoint(donor.host, creds.root, donor.port)
+        ca_pem = donor.tls.ca_pem if donor.tls is not None else ""
+        donor_end = seed.SeedEndpoint(donor.host, creds.root, donor.port, ca_pem)
         if isinstance(dialect, MysqlDialect):
             with session(donor, creds.root) as donor_session:
                 seed.prepare_clone_donor(donor_session, dialect)
             with session(target, creds.root, seed_timeouts) as target_session:
-                seed.clone(target_session, dialect, donor_end)
+                seed.clone(target_session, dialect, donor_end, tls=donor.tls is not None)
             return time.monotonic() - started  # it restarts; later passes attach it
         with session(target, creds.root) as target_session:
             dropped = seed.wipe(target_session, dialect)
         log.info("seed of instance %s: wiped (%d databases dropped)", action.ordinal, len(dropped))
         with session(donor, creds.root) as donor_session:
             history = seed.donor_binlog_state(donor_session)
-        seed.stream_dump(donor_end, seed.SeedEndpoint(target.host, creds.root, target.port),
+        seed.stream_dump(donor_end, seed.SeedEndpoint(target.host, creds.root, target.port, ca_pem),
                          settings.seed_timeout)
         with session(target, creds.root) as target_session:
             seed.restore_binlog_state(target_session, history)
         with session(target, creds.operator) as target_session:
             actions.configure_replica(
                 target_session, dialect, source_host=source.host, source_port=source.port,
-                replication=creds.replication, semi_sync=semi_sync,
+                replication=creds.replication, semi_sync=semi_sync, tls=source.tls is not None,
             )
         return time.monotonic() - started
 

@@ -31,7 +31,9 @@ def test_sidecar_reads_this_pods_mysqld_with_the_exporter_password() -> None:
         "name": "db-credentials",
         "key": "exporter-password",
     }
-    assert env["DATA_SOURCE_NAME"]["value"] == "mysqlop_exporter:$(EXPORTER_PASSWORD)@($(POD_IP):3306)/"
+    # TLS is on by default: the exporter negotiates it (tls=preferred).
+    dsn = "mysqlop_exporter:$(EXPORTER_PASSWORD)@($(POD_IP):3306)/?tls=preferred"
+    assert env["DATA_SOURCE_NAME"]["value"] == dsn
     names = [e["name"] for e in exporter["env"]]
     assert names.index("POD_IP") < names.index("DATA_SOURCE_NAME") > names.index("EXPORTER_PASSWORD")
     assert exporter["ports"] == [{"name": "metrics", "containerPort": 9104, "protocol": "TCP"}]

@@ -31,7 +31,7 @@ from mysql_operator.handlers.jobs import FAILED, RUNNING, SUCCEEDED, read_job
 from mysql_operator.handlers.suspend import is_suspended
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.dialect import dialect_for
-from mysql_operator.mysql.session import Login, MysqlError, Timeouts, open_session
+from mysql_operator.mysql.session import Login, MysqlError, SqlError, Timeouts, open_session
 from mysql_operator.mysql.users import ensure_backup_user
 from mysql_operator.resources.backup_job import (
     LABEL_BACKUP,
@@ -185,25 +185,57 @@ def backup_password(kube: Kube, namespace: str, cluster: str, spec: MysqlCluster
     return secret_name, data[c.KEY_BACKUP_PASSWORD]
 
 
-def instance_login(
-    kube: Kube, namespace: str, cluster: str, spec: MysqlClusterSpec, pod_name: str
-) -> DatabaseLogin:
-    """The backup user's login on `pod_name`, made sure to exist there (as root, unlogged)."""
+def _pod_ip(kube: Kube, namespace: str, pod_name: str) -> str:
     pod = kube.get("v1", "Pod", namespace, pod_name)
     host = ((pod or {}).get("status") or {}).get("podIP")
     if not host:
         raise NotYet(f"instance {pod_name} has no IP")
+    return str(host)
+
+
+# MySQL answers a write refused by (super_)read_only with ER_OPTION_PREVENTS_STATEMENT.
+_READ_ONLY_REFUSAL = 1290
+
+
+def instance_login(
+    kube: Kube, namespace: str, cluster: str, spec: MysqlClusterSpec, pod_name: str,
+    primary: str | None = None,
+) -> DatabaseLogin:
+    """The backup user's login on `pod_name`, made sure to exist there.
+
+    Made as root, unlogged, on that instance; where the instance refuses it (a MySQL replica under
+    super_read_only), made logged on `primary` so it replicates, and the caller retries later."""
+    host = _pod_ip(kube, namespace, pod_name)
     secret_name, password = backup_password(kube, namespace, cluster, spec)
+    login = DatabaseLogin(host, pod_name, c.BACKUP_USER, secret_name, c.KEY_BACKUP_PASSWORD)
+    try:
+        with open_session(host, Login(c.BACKUP_USER, password), timeouts=Timeouts(), secrets=(password,)):
+            return login  # already there with this password: nothing to write
+    except MysqlError:
+        pass
     secret = kube.get("v1", "Secret", namespace, secret_name) or {}
     root = decode_secret_data(secret.get("data")).get(c.KEY_ROOT_PASSWORD, "")
+    dialect = dialect_for(spec.flavor)
     try:
         with open_session(
-            host, Login(c.ROOT_USER, root), timeouts=Timeouts(), secrets=(password,)
+            host, Login(c.ROOT_USER, root), timeouts=Timeouts(), secrets=(password, root)
         ) as session:
-            ensure_backup_user(session, dialect_for(spec.flavor), password)
+            ensure_backup_user(session, dialect, password)
+        return login
+    except SqlError as error:
+        if error.code != _READ_ONLY_REFUSAL or not primary or primary == pod_name:
+            raise NotYet(f"cannot prepare the backup user on {pod_name}: {error}") from None
     except MysqlError as error:
         raise NotYet(f"cannot prepare the backup user on {pod_name}: {error}") from None
-    return DatabaseLogin(host, pod_name, c.BACKUP_USER, secret_name, c.KEY_BACKUP_PASSWORD)
+    try:
+        with open_session(
+            _pod_ip(kube, namespace, primary), Login(c.ROOT_USER, root), timeouts=Timeouts(),
+            secrets=(password, root),
+        ) as session:
+            ensure_backup_user(session, dialect, password, logged=True)
+    except MysqlError as error:
+        raise NotYet(f"cannot prepare the backup user on the primary {primary}: {error}") from None
+    raise NotYet(f"backup user made on the primary {primary}; waiting for it to replicate to {pod_name}")
 
 
 def _start_backup(
@@ -222,7 +254,8 @@ def _start_backup(
     pod = choose_instance(cluster_status.get("instances") or [], cluster_status.get("primary"), preferred)
     if pod is None:
         raise NotYet(f"MysqlCluster {spec.cluster} has no ready instance to back up")
-    login = instance_login(kube, namespace, spec.cluster, cluster_spec, pod)
+    login = instance_login(kube, namespace, spec.cluster, cluster_spec, pod,
+                           cluster_status.get("primary"))
     job = job_name(name, "backup")
     request = JobRequest(
         kind=JobKind.BACKUP,
@@ -463,7 +496,7 @@ def backup_schedule(
         )
         if source and interval_passed and not state.get("archiveJob"):
             try:
-                login = instance_login(kube, ns, name, cluster_spec, source)
+                login = instance_login(kube, ns, name, cluster_spec, source, status.get("primary"))
             except (NotYet, BackupNotPossible) as error:
                 state["lastBinlogArchive"] = f"waiting: {error}"
             else:

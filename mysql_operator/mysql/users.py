@@ -160,13 +160,16 @@ def ensure_exporter_user(session: Session, dialect: Dialect, password: str) -> N
         session.execute(Statement("SET SESSION sql_log_bin=1"))
 
 
-def ensure_backup_user(session: Session, dialect: Dialect, password: str) -> None:
-    """Create (or re-password) the backup user with its read-only grants, unlogged. Needs root.
+def ensure_backup_user(session: Session, dialect: Dialect, password: str, *, logged: bool = False) -> None:
+    """Create (or re-password) the backup user with its read-only grants. Needs root.
 
-    Unlogged like the system users: the instance a backup is taken from is often a replica, where a
-    logged write would be an errant transaction. Each instance that serves a backup gets the user.
+    Unlogged by default, like the system users: the instance a backup is taken from is often a
+    replica, where a logged write would be an errant transaction. `logged=True` is for the primary
+    when a replica refuses the unlogged write (MySQL's super_read_only binds root too): the user then
+    reaches every instance through replication.
     """
-    session.execute(dialect.disable_binlog_for_session)
+    if not logged:
+        session.execute(dialect.disable_binlog_for_session)
     try:
         session.execute(
             dialect.create_user(BACKUP_USER, password),
@@ -174,4 +177,5 @@ def ensure_backup_user(session: Session, dialect: Dialect, password: str) -> Non
             Statement(f"GRANT {BACKUP_GRANTS[dialect.flavor]} ON *.* TO %s@'%%'", (BACKUP_USER,)),
         )
     finally:
-        session.execute(Statement("SET SESSION sql_log_bin=1"))
+        if not logged:
+            session.execute(Statement("SET SESSION sql_log_bin=1"))

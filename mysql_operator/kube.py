@@ -154,5 +154,12 @@ class Kube:
             raise
         return True
 
+    def patch_status(
+        self, api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> None:
+        """Merge-patch the status subresource (for a write that must land before the handler ends)."""
+        self._call("PATCH", _path(api_version, kind, namespace, name) + "/status",
+                   body={"status": status}, content_type="application/merge-patch+json")
+
     def set_pod_label(self, namespace: str, pod: str, key: str, value: str) -> None:
         self.merge_patch("v1", "Pod", namespace, pod, {"metadata": {"labels": {key: value}}})

@@ -237,6 +237,11 @@ class Replication(_Model):
         "diverged data) from a healthy replica: its own data is dropped and replaced by a copy. When "
         "false, such a replica is only reported (Degraded condition and a Warning Event).",
     )
+    allow_data_loss_on_failover: bool = Field(
+        default=False,
+        description="semi-sync: fail over even when a replica that may hold the only copy of acknowledged "
+        "writes is unreachable (those writes may be lost). When false, the failover waits for it.",
+    )
 
 
 class Service(_Model):

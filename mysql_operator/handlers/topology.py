@@ -65,12 +65,14 @@ log = logging.getLogger(__name__)
 def pod_endpoint(
     pod: Mapping[str, Any], instances: int, tls_secret: Mapping[str, str] | None = None
 ) -> InstanceEndpoint | None:
-    """An instance the operator can talk to: a live pod of a wanted ordinal that has an IP.
+    """An instance the operator can talk to: a pod of a wanted ordinal that has an IP. A terminating
+    pod is one too while its mysqld answers: it must be observed (and fenced, or switched over from)
+    rather than ignored while it still takes writes.
 
     Over TLS (verified: the cluster's CA, the pod's DNS name) when the pod was started with the
     certificate mounted; a pod from before TLS was turned on is still reached as it serves."""
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
-    if meta.get("deletionTimestamp") or not status.get("podIP"):
+    if not status.get("podIP"):
         return None
     ordinal = c.ordinal_of_pod(meta["name"])
     if ordinal >= instances:
@@ -79,20 +81,40 @@ def pod_endpoint(
     if tls_secret and pod_mounts_tls(pod):
         cluster = (meta.get("labels") or {}).get(c.LABEL_INSTANCE) or meta["name"].rsplit("-", 1)[0]
         tls = client_tls(tls_secret, cluster, str(meta.get("namespace")), ordinal)
-    return InstanceEndpoint(ordinal=ordinal, pod_name=meta["name"], host=status["podIP"], tls=tls)
+    return InstanceEndpoint(ordinal=ordinal, pod_name=meta["name"], host=status["podIP"], tls=tls,
+                            terminating=bool(meta.get("deletionTimestamp")))
 
 
 def desired_role_labels(result: TopologyResult) -> dict[str, str]:
-    """pod -> role label: the Services send writes to the primary and reads to healthy replicas only."""
+    """pod -> role label: the Services send writes to the primary and reads to healthy replicas only.
+
+    The primary keeps its label while it is within the grace period (one missed probe must not
+    cut writes); a pod fenced at the Kubernetes level never carries it."""
     labels = {}
     for inst in result.instances:
-        if inst.ordinal == result.primary and inst.reachable:
+        if inst.ordinal == result.primary and inst.ordinal not in result.pods_fenced:
             labels[inst.pod_name] = c.Role.PRIMARY.value
         elif inst.role == c.Role.REPLICA and inst.ready:
             labels[inst.pod_name] = c.Role.REPLICA.value
         else:
             labels[inst.pod_name] = c.Role.NONE.value
     return labels
+
+
+def role_label_changes(
+    current: Mapping[str, str | None], wanted: Mapping[str, str]
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(demotions, promotions) to make the labels `wanted`. Every pod labelled primary that is not
+    the wanted primary (terminating pods and pods outside `wanted` included) is demoted; the caller
+    applies the promotions only when every demotion succeeded, so two pods never carry role=primary."""
+    primary = c.Role.PRIMARY.value
+    demotions = [(pod, wanted.get(pod, c.Role.NONE.value)) for pod, role in sorted(current.items())
+                 if role == primary and wanted.get(pod) != primary]
+    demotions += [(pod, role) for pod, role in sorted(wanted.items())
+                  if role != primary and current.get(pod) != role and (pod, role) not in demotions]
+    promotions = [(pod, role) for pod, role in sorted(wanted.items())
+                  if role == primary and current.get(pod) != role]
+    return demotions, promotions[:1] if len(promotions) == 1 else []
 
 
 def _iso(epoch: float) -> str:
@@ -176,7 +198,7 @@ def topology_status(
         "instancesReady": f"{ready_count}/{spec.instances}",
         "instances": [_instance_status(inst) for inst in result.instances],
         "roleChanges": history,
-        "topology": result.memory.to_dict(),
+        "topology": {**result.memory.to_dict(), "state": result.state.value},
     }
 
 
@@ -387,6 +409,28 @@ def _topology_pass(
     state = day2.state_for(str(meta.get("uid")))
     accepted = spec_accepted(status, cluster_spec)
     secret_data = decode_secret_data(secret.get("data"))
+    pods_by_ordinal = {e.ordinal: e.pod_name for e in endpoints}
+    uids = {p["metadata"]["name"]: p["metadata"].get("uid") for p in pods}
+
+    def fence_pod(ordinal: int) -> bool:
+        # Kubernetes-level fence of an old primary SQL could not fence: no Service routes to it, and
+        # deleting the pod ends its process (and every client connection) before a promotion.
+        pod = pods_by_ordinal.get(ordinal)
+        if pod is None:
+            return True
+        try:
+            kube.set_pod_label(ns, pod, c.LABEL_ROLE, c.Role.NONE.value)
+            kube.delete("v1", "Pod", ns, pod, uids.get(pod))
+        except KubeError as error:
+            logger.warning("could not fence pod %s: %s", pod, error)
+            return False
+        logger.warning("pod %s fenced: unlabelled and deleted", pod)
+        return True
+
+    def checkpoint(memory: TopologyMemory) -> None:
+        # The operation in progress reaches status before the promotion it announces.
+        kube.patch_status(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, ns, name, {"topology": memory.to_dict()})
+
     result = reconcile_topology(
         endpoints,
         secret_data,
@@ -399,6 +443,9 @@ def _topology_pass(
             grace_period=float(cluster_spec.replication.failover_grace_seconds),
             lag_threshold=cluster_spec.replication.max_lag_seconds,
         ),
+        allow_data_loss=cluster_spec.replication.allow_data_loss_on_failover,
+        fence_pod=fence_pod,
+        checkpoint=checkpoint,
         **day2.topology_options(cluster_spec, state, accepted),
     )
     for action in result.actions:
@@ -410,14 +457,21 @@ def _topology_pass(
         ensure_exporter_users(str(meta.get("uid")), endpoints, result, secret_data, cluster_spec, logger)
     current = {p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_ROLE) for p in pods}
     wanted = without_fenced(desired_role_labels(result), meta)  # kubectl mysql fence (handlers/suspend.py)
-    # Demote before promoting, so no moment has two pods labelled primary.
-    for pod, role in sorted(wanted.items(), key=lambda item: item[1] == c.Role.PRIMARY.value):
-        if current.get(pod) != role:
-            try:
-                kube.set_pod_label(ns, pod, c.LABEL_ROLE, role)
-                logger.info("pod %s role label -> %s", pod, role)
-            except KubeError as error:
-                logger.warning("could not label pod %s: %s", pod, error)
+    demotions, promotions = role_label_changes(current, wanted)
+    demoted = True
+    for pod, role in demotions:
+        try:
+            kube.set_pod_label(ns, pod, c.LABEL_ROLE, role)
+            logger.info("pod %s role label -> %s", pod, role)
+        except KubeError as error:
+            demoted = demoted and current.get(pod) != c.Role.PRIMARY.value
+            logger.warning("could not label pod %s: %s", pod, error)
+    for pod, role in promotions if demoted else []:
+        try:
+            kube.set_pod_label(ns, pod, c.LABEL_ROLE, role)
+            logger.info("pod %s role label -> %s", pod, role)
+        except KubeError as error:
+            logger.warning("could not label pod %s: %s", pod, error)
     for event in result.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     # The pass took a while: start from the newest conditions, so the reconcile handler's (Valid for

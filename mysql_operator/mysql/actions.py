@@ -7,12 +7,15 @@ import logging
 import time
 from collections.abc import Callable
 
-from mysql_operator.conventions import OPERATOR_USER, REPLICATION_USER
+from mysql_operator.conventions import OPERATOR_USER, REPLICATION_USER, ROOT_USER
 from mysql_operator.mysql import gtid
 from mysql_operator.mysql.dialect import Dialect, SourceTls
-from mysql_operator.mysql.session import Login, Session, SqlError
+from mysql_operator.mysql.session import Login, Session, SqlError, Statement
 
 log = logging.getLogger(__name__)
+
+# The fence waits at most this long for the global read lock, so it never hangs behind commits.
+FENCE_LOCK_WAIT_SECONDS = 5
 
 # Server-internal "users" whose connections are never killed on fence.
 _SPARED_USERS = (REPLICATION_USER, OPERATOR_USER, "system user", "event_scheduler", "")
@@ -70,12 +73,46 @@ def wait_for_gtids(session: Session, dialect: Dialect, target: str, timeout: flo
     )
 
 
-def fence(session: Session, dialect: Dialect, *, kill_clients: bool = True) -> int:
-    """Make the instance refuse writes; optionally end the client connections that could still write
-    (in-flight transactions of privileged users). Returns the number of connections killed."""
+def fence(session: Session, dialect: Dialect, *, kill_clients: bool = True, bind_root: bool = True) -> int:
+    """Make the instance refuse writes, bounded in time; returns the number of connections ended.
+
+    Client connections are ended BEFORE the read-only switch: in semi-sync mode a commit waiting for
+    an acknowledgement holds the commit lock the switch needs, and the switch would wait for it
+    forever; ended, its transaction was never acknowledged to the client. They are ended again
+    after, for those that connected in between (and on MariaDB, where `read_only` does not bind
+    holders of READ_ONLY ADMIN such as root, ending them is what stops their writes). Semi-sync is
+    never turned off here: that would acknowledge the unreplicated writes."""
+    session.execute(Statement("SET SESSION lock_wait_timeout=%s", (FENCE_LOCK_WAIT_SECONDS,)))
+    if bind_root:
+        _fence_bypass(session, dialect, dialect.revoke_fence_bypass(ROOT_USER))
+    killed = end_client_connections(session, dialect) if kill_clients else 0
     session.execute(*dialect.fence())
-    if not kill_clients:
-        return 0
+    if kill_clients:
+        killed += end_client_connections(session, dialect)
+    return killed
+
+
+def _fence_bypass(session: Session, dialect: Dialect, statements: list[Statement]) -> None:
+    """Change the fence bypass unlogged (it must never become a transaction of its own); best
+    effort: an operator user created without GRANT OPTION cannot, and the fence goes on without."""
+    if not statements:
+        return
+    try:
+        session.execute(dialect.disable_binlog_for_session, *statements)
+    except SqlError as error:
+        log.warning("fence bypass of %s unchanged: %s", ROOT_USER, error)
+    finally:
+        session.execute(Statement("SET SESSION sql_log_bin=1"))
+
+
+def restore_fence_bypass(session: Session, dialect: Dialect) -> None:
+    """Root may write on a read-only instance again (the operator's own maintenance as root, e.g. a
+    seed, needs it); done when an instance becomes a replica or the primary."""
+    _fence_bypass(session, dialect, dialect.restore_fence_bypass(ROOT_USER))
+
+
+def end_client_connections(session: Session, dialect: Dialect) -> int:
+    """KILL every client connection but the operator's and replication's; how many were ended."""
     killed = 0
     for row in session.query(dialect.client_connections_query(_SPARED_USERS)):
         try:
@@ -123,6 +160,7 @@ def configure_replica(
     With `tls` the replica connects over TLS when its own server has a CA configured (see
     `source_tls`)."""
     session.execute(*dialect.fence())
+    restore_fence_bypass(session, dialect)
     stop_replica(session, dialect)
     if semi_sync:
         _install_semi_sync(session, dialect)
@@ -152,8 +190,12 @@ def source_tls(session: Session, dialect: Dialect, source_host: str) -> SourceTl
     return SourceTls(ca_path=ca_path, verify_identity=by_name)
 
 
-def promote(session: Session, dialect: Dialect) -> None:
-    """Turn a replica (or a fenced primary) into the writable primary."""
+def promote(session: Session, dialect: Dialect, *, semi_sync: bool = False) -> None:
+    """Turn a replica (or a fenced primary) into the writable primary. In semi-sync mode the source
+    side is on before the first write is accepted (writes wait until a replica acknowledges)."""
     stop_replica(session, dialect)
     session.execute(dialect.reset_replica_all)
+    if semi_sync:
+        enable_semi_sync_source(session, dialect)
     unfence(session, dialect)
+    restore_fence_bypass(session, dialect)

@@ -33,6 +33,9 @@ class ReplicaStatus:
     last_io_error: str
     last_sql_error: str
     relay_log_applied: bool
+    # Transactions received from the source (relay log), applied or not: what a failover candidate
+    # really holds (MySQL Retrieved_Gtid_Set, MariaDB Gtid_IO_Pos).
+    received_gtids: str = ""
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,14 @@ class Dialect(ABC):
     def unfence(self) -> list[Statement]:
         """Make the instance writable."""
 
+    def revoke_fence_bypass(self, user: str) -> list[Statement]:
+        """Statements (run unlogged, by the operator) that make the fence bind `user` too."""
+        return []  # MySQL: super_read_only binds every user
+
+    def restore_fence_bypass(self, user: str) -> list[Statement]:
+        """Give `user` back what `revoke_fence_bypass` took (the instance serves again)."""
+        return []
+
     # Semi-sync ----------------------------------------------------------------------------------
     semi_sync_status_query = Statement("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync%%'")
     semi_sync_variables_query = Statement("SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync%%'")
@@ -225,7 +236,10 @@ class Dialect(ABC):
         return Statement(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(name)}")
 
     def grant_application(self, user: str, database: str) -> Statement:
-        return Statement(f"GRANT ALL PRIVILEGES ON {quote_identifier(database)}.* TO %s@'%%'", (user,))
+        # In a grant's database name `_` is a wildcard (`%` cannot pass quote_identifier): escaped,
+        # `shop_db` grants shop_db only, not shopXdb.
+        pattern = quote_identifier(database).replace("_", "\\_")
+        return Statement(f"GRANT ALL PRIVILEGES ON {pattern}.* TO %s@'%%'", (user,))
 
     # Seeding and live configuration ----------------------------------------------------------------
     @abstractmethod
@@ -321,6 +335,7 @@ class MysqlDialect(Dialect):
             last_io_error=_text(row.get("Last_IO_Error")),
             last_sql_error=_text(row.get("Last_SQL_Error")),
             relay_log_applied=gtid.includes(Flavor.MYSQL, executed, retrieved),
+            received_gtids=retrieved,
         )
 
     def fence(self) -> list[Statement]:
@@ -481,6 +496,7 @@ class MariadbDialect(Dialect):
             last_io_error=_text(row.get("Last_IO_Error")),
             last_sql_error=_text(row.get("Last_SQL_Error")),
             relay_log_applied=applied,
+            received_gtids=_text(row.get("Gtid_IO_Pos")),
         )
 
     def fence(self) -> list[Statement]:
@@ -488,6 +504,14 @@ class MariadbDialect(Dialect):
 
     def unfence(self) -> list[Statement]:
         return [Statement("SET GLOBAL read_only=OFF")]
+
+    # read_only does not bind READ_ONLY ADMIN (root has it through ALL PRIVILEGES): while an old
+    # primary is fenced, root loses it, so new root sessions cannot write either (MDEV-29596).
+    def revoke_fence_bypass(self, user: str) -> list[Statement]:
+        return [Statement("REVOKE READ_ONLY ADMIN ON *.* FROM %s@'%%'", (user,))]
+
+    def restore_fence_bypass(self, user: str) -> list[Statement]:
+        return [Statement("GRANT READ_ONLY ADMIN ON *.* TO %s@'%%'", (user,))]
 
     def install_semi_sync(self, installed: set[str]) -> list[Statement]:
         return []  # built into the server since 10.3
@@ -527,9 +551,10 @@ class MariadbDialect(Dialect):
     def grant_operator(self, user: str) -> list[Statement]:
         return [
             Statement(
+                # GRANT OPTION: the fence takes root's READ_ONLY ADMIN away and gives it back.
                 "GRANT PROCESS, RELOAD, BINLOG ADMIN, BINLOG MONITOR, REPLICATION MASTER ADMIN, "
                 "REPLICATION SLAVE ADMIN, SLAVE MONITOR, READ_ONLY ADMIN, CONNECTION ADMIN "
-                "ON *.* TO %s@'%%'",
+                "ON *.* TO %s@'%%' WITH GRANT OPTION",
                 (user,),
             )
         ]

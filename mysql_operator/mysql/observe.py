@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mysql_operator.mysql import gtid
 from mysql_operator.mysql.dialect import Dialect, ReplicaStatus, SemiSyncState
 from mysql_operator.mysql.session import (
     AccessDenied,
+    InstanceUnreachable,
     Login,
     MysqlError,
     Session,
+    SqlError,
     Timeouts,
     open_session,
 )
@@ -19,13 +22,20 @@ from mysql_operator.tls.client import ClientTls
 
 @dataclass(frozen=True)
 class InstanceObservation:
-    """One instance as observed. `gtid_executed` is flavor-specific text (see the gtid module)."""
+    """One instance as observed. `gtid_executed` is flavor-specific text (see the gtid module).
+
+    `reachable` is false when the instance could not be read; `busy` then says the server answered
+    (an SQL error such as 1040 too many connections, or a query that outlived the read timeout after
+    the login): it is alive, never a reason to fail over. `received_gtids` is the executed set plus
+    what sits in the relay log unapplied.
+    """
 
     ordinal: int
     host: str
     reachable: bool
     error: str = ""
     login_refused: bool = False
+    busy: bool = False
     server_id: int | None = None
     server_uuid: str = ""
     read_only: bool = True
@@ -39,7 +49,18 @@ class InstanceObservation:
     last_io_error: str = ""
     last_sql_error: str = ""
     relay_log_applied: bool = True
+    received_gtids: str = ""
     semi_sync: SemiSyncState = field(default_factory=SemiSyncState)
+
+    @property
+    def alive(self) -> bool:
+        """Answering, though perhaps too busy to be read: not a failover reason."""
+        return self.reachable or self.busy
+
+    @property
+    def received(self) -> str:
+        """Every transaction this instance holds, applied or still in its relay log."""
+        return self.received_gtids or self.gtid_executed
 
     @property
     def writable(self) -> bool:
@@ -56,14 +77,18 @@ class InstanceObservation:
         return self.replica_configured and self.io_running and self.sql_running
 
 
-def unreachable(ordinal: int, host: str, error: MysqlError) -> InstanceObservation:
-    """The observation of an instance that could not be asked."""
+def unreachable(
+    ordinal: int, host: str, error: MysqlError, *, logged_in: bool = False
+) -> InstanceObservation:
+    """The observation of an instance that could not be asked. An SQL error (the server answered)
+    or a timeout after the login (a slow query) marks it busy, not gone."""
     return InstanceObservation(
         ordinal=ordinal,
         host=host,
         reachable=False,
         error=str(error),
         login_refused=isinstance(error, AccessDenied),
+        busy=isinstance(error, SqlError) or (logged_in and isinstance(error, InstanceUnreachable)),
     )
 
 
@@ -85,6 +110,10 @@ def read_observation(session: Session, dialect: Dialect, ordinal: int) -> Instan
     gtids = dialect.gtid_from_row(session.query_one(dialect.gtid_query) or {})
     row = session.query_one(dialect.replica_status_query)
     replica: ReplicaStatus | None = dialect.parse_replica_status(row) if row else None
+    received = (
+        gtid.union(dialect.flavor, [gtids, replica.received_gtids])
+        if replica is not None and replica.received_gtids else gtids
+    )
     return InstanceObservation(
         ordinal=ordinal,
         host=session.host,
@@ -102,6 +131,7 @@ def read_observation(session: Session, dialect: Dialect, ordinal: int) -> Instan
         last_io_error=replica.last_io_error if replica else "",
         last_sql_error=replica.last_sql_error if replica else "",
         relay_log_applied=replica.relay_log_applied if replica else True,
+        received_gtids=received,
         semi_sync=read_semi_sync(session, dialect),
     )
 
@@ -117,8 +147,10 @@ def observe_instance(
     tls: ClientTls | None = None,
 ) -> InstanceObservation:
     """Connect to an instance and observe it; never raises for an unreachable instance."""
+    logged_in = False
     try:
         with open_session(host, login, port=port, timeouts=timeouts, tls=tls) as session:
+            logged_in = True
             return read_observation(session, dialect, ordinal)
     except MysqlError as error:
-        return unreachable(ordinal, host, error)
+        return unreachable(ordinal, host, error, logged_in=logged_in)

@@ -5,13 +5,22 @@ later passes collect how it went. One `SeedWorkers` per cluster, kept by the cal
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
-from mysql_operator.mysql.session import MysqlError
+from mysql_operator.conventions import Flavor
+from mysql_operator.mysql import actions, seed
+from mysql_operator.mysql.dialect import MysqlDialect
+from mysql_operator.mysql.session import Login, MysqlError, Timeouts, open_session
+from mysql_operator.topology.context import Discarded, InstanceEndpoint, Pass
+from mysql_operator.topology.decide import Problem, ReplicationMode, Seed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,3 +92,84 @@ class SeedWorkers:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def start_seed(work: Pass, action: Seed) -> None:
+    """Record what a rebuild discards, then run the seed (in the background when the caller keeps
+    SeedWorkers, else within the pass)."""
+    if action.discarded:
+        work.discarded.append(Discarded(action.ordinal, action.discarded, action.discarded_count, work.now))
+        work.event("Warning", "TransactionsDiscarded",
+                   f"instance {action.ordinal} (former primary): {action.discarded_count} transaction(s) "
+                   f"never acknowledged are discarded by its rebuild: {action.discarded}")
+    work.rejoined.add(action.ordinal)
+    verb = "re-seeding" if action.rebuild else "seeding"
+    description = f"{verb} from {work.pod(action.donor)}"
+    run = seed_runner(work, action)
+    if work.seeds is None:
+        seconds = run()
+        seed_outcome_event(work, SeedOutcome(action.ordinal, description, seconds))
+        return
+    if work.seeds.start(action.ordinal, description, run):
+        work.seeding[action.ordinal] = description
+        work.event("Warning" if action.rebuild else "Normal", "ReseedStarted" if action.rebuild else
+                   "SeedStarted", f"instance {action.ordinal}: {description} ({action.reason})")
+
+
+def seed_runner(work: Pass, action: Seed) -> Callable[[], float]:
+    """The seed as a closure over immutable values only, safe to run in another thread."""
+    dialect, creds, settings = work.dialect, work.credentials, work.settings
+    target, donor, source = (work.endpoints[o] for o in (action.ordinal, action.donor, action.source))
+    semi_sync = work.mode is ReplicationMode.SEMI_SYNC
+    seed_timeouts = Timeouts(connect=settings.connect_timeout, read=settings.seed_timeout,
+                             write=settings.read_timeout)
+
+    def session(endpoint: InstanceEndpoint, login: Login, timeouts: Timeouts | None = None) -> Any:
+        return open_session(endpoint.host, login, port=endpoint.port,
+                            timeouts=timeouts or Timeouts(settings.connect_timeout, settings.read_timeout,
+                                                          settings.read_timeout),
+                            secrets=creds.secrets, tls=endpoint.tls)
+
+    def run() -> float:
+        started = time.monotonic()
+        ca_pem = donor.tls.ca_pem if donor.tls is not None else ""
+        donor_end = seed.SeedEndpoint(donor.host, creds.root, donor.port, ca_pem)
+        if isinstance(dialect, MysqlDialect):
+            with session(donor, creds.root) as donor_session:
+                seed.prepare_clone_donor(donor_session, dialect)
+            with session(target, creds.root, seed_timeouts) as target_session:
+                seed.clone(target_session, dialect, donor_end, tls=donor.tls is not None)
+            return time.monotonic() - started  # it restarts; later passes attach it
+        with session(target, creds.operator) as target_session:
+            actions.restore_fence_bypass(target_session, dialect)  # a fenced old primary is rebuilt
+        with session(target, creds.root) as target_session:
+            dropped = seed.wipe(target_session, dialect)
+        log.info("seed of instance %s: wiped (%d databases dropped)", action.ordinal, len(dropped))
+        with session(donor, creds.root) as donor_session:
+            history = seed.donor_binlog_state(donor_session)
+        seed.stream_dump(donor_end, seed.SeedEndpoint(target.host, creds.root, target.port, ca_pem),
+                         settings.seed_timeout)
+        with session(target, creds.root) as target_session:
+            seed.restore_binlog_state(target_session, history)
+        with session(target, creds.operator) as target_session:
+            actions.configure_replica(
+                target_session, dialect, source_host=source.host, source_port=source.port,
+                replication=creds.replication, semi_sync=semi_sync, tls=source.tls is not None,
+            )
+        return time.monotonic() - started
+
+    return run
+
+
+def seed_outcome_event(work: Pass, outcome: SeedOutcome) -> None:
+    """Report a finished seed (a problem and a Warning when it failed)."""
+    if outcome.error:
+        work.problems.append(Problem("SeedFailed", f"instance {outcome.ordinal}: {outcome.description} "
+                                                   f"failed: {outcome.error}", outcome.ordinal))
+        work.event("Warning", "SeedFailed",
+                   f"instance {outcome.ordinal}: {outcome.description} failed: {outcome.error}")
+        return
+    work.event("Normal", "InstanceSeeded",
+               f"instance {outcome.ordinal}: {outcome.description} done in {outcome.seconds:.1f}s")
+    if work.flavor is Flavor.MARIADB:  # MySQL restarts after a clone; a later pass attaches it
+        work.event("Normal", "ReplicaAttached", f"instance {outcome.ordinal} replicates (seeded)")

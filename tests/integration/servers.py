@@ -181,6 +181,16 @@ class DbServer:
         """Wait (bounded) until the server answers again, e.g. after it restarted itself."""
         _wait(self._answers, timeout, f"{self.flavor.value} {self.host} to answer")
 
+    def pause(self) -> None:
+        """SIGSTOP the server: a frozen VM or an I/O stall (connections hang, nothing is refused)."""
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused server."""
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGCONT)
+
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -153,15 +153,16 @@ def test_replica_made_writable_by_hand_is_fenced_not_a_split_brain() -> None:
     healthy = replica(2, gtids="0-10-12")
     plan = decide(day2(primary(0, "0-10-12"), writable_replica, healthy, auto_reseed=True))
     assert plan.primary == 0
-    assert plan.actions[0] == Fence(1, "replica 1 of 0 was writable")
+    # It keeps replicating: root keeps its fence bypass there (nothing would give it back).
+    assert plan.actions[0] == Fence(1, "instance 1 was writable beside the primary 0", bind_root=False)
     assert any(isinstance(a, Seed) and a.ordinal == 1 for a in plan.actions)
-    assert reasons(plan)[0] == "SplitBrain" and "stays primary" in plan.problems[0].message
+    assert reasons(plan)[0] == "SplitBrain" and "fenced" in plan.problems[0].message
 
 
-def test_replica_that_stopped_replicating_and_took_writes_is_a_real_split_brain() -> None:
+def test_replica_that_stopped_replicating_and_took_writes_is_fenced_the_remembered_primary_stays() -> None:
     rogue = replica(1, gtids="0-10-10,0-11-11", read_only=False, io_running=False, sql_running=False)
     plan = decide(day2(primary(0, "0-10-12"), rogue, auto_reseed=True))
-    assert plan.primary is None and {a.ordinal for a in plan.actions} == {0, 1}  # type: ignore[union-attr]
+    assert plan.primary == 0 and plan.actions[0] == Fence(1, "instance 1 was writable beside the primary 0")
 
 
 # Scale-down and rollouts ---------------------------------------------------------------------------
@@ -170,13 +171,13 @@ def test_replica_that_stopped_replicating_and_took_writes_is_a_real_split_brain(
 def test_scale_down_switches_over_to_the_lowest_staying_replica_first() -> None:
     plan = decide(day2(replica(0, source=4), replica(1, source=4), replica(2, source=4), primary(4),
                        last_primary=4, desired_instances=2))
-    assert plan.actions == (Switchover(4, 0),)
+    assert plan.actions == (Switchover(4, 0, (1, 2, 4)),)
 
 
 def test_scale_down_overrides_a_switchover_target_that_is_being_removed() -> None:
     plan = decide(day2(replica(0, source=2), primary(2), last_primary=2, desired_instances=1,
                        switchover_to=2))
-    assert plan.actions == (Switchover(2, 0),)
+    assert plan.actions == (Switchover(2, 0, (2,)),)
 
 
 def test_scale_down_waits_while_no_staying_replica_replicates() -> None:
@@ -192,4 +193,4 @@ def test_primary_below_the_desired_count_stays_put() -> None:
 
 def test_rollout_target_takes_precedence_over_the_spec_switchover_target() -> None:
     plan = decide(day2(primary(0), replica(1), replica(2), switchover_to=0, move_primary_to=2))
-    assert plan.actions == (Switchover(0, 2),)
+    assert plan.actions == (Switchover(0, 2, (1, 0)),)

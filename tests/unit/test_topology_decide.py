@@ -197,20 +197,29 @@ def test_without_memory_or_followed_primary_a_failover_chooses() -> None:
 # Split brain ------------------------------------------------------------------------------------------------
 
 
-def test_split_brain_keeps_the_superset_and_fences_the_rest() -> None:
+def test_split_brain_keeps_the_remembered_primary_even_when_another_has_more() -> None:
+    # Memory is authoritative: the other writable instance is fenced, whatever it holds (its extra
+    # transactions are reported when it rejoins, never adopted by demoting the primary).
     plan = decide(view(primary(0, "0-10-9"), primary(1, "0-10-12"), replica(2), last_primary=0))
+    assert plan.primary == 0
+    assert plan.actions[0] == Fence(1, "instance 1 was writable beside the primary 0")
+    assert "SplitBrain" in reasons(plan)
+
+
+def test_split_brain_with_equal_histories_keeps_the_remembered_primary() -> None:
+    plan = decide(view(primary(0), primary(1), last_primary=1))
+    assert plan.primary == 1 and plan.actions[0] == Fence(0, "instance 0 was writable beside the primary 1")
+
+
+def test_split_brain_without_memory_keeps_the_superset() -> None:
+    plan = decide(view(primary(0, "0-10-9"), primary(1, "0-10-12"), replica(2)))
     assert plan.primary == 1
     assert [type(a) for a in plan.actions] == [Fence] and plan.actions[0].ordinal == 0  # type: ignore[union-attr]
     assert reasons(plan) == ["SplitBrain"]
 
 
-def test_split_brain_with_equal_histories_keeps_the_remembered_primary() -> None:
-    plan = decide(view(primary(0), primary(1), last_primary=1))
-    assert plan.primary == 1 and [a.ordinal for a in plan.actions] == [0]  # type: ignore[union-attr]
-
-
-def test_split_brain_with_diverged_histories_fences_both_and_reports() -> None:
-    plan = decide(view(primary(0, "0-10-11"), primary(1, "0-10-10,0-11-11"), replica(2), last_primary=0))
+def test_split_brain_without_memory_and_diverged_histories_fences_both_and_reports() -> None:
+    plan = decide(view(primary(0, "0-10-11"), primary(1, "0-10-10,0-11-11"), replica(2)))
     assert plan.primary is None
     assert sorted(a.ordinal for a in plan.actions) == [0, 1]  # type: ignore[union-attr]
     assert all(isinstance(a, Fence) for a in plan.actions)
@@ -221,7 +230,7 @@ def test_split_brain_mysql_sets() -> None:
     a, b = "3e11fa47-71ca-11e1-9e33-c80aa9429562", "4a22fb58-82db-22f2-0f44-d91bb0530673"
     first = primary(0, f"{a}:1-10", server_uuid=a)
     second = primary(1, f"{a}:1-10,{b}:1", server_uuid=b)
-    plan = decide(view(first, second, flavor=MYSQL, last_primary=0))
+    plan = decide(view(first, second, flavor=MYSQL))
     assert plan.primary == 1 and [a.ordinal for a in plan.actions] == [0]  # type: ignore[union-attr]
 
 
@@ -230,19 +239,19 @@ def test_split_brain_mysql_sets() -> None:
 
 def test_switchover_to_a_healthy_replica() -> None:
     plan = decide(view(primary(0), replica(1), replica(2), last_primary=0, switchover_to=1))
-    assert plan == Plan(0, (Switchover(0, 1),))
+    assert plan == Plan(0, (Switchover(0, 1, (2, 0)),))
 
 
 def test_switchover_there_and_back() -> None:
     there = decide(view(primary(0, "0-10-10"), replica(1, gtids="0-10-10"), last_primary=0, switchover_to=1))
-    assert there.actions == (Switchover(0, 1),)
+    assert there.actions == (Switchover(0, 1, (0,)),)
     # After it: 1 writes as server 11; the old primary replicates from it.
     done = decide(view(replica(0, source=1, gtids="0-10-10,0-11-15"), primary(1, "0-10-10,0-11-15"),
                        last_primary=1, switchover_to=1))
     assert done == Plan(1)
     back = decide(view(replica(0, source=1, gtids="0-10-10,0-11-15"), primary(1, "0-10-10,0-11-15"),
                        last_primary=1, switchover_to=0))
-    assert back.actions == (Switchover(1, 0),)
+    assert back.actions == (Switchover(1, 0, (1,)),)
 
 
 @pytest.mark.parametrize(
@@ -274,19 +283,21 @@ def test_failover_ties_go_to_the_lowest_ordinal() -> None:
     assert choose_new_primary(MARIA, [replica(2), replica(1)]).ordinal == 1
 
 
-def test_failover_skips_a_replica_that_did_not_apply_its_relay_log() -> None:
+def test_failover_waits_for_the_most_advanced_replica_to_apply_its_relay_log() -> None:
     choice = choose_new_primary(
-        MARIA, [replica(1, gtids="0-10-9"), replica(2, gtids="0-10-12", relay_log_applied=False)]
+        MARIA, [replica(1, gtids="0-10-9"),
+                replica(2, gtids="0-10-9", received_gtids="0-10-12", relay_log_applied=False)]
     )
-    assert choice.ordinal == 1 and [p.reason for p in choice.problems] == ["RelayLogNotApplied"]
+    assert choice.ordinal is None and choice.waiting
+    assert [p.reason for p in choice.problems] == ["RelayLogNotApplied"]
 
 
-def test_failover_never_promotes_a_replica_with_errant_transactions() -> None:
+def test_failover_promotes_the_clean_replica_beside_one_with_errant_transactions() -> None:
     choice = choose_new_primary(
         MARIA, [replica(1, gtids="0-10-10,0-11-11"), replica(2, gtids="0-10-10")], "0-10-10"
     )
-    assert choice.ordinal is None
-    assert [p.reason for p in choice.problems] == ["ErrantTransactions", "DivergentReplicas"]
+    assert choice.ordinal == 2
+    assert [p.reason for p in choice.problems] == ["ErrantTransactions"]
 
 
 def test_failover_accepts_a_former_primarys_own_transactions_known_to_the_cluster() -> None:

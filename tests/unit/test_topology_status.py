@@ -63,11 +63,12 @@ def applied() -> list[dict[str, Any]]:
     return set_condition([], RESOURCES_READY, True, "Applied", "", 1, NOW)
 
 
-def test_pod_endpoint_needs_an_ip_a_live_pod_and_a_wanted_ordinal() -> None:
+def test_pod_endpoint_needs_an_ip_and_a_wanted_ordinal_and_marks_terminating_pods() -> None:
     endpoint = pod_endpoint(pod("db-1"), 3)
     assert endpoint is not None and (endpoint.ordinal, endpoint.host) == (1, "127.1.0.5")
     assert pod_endpoint(pod("db-1", ip=None), 3) is None
-    assert pod_endpoint(pod("db-1", deleting=True), 3) is None
+    terminating = pod_endpoint(pod("db-1", deleting=True), 3)
+    assert terminating is not None and terminating.terminating
     assert pod_endpoint(pod("db-3"), 3) is None
 
 

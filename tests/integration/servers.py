@@ -14,6 +14,7 @@ variable names), so test modules stay flavor-neutral.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -337,6 +338,7 @@ class MysqlTemplate:
         with cls._lock:
             if cls._path is None:
                 cls._path = cls._build()
+                atexit.register(cls.discard)  # also when the session is interrupted before teardown
             return cls._path
 
     @classmethod

@@ -198,18 +198,3 @@ def operator_log(cluster: Cluster) -> str:
 def example_path(name: str) -> Path:
     return ROOT / "examples" / name
 
-
-# Flavors every new e2e test runs on (CONTRACTS.md item 1). The mysql-sandbox branch owns the real
-# version (MySQL 9.7 as soon as the sandbox runs it); this minimal one keeps MariaDB until then.
-FLAVORS = ("mariadb",)
-
-
-def cluster_spec(flavor: str, **overrides: Any) -> dict[str, Any]:
-    """A runnable MysqlCluster spec for flavor in the sandbox; overrides replace top-level keys."""
-    spec: dict[str, Any] = {
-        "flavor": flavor,
-        "instances": 3,
-        "storage": {"size": "1Gi", "pvcRetention": "Delete"},
-    }
-    spec.update(overrides)
-    return spec

@@ -102,11 +102,13 @@ def run_round(cluster: Cluster, series: Series) -> bool:
     fault_at = time.monotonic()
     inject(faults, series.fault, old)
     try:
-        ack = checker.first_ack_after(fault_at, PAUSE_BOUND if series.fault == "pause" else FAULT_BOUND)
+        ack = checker.first_ack_after(fault_at, PAUSE_BOUND if series.fault == "pause" else FAULT_BOUND,
+                                      other_than=checker.server_id(old))
     finally:
         remove(faults, series.fault, old)
-    if ack is None and series.fault == "pause":
-        ack = checker.first_ack_after(fault_at, FAULT_BOUND - PAUSE_BOUND)
+        removed_at = time.monotonic()
+    if ack is None and series.fault == "pause":  # resumed: the old primary may take writes again
+        ack = checker.first_ack_after(removed_at, FAULT_BOUND - PAUSE_BOUND)
     verdict = checker.verify(recover_timeout=RECOVER_BOUND)
     series.rounds += 1
     series.acknowledged += verdict.acknowledged

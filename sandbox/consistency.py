@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import pymysql
 
+from mysql_operator.conventions import ordinal_of_pod, server_id_for_ordinal
+
 if TYPE_CHECKING:
     from sandbox.instance import Sandbox
 
@@ -241,15 +243,22 @@ class ConsistencyChecker:
             time.sleep(0.1)
         raise AssertionError(f"fewer than {count} writes acknowledged through the Service in {timeout:.0f}s")
 
-    def first_ack_after(self, moment: float, timeout: float) -> Ack | None:
-        """The first write acknowledged after `moment` (monotonic), waiting up to timeout for one."""
+    def first_ack_after(self, moment: float, timeout: float, other_than: int | None = None) -> Ack | None:
+        """The first write acknowledged after `moment` (monotonic) by a server other than `other_than`
+        (the faulty primary's server_id: a commit it answered just as the fault struck is no recovery),
+        waiting up to timeout for one."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            later = [ack for ack in self.acked() if ack.at > moment]
+            later = [ack for ack in self.acked() if ack.at > moment and ack.server_id != other_than]
             if later:
                 return min(later, key=lambda ack: ack.at)
             time.sleep(0.05)
         return None
+
+    @staticmethod
+    def server_id(pod: str) -> int:
+        """The server_id of an instance pod (from its StatefulSet ordinal, as the operator sets it)."""
+        return server_id_for_ordinal(ordinal_of_pod(pod))
 
     def split_brain(self, since: float = 0.0) -> list[Sample]:
         """Samples taken after `since` in which two or more instances accepted writes."""

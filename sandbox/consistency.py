@@ -223,7 +223,10 @@ class ConsistencyChecker:
             while not self.stopping.is_set() and time.monotonic() < deadline:
                 ips = self.instance_ips()
                 started = time.monotonic()
-                seen = dict(zip(ips, pool.map(self._read_only, ips), strict=True))
+                try:
+                    seen = dict(zip(ips, pool.map(self._read_only, ips), strict=True))
+                except RuntimeError:  # the interpreter is shutting down under a test run interrupted
+                    return
                 with self.lock:
                     self.samples.append(Sample(started, time.monotonic(), seen))
                 self.stopping.wait(max(0.0, self.sample_interval - (time.monotonic() - started)))

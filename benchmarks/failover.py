@@ -39,7 +39,7 @@ from tests.e2e.conftest import Cluster, cluster_spec  # noqa: E402
 
 NS = "bench"
 NAME = "fo"
-NODE_PORT = 30506
+NODE_PORT = 32150  # not the e2e tier's NodePorts: a benchmark and the e2e tier may run side by side
 FAULT_BOUND = 120.0  # seconds: no writable primary through the Service by then = a human was needed
 PAUSE_BOUND = 45.0  # a pause longer than the liveness probe's minute would become a restart
 RECOVER_BOUND = 180.0
@@ -195,6 +195,7 @@ def main() -> int:
             for mode in args.mode.split(","):
                 for fault in faults:
                     rows.append(run_series(cluster, flavor, mode, fault, args.rounds, args.grace))
+                    print(table(rows, args.grace), file=sys.stderr, flush=True)  # so far
     finally:
         box.down()
     print(table(rows, args.grace))

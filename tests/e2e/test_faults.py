@@ -23,7 +23,7 @@ import pymysql
 import pytest
 
 from sandbox.consistency import ConsistencyChecker, assert_consistent
-from sandbox.faults import Faults, in_pod_cgroup, marker
+from sandbox.faults import FaultError, Faults, in_pod_cgroup, marker
 from tests.e2e.conftest import FLAVORS, Cluster, cluster_spec, connect, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
@@ -250,7 +250,7 @@ def test_lagging_replica_does_not_win_when_the_primary_dies(topo: Topology) -> N
         problems = writable_again(checker, fault_at, f"kill of {old} with {lagging} lagging", old)
         winner = topo.primary()
     finally:
-        with contextlib.suppress(pymysql.MySQLError, OSError, KeyError):
+        with contextlib.suppress(pymysql.MySQLError, OSError, KeyError, FaultError):
             topo.faults.lag(topo.namespace, lagging, resume=True)  # the fault ends (as a heal)
         topo.cluster.sandbox.release_container(topo.namespace, old)
     judge(checker, problems)

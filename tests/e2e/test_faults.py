@@ -188,6 +188,56 @@ def test_isolation_cuts_a_pod_off_both_ways_and_heal_removes_every_rule(topo: To
 
 
 # ---- faults on the primary --------------------------------------------------------------------------
+# (in this order: the errant transaction stays on its replica, by design, so it comes last)
+
+
+@pytest.mark.parametrize("topology", SEMI_SYNC, ids=ids(SEMI_SYNC), indirect=True)
+def test_drain_of_the_primarys_node_is_a_switchover_not_a_failover(topo: Topology) -> None:
+    checker = topo.checker()
+    old = topo.primary()
+    node = topo.cluster.get("pod", old, topo.namespace)["spec"]["nodeName"]
+    failovers_before = len(topo.failovers())
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # status.roleChanges[].time's format
+    drain = topo.cluster.sandbox.kubectl("drain", node, "--ignore-daemonsets", "--delete-emptydir-data",
+                                         "--timeout=240s", check=False, timeout=300)
+    try:
+        assert drain.returncode == 0, f"kubectl drain {node} failed: {drain.stderr[-2000:]}"
+        judge(checker, [])
+        status = topo.cluster.status(NAME, topo.namespace)
+        assert status["primary"] != old
+        kinds = [change["kind"] for change in status.get("roleChanges") or [] if change["time"] >= started]
+        assert "switchover" in kinds and "failover" not in kinds, kinds
+        assert len(topo.failovers()) == failovers_before, json.dumps(topo.failovers()[failovers_before:])
+    finally:
+        topo.cluster.kubectl("uncordon", node)  # the maintenance is over (not a repair of the product)
+
+
+@pytest.mark.parametrize("topology", SEMI_SYNC, ids=ids(SEMI_SYNC), indirect=True)
+def test_too_many_connections_on_the_primary_is_no_failover(topo: Topology) -> None:
+    checker = topo.checker()
+    primary = topo.primary()
+    failovers_before = len(topo.failovers())
+    password = topo.cluster.secret(f"{NAME}-credentials", topo.namespace)["app-password"]
+    held: list[Any] = []
+    refused = None
+    try:
+        for _ in range(200):  # max_connections is 40: bounded
+            try:
+                held.append(connect(topo.ip(primary), "app", password, "app"))
+            except pymysql.MySQLError as exc:
+                refused = exc
+                break
+        assert refused is not None and refused.args[0] == 1040, f"expected error 1040, got {refused!r}"
+        deadline = time.monotonic() + 4 * GRACE + 6
+        while time.monotonic() < deadline:
+            assert topo.primary() == primary, "the operator moved the primary away from a busy server"
+            time.sleep(1)
+    finally:
+        for conn in held:
+            conn.close()
+    judge(checker, [])
+    assert topo.primary() == primary
+    assert len(topo.failovers()) == failovers_before, json.dumps(topo.failovers()[failovers_before:])
 
 
 @pytest.mark.parametrize("topology", TOPOLOGIES, ids=ids(TOPOLOGIES), indirect=True)
@@ -258,6 +308,19 @@ def test_lagging_replica_does_not_win_when_the_primary_dies(topo: Topology) -> N
 
 
 @pytest.mark.parametrize("topology", SEMI_SYNC, ids=ids(SEMI_SYNC), indirect=True)
+def test_operator_killed_during_a_failover(topo: Topology) -> None:
+    checker = topo.checker()
+    old = topo.primary()
+    fault_at = time.monotonic()
+    topo.faults.kill(topo.namespace, old, keep_down=True)
+    time.sleep(GRACE + 1.0)  # the operator's next pass after the grace period starts the failover
+    assert topo.faults.kill_operator(), "no operator container to kill"
+    problems = writable_again(checker, fault_at, f"kill of {old} and of the operator", old)
+    topo.cluster.sandbox.release_container(topo.namespace, old)
+    judge(checker, problems)
+
+
+@pytest.mark.parametrize("topology", SEMI_SYNC, ids=ids(SEMI_SYNC), indirect=True)
 def test_errant_transaction_on_a_replica_while_the_primary_restarts(topo: Topology) -> None:
     checker = topo.checker()
     errant = topo.replicas()[0]
@@ -278,65 +341,3 @@ def test_errant_transaction_on_a_replica_while_the_primary_restarts(topo: Topolo
     problems = [] if ack else [f"no write acknowledged within {FAILOVER_BOUND:.0f}s of the restart of "
                                f"{old} (errant transaction on {errant})"]
     judge(checker, problems)
-
-
-@pytest.mark.parametrize("topology", SEMI_SYNC, ids=ids(SEMI_SYNC), indirect=True)
-def test_operator_killed_during_a_failover(topo: Topology) -> None:
-    checker = topo.checker()
-    old = topo.primary()
-    fault_at = time.monotonic()
-    topo.faults.kill(topo.namespace, old, keep_down=True)
-    time.sleep(GRACE + 1.0)  # the operator's next pass after the grace period starts the failover
-    assert topo.faults.kill_operator(), "no operator container to kill"
-    problems = writable_again(checker, fault_at, f"kill of {old} and of the operator", old)
-    topo.cluster.sandbox.release_container(topo.namespace, old)
-    judge(checker, problems)
-
-
-@pytest.mark.parametrize("topology", SEMI_SYNC, ids=ids(SEMI_SYNC), indirect=True)
-def test_too_many_connections_on_the_primary_is_no_failover(topo: Topology) -> None:
-    checker = topo.checker()
-    primary = topo.primary()
-    failovers_before = len(topo.failovers())
-    password = topo.cluster.secret(f"{NAME}-credentials", topo.namespace)["app-password"]
-    held: list[Any] = []
-    refused = None
-    try:
-        for _ in range(200):  # max_connections is 40: bounded
-            try:
-                held.append(connect(topo.ip(primary), "app", password, "app"))
-            except pymysql.MySQLError as exc:
-                refused = exc
-                break
-        assert refused is not None and refused.args[0] == 1040, f"expected error 1040, got {refused!r}"
-        deadline = time.monotonic() + 4 * GRACE + 6
-        while time.monotonic() < deadline:
-            assert topo.primary() == primary, "the operator moved the primary away from a busy server"
-            time.sleep(1)
-    finally:
-        for conn in held:
-            conn.close()
-    judge(checker, [])
-    assert topo.primary() == primary
-    assert len(topo.failovers()) == failovers_before, json.dumps(topo.failovers()[failovers_before:])
-
-
-@pytest.mark.parametrize("topology", SEMI_SYNC, ids=ids(SEMI_SYNC), indirect=True)
-def test_drain_of_the_primarys_node_is_a_switchover_not_a_failover(topo: Topology) -> None:
-    checker = topo.checker()
-    old = topo.primary()
-    node = topo.cluster.get("pod", old, topo.namespace)["spec"]["nodeName"]
-    failovers_before = len(topo.failovers())
-    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # status.roleChanges[].time's format
-    drain = topo.cluster.sandbox.kubectl("drain", node, "--ignore-daemonsets", "--delete-emptydir-data",
-                                         "--timeout=240s", check=False, timeout=300)
-    try:
-        assert drain.returncode == 0, f"kubectl drain {node} failed: {drain.stderr[-2000:]}"
-        judge(checker, [])
-        status = topo.cluster.status(NAME, topo.namespace)
-        assert status["primary"] != old
-        kinds = [change["kind"] for change in status.get("roleChanges") or [] if change["time"] >= started]
-        assert "switchover" in kinds and "failover" not in kinds, kinds
-        assert len(topo.failovers()) == failovers_before, json.dumps(topo.failovers()[failovers_before:])
-    finally:
-        topo.cluster.kubectl("uncordon", node)  # the maintenance is over (not a repair of the product)

@@ -283,14 +283,15 @@ class Faults:
         SQL run (no secret in it)."""
         flavor, password = self._instance_access(namespace, pod)
         mysql = flavor == "mysql"
-        stop = "STOP REPLICA SQL_THREAD" if mysql else "STOP SLAVE SQL_THREAD"
-        start = "START REPLICA SQL_THREAD" if mysql else "START SLAVE SQL_THREAD"
+        stop_sql = "STOP REPLICA SQL_THREAD" if mysql else "STOP SLAVE SQL_THREAD"
+        # MariaDB changes MASTER_DELAY only with both threads stopped
+        stop, start = ("STOP REPLICA", "START REPLICA") if mysql else ("STOP SLAVE", "START SLAVE")
         delay_sql = ("CHANGE REPLICATION SOURCE TO SOURCE_DELAY = {}" if mysql
                      else "CHANGE MASTER TO MASTER_DELAY = {}")
         if resume:
             statements = [stop, delay_sql.format(0), start]
         elif delay is None:
-            statements = [stop]
+            statements = [stop_sql]
         else:
             statements = [stop, delay_sql.format(int(delay)), start]
         conn = pymysql.connect(host=self.pod_ip(namespace, pod), port=3306, user="root", password=password,

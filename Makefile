@@ -7,7 +7,7 @@ PY        := $(VENV)/bin/python
 PIP       := $(VENV)/bin/pip
 STAMP     := $(VENV)/.installed
 EXAMPLE   ?= mysql
-APT_PKGS  := mariadb-server mariadb-client iproute2 prometheus-mysqld-exporter
+APT_PKGS  := mariadb-server mariadb-client iproute2 prometheus-mysqld-exporter iptables
 
 .PHONY: help venv apt tools mysql lint unit crd test sandbox sandbox-down
 

@@ -154,6 +154,11 @@ class Kube:
             raise
         return True
 
+    def node_cordoned(self, name: str) -> bool:
+        """Whether a Node is unschedulable (cordoned, e.g. by `kubectl drain`)."""
+        node = self._call("GET", f"/api/v1/nodes/{name}")
+        return bool((node.get("spec") or {}).get("unschedulable"))
+
     def patch_status(
         self, api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any]
     ) -> None:

@@ -1,4 +1,4 @@
-"""python -m sandbox up|down|status|env|logs|kill-container|release-container  (see --help)."""
+"""python -m sandbox up|down|status|env|logs|kill-container|release-container|fault  (see --help)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from sandbox.faults import FaultError, Faults
 from sandbox.instance import Sandbox, SandboxError, serve
 
 
@@ -36,6 +37,28 @@ def main(argv: list[str] | None = None) -> int:
     logs = commands.add_parser("logs", parents=[common], help="print a container's output (kubectl logs)")
     logs.add_argument("pod", help="NAMESPACE/POD")
     logs.add_argument("--container", "-c", default="mysqld")
+    fault = commands.add_parser("fault", parents=[common],
+                                help="inject or remove a fault (see sandbox/faults.py)")
+    kinds = fault.add_subparsers(dest="fault", required=True)
+    for kind, text in (("kill", "SIGKILL a container"), ("pause", "SIGSTOP a container's process group"),
+                       ("resume", "SIGCONT a paused container"),
+                       ("isolate", "drop every packet to or from a pod (iptables, marked rules)"),
+                       ("heal", "remove a pod's isolation rules"),
+                       ("lag", "stop (default) or delay a replica's SQL thread, or --resume it")):
+        sub = kinds.add_parser(kind, parents=[common], help=text)
+        sub.add_argument("pod", help="NAMESPACE/POD")
+        if kind in ("kill", "pause", "resume"):
+            sub.add_argument("--container", default="mysqld")
+        if kind == "kill":
+            sub.add_argument("--keep-down", action="store_true")
+        if kind == "lag":
+            sub.add_argument("--delay", type=int, help="seconds of MASTER_DELAY / SOURCE_DELAY")
+            sub.add_argument("--resume", action="store_true", help="start the SQL thread, no delay")
+    kill_operator = kinds.add_parser("kill-operator", parents=[common],
+                                     help="SIGKILL the operator container(s)")
+    kill_operator.add_argument("--namespace", default="mysql-operator")
+    kinds.add_parser("heal-all", parents=[common], help="remove every isolation rule of the sandbox")
+    kinds.add_parser("list", parents=[common], help="print the sandbox's packet-filter rules")
     serve_parser = commands.add_parser("_serve", parents=[common])  # internal: the supervisor
     serve_parser.add_argument("--nodes", type=int, default=3)
     serve_parser.add_argument("--api-port", type=int)
@@ -70,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     elif options.command == "logs":
         namespace, _, pod = options.pod.partition("/")
         print(sandbox.logs(namespace, pod, options.container), end="")
+    elif options.command == "fault":
+        return run_fault(sandbox, options)
     elif options.command in ("kill-container", "release-container"):
         namespace, _, pod = options.pod.partition("/")
         if not pod:
@@ -81,6 +106,43 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if pids or options.keep_down else 1
         sandbox.release_container(namespace, pod, options.container)
         print(f"released {options.container} of {namespace}/{pod}")
+    return 0
+
+
+def run_fault(sandbox: Sandbox, options: argparse.Namespace) -> int:
+    """`python -m sandbox fault KIND ...`: print what was done; non-zero when nothing was."""
+    faults = Faults(sandbox)
+    try:
+        if options.fault in ("heal-all", "list", "kill-operator"):
+            if options.fault == "heal-all":
+                print(f"removed {faults.heal_all()} rule(s)")
+            elif options.fault == "list":
+                print("\n".join(faults.rules()))
+            else:
+                pids = faults.kill_operator(options.namespace)
+                print(f"killed operator container(s): pids {pids}")
+                return 0 if pids else 1
+            return 0
+        namespace, _, pod = options.pod.partition("/")
+        if not pod:
+            print("error: pod must be NAMESPACE/POD", file=sys.stderr)
+            return 2
+        if options.fault in ("kill", "pause", "resume"):
+            if options.fault == "kill":
+                pids = faults.kill(namespace, pod, options.container, keep_down=options.keep_down)
+            else:
+                pids = getattr(faults, options.fault)(namespace, pod, options.container)
+            print(f"{options.fault}: {options.container} of {namespace}/{pod}: pids {pids}")
+            return 0 if pids else 1
+        if options.fault == "isolate":
+            print(f"isolated {namespace}/{pod} ({faults.isolate(namespace, pod)})")
+        elif options.fault == "heal":
+            print(f"healed {namespace}/{pod}: removed {faults.heal(namespace, pod)} rule(s)")
+        else:
+            print(faults.lag(namespace, pod, delay=options.delay, resume=options.resume))
+    except (FaultError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sandbox import processes, tools
+from sandbox import faults, processes, tools
 from sandbox.controlplane import ControlPlane
 from sandbox.kube import Kube, KubeError
 from sandbox.nodeagent import STORAGE_CLASS, NodeAgent, control_file
@@ -95,6 +95,7 @@ class Sandbox:
         if self.running():
             progress(f"sandbox {self.name!r} is already running ({self.dir})")
         else:
+            faults.teardown(self)  # rules or paused processes of a run that crashed
             leftovers = processes.kill_owned(self.dir, grace=5)
             if leftovers:
                 progress(f"ended {len(leftovers)} stale process(es) of an earlier run")
@@ -137,6 +138,7 @@ class Sandbox:
 
     def down(self, timeout: float = 90.0) -> list[int]:
         """Stop everything of this sandbox; returns pids that had to be ended by the final sweep."""
+        faults.teardown(self)  # first: paused processes must be continued to end, rules removed
         pid = self.supervisor_pid()
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
@@ -149,6 +151,7 @@ class Sandbox:
             processes.stop_group(self._proc, grace=1)
             self._proc = None
         leftovers = processes.kill_owned(self.dir, grace=5)
+        faults.remove_cgroups(self.dir)
         self.pid_file.unlink(missing_ok=True)
         return leftovers
 
@@ -257,6 +260,7 @@ def serve(name: str, run_dir: Path, nodes: int, api_port: int | None, ip_block: 
         tmp.write_text(json.dumps(state, indent=2) + "\n")
         tmp.replace(sandbox.state_file)
 
+    faults.prepare_cgroup_root(run_dir, name)
     plane = ControlPlane(run_dir, api_port=api_port, progress=lambda step: report("starting", step))
     agent: NodeAgent | None = None
     code = 0

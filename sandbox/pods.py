@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import urllib3
 
 from sandbox import processes
+from sandbox.faults import in_pod_cgroup
 from sandbox.images import ContainerContext, Launch, NotRunnable, runner_for
 from sandbox.kube import KubeError
 from sandbox.podenv import (
@@ -258,7 +259,9 @@ class PodWorker(threading.Thread):
         if c.ever_started:
             c.restart_count += 1
         c.launch = launch
-        c.proc = processes.spawn(launch.argv, owner=self.agent.run_dir, log=self.pod_dir / f"{c.name}.log",
+        # in the pod's cgroup, so that `sandbox fault isolate` can also drop what the pod sends
+        argv = in_pod_cgroup(self.agent.run_dir, meta["namespace"], meta["name"], self.uid, launch.argv)
+        c.proc = processes.spawn(argv, owner=self.agent.run_dir, log=self.pod_dir / f"{c.name}.log",
                                  env=launch.env, cwd=launch.cwd, pid_file=self.pod_dir / f"{c.name}.pid")
         c.ever_started = True
         c.started_mono, c.started_iso = time.monotonic(), now_iso()

@@ -24,6 +24,7 @@ from mysql_operator.resources.meta import ClusterRef
 from mysql_operator.resources.services import (
     build_headless_service,
     build_pod_disruption_budget,
+    build_primary_disruption_budget,
     build_primary_service,
     build_replicas_service,
 )
@@ -114,7 +115,8 @@ def owned_objects(
         build_headless_service(ref),
         build_primary_service(ref, spec),
         build_replicas_service(ref),
-        build_pod_disruption_budget(ref),
+        build_pod_disruption_budget(ref, spec),
+        build_primary_disruption_budget(ref),
         build_statefulset(ref, spec, statefulset_replicas(spec, primary_ordinal)),
     ]
 

@@ -47,6 +47,7 @@ from mysql_operator.tls.ensure import (
     serves_current,
 )
 from mysql_operator.tls.manifests import pod_mounts_tls
+from mysql_operator.topology.drain import drain_switchover_target, placements, primary_node
 from mysql_operator.topology.reconcile import (
     InstanceEndpoint,
     TopologyMemory,
@@ -349,6 +350,17 @@ def record_metrics(namespace: str, cluster: str, result: TopologyResult) -> None
         metrics.FAILOVER_SECONDS.labels(namespace, cluster).set(result.transition.seconds)
 
 
+def drain_switchover(kube: Kube, pods: list[dict[str, Any]], logger: logging.Logger) -> int | None:
+    """The replica to switch over to when the primary's node is cordoned (topology/drain.py)."""
+    node = primary_node(pods)
+    try:
+        cordoned = {node} if node is not None and kube.node_cordoned(node) else set()
+    except KubeError as error:
+        logger.warning("could not read node %s: %s", node, error)
+        return None
+    return drain_switchover_target(placements(pods, cordoned))
+
+
 @kopf.timer(*CR, interval=INTERVAL_SECONDS, initial_delay=1.0)  # type: ignore[arg-type]
 def topology(
     body: kopf.Body,
@@ -409,6 +421,10 @@ def _topology_pass(
     state = day2.state_for(str(meta.get("uid")))
     accepted = spec_accepted(status, cluster_spec)
     secret_data = decode_secret_data(secret.get("data"))
+    options = day2.topology_options(cluster_spec, state, accepted)
+    drain_target = drain_switchover(kube, pods, logger)
+    if drain_target is not None:
+        options["move_primary_to"] = drain_target  # the primary's node is being drained
     pods_by_ordinal = {e.ordinal: e.pod_name for e in endpoints}
     uids = {p["metadata"]["name"]: p["metadata"].get("uid") for p in pods}
 
@@ -446,7 +462,7 @@ def _topology_pass(
         allow_data_loss=cluster_spec.replication.allow_data_loss_on_failover,
         fence_pod=fence_pod,
         checkpoint=checkpoint,
-        **day2.topology_options(cluster_spec, state, accepted),
+        **options,
     )
     for action in result.actions:
         logger.info("topology action: %s", action)

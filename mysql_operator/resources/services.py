@@ -57,11 +57,26 @@ def build_replicas_service(ref: ClusterRef) -> dict[str, Any]:
     }
 
 
-def build_pod_disruption_budget(ref: ClusterRef) -> dict[str, Any]:
-    """At most one instance down by choice (drains); failover handles the rest."""
+def build_pod_disruption_budget(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any]:
+    """At most one replica down by choice (drains); failover handles the rest. Replicas only: the
+    eviction API refuses a pod that two budgets select, and the primary has its own. minAvailable,
+    not maxUnavailable: the latter counts every pod of the StatefulSet, primary included."""
+    selector = {**c.selector_labels(ref.name), c.LABEL_ROLE: c.Role.REPLICA.value}
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": ref.metadata(c.pdb_name(ref.name)),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": c.selector_labels(ref.name)}},
+        "spec": {"minAvailable": max(spec.instances - 2, 0), "selector": {"matchLabels": selector}},
+    }
+
+
+def build_primary_disruption_budget(ref: ClusterRef) -> dict[str, Any]:
+    """No eviction of the primary: a drain waits until the operator switched over (topology/drain.py)
+    and the role label moved to a pod on another node."""
+    selector = {**c.selector_labels(ref.name), c.LABEL_ROLE: c.Role.PRIMARY.value}
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": ref.metadata(f"{c.pdb_name(ref.name)}-primary"),
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector}},
     }

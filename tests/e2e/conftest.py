@@ -197,3 +197,4 @@ def operator_log(cluster: Cluster) -> str:
 
 def example_path(name: str) -> Path:
     return ROOT / "examples" / name
+

@@ -71,8 +71,9 @@ def test_namespaced_install_renders_roles_only_in_watched_namespaces(helm: str) 
             "apiGroups": ["apiextensions.k8s.io"],
             "resources": ["customresourcedefinitions"],
             "verbs": ["get", "list", "watch"],
-        }
-    ], "namespaced: nothing cluster-wide but reading CRDs"
+        },
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
+    ], "namespaced: nothing cluster-wide but reading CRDs and whether a node is cordoned (drains)"
     deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=shop" in args and "--namespace=orders" in args

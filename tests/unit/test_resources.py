@@ -198,10 +198,14 @@ def test_primary_service_type_node_port_and_annotations() -> None:
     assert primary["metadata"]["annotations"] == {"a": "b"}
 
 
-def test_pdb_allows_one_instance_down() -> None:
-    pdb = build_pod_disruption_budget(REF)
-    assert pdb["spec"]["maxUnavailable"] == 1
-    assert pdb["spec"]["selector"]["matchLabels"] == c.selector_labels("shop-db")
+@pytest.mark.parametrize(("instances", "min_available"), [(1, 0), (2, 0), (3, 1), (5, 3)])
+def test_pdb_allows_one_replica_down(instances: int, min_available: int) -> None:
+    pdb = build_pod_disruption_budget(REF, MysqlClusterSpec.model_validate({"instances": instances}))
+    assert pdb["spec"] == {
+        "minAvailable": min_available,
+        # the primary has a budget of its own (tests/unit/test_drain.py): one budget per pod
+        "selector": {"matchLabels": {**c.selector_labels("shop-db"), c.LABEL_ROLE: c.Role.REPLICA.value}},
+    }
 
 
 def test_generated_credentials_are_random_and_complete() -> None:

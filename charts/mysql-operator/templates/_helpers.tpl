@@ -72,3 +72,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end -}}
+
+{{/* Cluster-wide in every mode: a cordoned primary's node turns a drain into a switchover. */}}
+{{- define "mysql-operator.nodeRules" -}}
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get"]
+{{- end -}}

@@ -1,0 +1,343 @@
+"""Faults against a 3-instance cluster while clients write through the -primary Service.
+
+Every scenario runs the consistency checker (sandbox/consistency.py): writers acknowledge a write only
+when COMMIT returned OK, a sampler reads read_only on every instance, and after the fault and its heal
+the checker asserts (a) no acknowledged write is missing on the primary, (b) never two writable
+instances, (c) Ready again with one writable primary without anyone acting, (d) equal CHECKSUM TABLE.
+The harness itself (pause, isolation in both directions, rule removal) is checked first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pymysql
+import pytest
+
+from sandbox.consistency import ConsistencyChecker, assert_consistent
+from sandbox.faults import FaultError, Faults, in_pod_cgroup, marker
+from tests.e2e.conftest import FLAVORS, Cluster, cluster_spec, connect, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
+
+NAME = "db"
+GRACE = 3  # spec.replication.failoverGraceSeconds
+FAILOVER_BOUND = 120.0  # seconds a fault may last before the round counts as needing a human
+MODES = ("async", "semi-sync")
+TOPOLOGIES = [(flavor, mode) for flavor in FLAVORS for mode in MODES]
+SEMI_SYNC = [(flavor, "semi-sync") for flavor in FLAVORS]
+FIRST_NODE_PORT = 32140  # one NodePort per topology, on 127.0.0.1
+
+
+def ids(params: list[tuple[str, str]]) -> list[str]:
+    return [f"{flavor}-{mode}" for flavor, mode in params]
+
+
+@dataclass
+class Topology:
+    """One MysqlCluster of a flavor and replication mode, and the faults to inflict on it."""
+
+    cluster: Cluster
+    flavor: str
+    mode: str
+    namespace: str
+    node_port: int
+
+    @property
+    def faults(self) -> Faults:
+        return Faults(self.cluster.sandbox)
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "mysql.operator.dev/v1alpha1",
+            "kind": "MysqlCluster",
+            "metadata": {"name": NAME},
+            "spec": cluster_spec(
+                self.flavor,
+                replication={"mode": self.mode, "failoverGraceSeconds": GRACE},
+                application={"database": "app", "user": "app"},
+                service={"type": "NodePort", "nodePort": self.node_port},
+                mysqlConfig={"max_connections": "40"},
+            ),
+        }
+
+    def create(self) -> None:
+        self.cluster.apply(self.manifest(), self.namespace)
+        self.cluster.wait_ready(NAME, self.namespace, timeout=420)
+
+    def primary(self) -> str:
+        return str(self.cluster.status(NAME, self.namespace)["primary"])
+
+    def replicas(self) -> list[str]:
+        primary = self.primary()
+        return [f"{NAME}-{i}" for i in range(3) if f"{NAME}-{i}" != primary]
+
+    def ip(self, pod: str) -> str:
+        return self.cluster.pod_ip(pod, self.namespace)
+
+    def checker(self) -> ConsistencyChecker:
+        checker = ConsistencyChecker(self.cluster.sandbox, self.namespace, NAME, self.node_port)
+        checker.start()
+        checker.wait_acks(30)
+        return checker
+
+    def failovers(self) -> list[dict[str, Any]]:
+        events = self.cluster.events(self.namespace, NAME)
+        return [e for e in events if e.get("reason") == "FailoverCompleted"]
+
+
+@pytest.fixture(scope="module")
+def topology(request: pytest.FixtureRequest, operator: Cluster) -> Iterator[Topology]:
+    flavor, mode = request.param
+    namespace = f"faults-{flavor}-{mode.replace('-', '')}"
+    topo = Topology(operator, flavor, mode, namespace, FIRST_NODE_PORT + TOPOLOGIES.index((flavor, mode)))
+    operator.create_namespace(namespace)
+    topo.create()
+    yield topo
+    operator.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+@pytest.fixture
+def topo(topology: Topology) -> Topology:
+    """The module's cluster, healthy at the start of each scenario: if an earlier scenario left it
+    broken (that scenario failed and said why), it is re-created so this one is judged on its own."""
+    checker = ConsistencyChecker(topology.cluster.sandbox, topology.namespace, NAME, topology.node_port)
+    try:
+        wait_for(checker.recovered, 60, "a healthy cluster before the scenario")
+    except AssertionError:
+        print(f"re-creating {topology.namespace}/{NAME}: an earlier scenario left it broken", flush=True)
+        topology.faults.heal_all()
+        topology.cluster.kubectl("delete", "mysqlcluster", NAME, "-n", topology.namespace, "--wait=true",
+                                 "--timeout=180s")
+        topology.create()
+    return topology
+
+
+def writable_again(checker: ConsistencyChecker, fault_at: float, what: str, old: str) -> list[str]:
+    """Wait (bounded) for a write acknowledged through the Service by another server than the faulty
+    primary `old` after the fault; a problem if none."""
+    ack = checker.first_ack_after(fault_at, FAILOVER_BOUND, other_than=checker.server_id(old))
+    if ack is None:
+        return [f"no write acknowledged through the Service within {FAILOVER_BOUND:.0f}s of {what}"]
+    print(f"{what}: writable through the Service after {ack.at - fault_at:.2f}s (server_id {ack.server_id})",
+          flush=True)
+    return []
+
+
+def judge(checker: ConsistencyChecker, problems: list[str]) -> None:
+    verdict = checker.verify()
+    print(f"acknowledged {verdict.acknowledged}, lost {len(verdict.lost)}, split-brain samples "
+          f"{len(verdict.split_brain)}, recovered {verdict.recovered}", flush=True)
+    verdict.problems[:0] = problems
+    assert_consistent(verdict)
+
+
+# ---- the harness itself ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("topology", SEMI_SYNC[:1], ids=ids(SEMI_SYNC[:1]), indirect=True)
+def test_pause_freezes_a_server_and_resume_thaws_it(topo: Topology) -> None:
+    replica = topo.replicas()[0]
+    ip = topo.ip(replica)
+    root = topo.cluster.secret(f"{NAME}-credentials", topo.namespace)["root-password"]
+    assert topo.faults.pause(topo.namespace, replica)
+    try:
+        with pytest.raises(pymysql.MySQLError):
+            pymysql.connect(host=ip, user="root", password=root, connect_timeout=2, read_timeout=2).close()
+    finally:
+        assert topo.faults.resume(topo.namespace, replica)
+    with connect(ip, "root", root) as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1")
+
+
+@pytest.mark.parametrize("topology", SEMI_SYNC[:1], ids=ids(SEMI_SYNC[:1]), indirect=True)
+def test_isolation_cuts_a_pod_off_both_ways_and_heal_removes_every_rule(topo: Topology) -> None:
+    replica, primary_ip = topo.replicas()[0], topo.ip(topo.primary())
+    ip = topo.ip(replica)
+    sandbox = topo.cluster.sandbox
+
+    def reach(host: str, from_pod: str | None = None) -> bool:
+        """Whether a TCP connection to host:3306 opens, from this process or from inside a pod."""
+        code = f"import socket; socket.create_connection(({host!r}, 3306), timeout=2).close()"
+        argv = [sys.executable, "-c", code]
+        if from_pod is not None:
+            uid = topo.cluster.get("pod", from_pod, topo.namespace)["metadata"]["uid"]
+            argv = in_pod_cgroup(sandbox.dir, topo.namespace, from_pod, uid, argv)
+        return subprocess.run(argv, capture_output=True, timeout=20).returncode == 0
+
+    assert reach(ip) and reach(primary_ip, from_pod=replica)
+    topo.faults.isolate(topo.namespace, replica)
+    try:
+        rules = topo.faults.rules()
+        assert rules and all(marker(sandbox.name, f"{topo.namespace}/{replica}") in rule for rule in rules)
+        assert not reach(ip), "the isolated pod still answers"
+        assert not reach(primary_ip, from_pod=replica), "the isolated pod still reaches the primary"
+        assert reach(primary_ip), "isolation must not cut other pods off"
+    finally:
+        removed = topo.faults.heal(topo.namespace, replica)
+    assert removed == len(rules) and topo.faults.rules() == []
+    assert reach(ip) and reach(primary_ip, from_pod=replica)
+
+
+# ---- faults on the primary --------------------------------------------------------------------------
+# (in this order: the errant transaction stays on its replica, by design, so it comes last)
+
+
+@pytest.mark.parametrize("topology", SEMI_SYNC, ids=ids(SEMI_SYNC), indirect=True)
+def test_drain_of_the_primarys_node_is_a_switchover_not_a_failover(topo: Topology) -> None:
+    checker = topo.checker()
+    old = topo.primary()
+    node = topo.cluster.get("pod", old, topo.namespace)["spec"]["nodeName"]
+    failovers_before = len(topo.failovers())
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # status.roleChanges[].time's format
+    drain = topo.cluster.sandbox.kubectl("drain", node, "--ignore-daemonsets", "--delete-emptydir-data",
+                                         "--timeout=240s", check=False, timeout=300)
+    try:
+        assert drain.returncode == 0, f"kubectl drain {node} failed: {drain.stderr[-2000:]}"
+        judge(checker, [])
+        status = topo.cluster.status(NAME, topo.namespace)
+        assert status["primary"] != old
+        kinds = [change["kind"] for change in status.get("roleChanges") or [] if change["time"] >= started]
+        assert "switchover" in kinds and "failover" not in kinds, kinds
+        assert len(topo.failovers()) == failovers_before, json.dumps(topo.failovers()[failovers_before:])
+    finally:
+        topo.cluster.kubectl("uncordon", node)  # the maintenance is over (not a repair of the product)
+
+
+@pytest.mark.parametrize("topology", SEMI_SYNC, ids=ids(SEMI_SYNC), indirect=True)
+def test_too_many_connections_on_the_primary_is_no_failover(topo: Topology) -> None:
+    checker = topo.checker()
+    primary = topo.primary()
+    failovers_before = len(topo.failovers())
+    password = topo.cluster.secret(f"{NAME}-credentials", topo.namespace)["app-password"]
+    held: list[Any] = []
+    refused = None
+    try:
+        for _ in range(200):  # max_connections is 40: bounded
+            try:
+                held.append(connect(topo.ip(primary), "app", password, "app"))
+            except pymysql.MySQLError as exc:
+                refused = exc
+                break
+        assert refused is not None and refused.args[0] == 1040, f"expected error 1040, got {refused!r}"
+        deadline = time.monotonic() + 4 * GRACE + 6
+        while time.monotonic() < deadline:
+            assert topo.primary() == primary, "the operator moved the primary away from a busy server"
+            time.sleep(1)
+    finally:
+        for conn in held:
+            conn.close()
+    judge(checker, [])
+    assert topo.primary() == primary
+    assert len(topo.failovers()) == failovers_before, json.dumps(topo.failovers()[failovers_before:])
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES, ids=ids(TOPOLOGIES), indirect=True)
+def test_primary_killed_then_the_new_primary_killed(topo: Topology) -> None:
+    for round_no in (1, 2):
+        checker = topo.checker()
+        old = topo.primary()
+        fault_at = time.monotonic()
+        topo.faults.kill(topo.namespace, old, keep_down=True)  # a lost node
+        problems = writable_again(checker, fault_at, f"kill #{round_no} of {old}", old)
+        topo.cluster.sandbox.release_container(topo.namespace, old)  # the node comes back
+        judge(checker, problems)
+        assert topo.primary() != old
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES, ids=ids(TOPOLOGIES), indirect=True)
+def test_primary_paused_past_the_grace_period_then_resumed(topo: Topology) -> None:
+    checker = topo.checker()
+    old = topo.primary()
+    fault_at = time.monotonic()
+    topo.faults.pause(topo.namespace, old)
+    try:
+        # bounded below the liveness probe's minute, after which kubelet would restart the container
+        ack = checker.first_ack_after(fault_at, 45, other_than=checker.server_id(old))
+        problems = [] if ack else ["no write acknowledged through the Service within 45s of the pause"]
+        if ack:
+            print(f"pause: writable again after {ack.at - fault_at:.2f}s", flush=True)
+        time.sleep(GRACE)  # the new primary takes writes while the old one is still frozen
+    finally:
+        topo.faults.resume(topo.namespace, old)
+    judge(checker, problems)
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES, ids=ids(TOPOLOGIES), indirect=True)
+def test_primary_isolated_then_healed(topo: Topology) -> None:
+    checker = topo.checker()
+    old = topo.primary()
+    fault_at = time.monotonic()
+    topo.faults.isolate(topo.namespace, old)
+    try:
+        problems = writable_again(checker, fault_at, f"isolation of {old}", old)
+        time.sleep(GRACE)
+    finally:
+        topo.faults.heal(topo.namespace, old)
+    judge(checker, problems)
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES, ids=ids(TOPOLOGIES), indirect=True)
+def test_lagging_replica_does_not_win_when_the_primary_dies(topo: Topology) -> None:
+    checker = topo.checker()
+    old = topo.primary()
+    lagging = topo.replicas()[0]
+    # A delay, not a stopped SQL thread: the operator restarts a stopped thread within a pass or two.
+    # The delayed replica receives every transaction and applies none of the recent ones.
+    topo.faults.lag(topo.namespace, lagging, delay=3600)
+    checker.wait_acks(200, after=time.monotonic())
+    fault_at = time.monotonic()
+    topo.faults.kill(topo.namespace, old, keep_down=True)
+    try:
+        problems = writable_again(checker, fault_at, f"kill of {old} with {lagging} lagging", old)
+        winner = topo.primary()
+    finally:
+        with contextlib.suppress(pymysql.MySQLError, OSError, KeyError, FaultError):
+            topo.faults.lag(topo.namespace, lagging, resume=True)  # the fault ends (as a heal)
+        topo.cluster.sandbox.release_container(topo.namespace, old)
+    judge(checker, problems)
+    assert winner != lagging, f"the lagging replica {lagging} was promoted"
+
+
+@pytest.mark.parametrize("topology", SEMI_SYNC, ids=ids(SEMI_SYNC), indirect=True)
+def test_operator_killed_during_a_failover(topo: Topology) -> None:
+    checker = topo.checker()
+    old = topo.primary()
+    fault_at = time.monotonic()
+    topo.faults.kill(topo.namespace, old, keep_down=True)
+    time.sleep(GRACE + 1.0)  # the operator's next pass after the grace period starts the failover
+    assert topo.faults.kill_operator(), "no operator container to kill"
+    problems = writable_again(checker, fault_at, f"kill of {old} and of the operator", old)
+    topo.cluster.sandbox.release_container(topo.namespace, old)
+    judge(checker, problems)
+
+
+@pytest.mark.parametrize("topology", SEMI_SYNC, ids=ids(SEMI_SYNC), indirect=True)
+def test_errant_transaction_on_a_replica_while_the_primary_restarts(topo: Topology) -> None:
+    checker = topo.checker()
+    errant = topo.replicas()[0]
+    root = topo.cluster.secret(f"{NAME}-credentials", topo.namespace)["root-password"]
+    with connect(topo.ip(errant), "root", root) as conn, conn.cursor() as cur:
+        if topo.flavor == "mysql":
+            cur.execute("SET GLOBAL super_read_only = OFF")  # root then writes despite read_only
+        cur.execute("CREATE DATABASE IF NOT EXISTS errant")
+        cur.execute("CREATE TABLE IF NOT EXISTS errant.t (id INT PRIMARY KEY)")
+        cur.execute("REPLACE INTO errant.t VALUES (1)")
+        if topo.flavor == "mysql":
+            cur.execute("SET GLOBAL super_read_only = ON")
+    old = topo.primary()
+    fault_at = time.monotonic()
+    topo.faults.kill(topo.namespace, old)  # restarted by the node agent, as kubelet would
+    # any server, the restarted one included, may take the writes again
+    ack = checker.first_ack_after(fault_at + 0.5, FAILOVER_BOUND)
+    problems = [] if ack else [f"no write acknowledged within {FAILOVER_BOUND:.0f}s of the restart of "
+                               f"{old} (errant transaction on {errant})"]
+    judge(checker, problems)

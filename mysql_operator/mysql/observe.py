@@ -153,4 +153,19 @@ def observe_instance(
             logged_in = True
             return read_observation(session, dialect, ordinal)
     except MysqlError as error:
+        if logged_in and isinstance(error, InstanceUnreachable):
+            # A statement outlived the read timeout: slow (busy) or stalled since the login? A busy
+            # server still greets a new connection at once; a stalled one says nothing.
+            logged_in = _greets(host, login, port, timeouts or Timeouts(), tls)
         return unreachable(ordinal, host, error, logged_in=logged_in)
+
+
+def _greets(host: str, login: Login, port: int, timeouts: Timeouts, tls: ClientTls | None) -> bool:
+    """Whether the server completes a fresh handshake within the connect timeout."""
+    try:
+        with open_session(host, login, port=port, timeouts=timeouts, tls=tls):
+            return True
+    except InstanceUnreachable:
+        return False
+    except MysqlError:
+        return True  # it answered (too many connections, a refused login): alive

@@ -156,7 +156,10 @@ def open_session(
             password=login.password,
             unix_socket=unix_socket,
             connect_timeout=max(1, round(limits.connect)),
-            read_timeout=limits.read,
+            # The handshake waits for the server's greeting with the read timeout: a stalled server
+            # (SIGSTOP, an I/O freeze) accepts the TCP connection and then says nothing, so the
+            # greeting gets the connect timeout; statements get the read timeout below.
+            read_timeout=limits.connect,
             write_timeout=limits.write,
             autocommit=True,
             charset="utf8mb4",
@@ -171,6 +174,8 @@ def open_session(
         # instance we cannot use: it must never escape a handler as an unexpected exception.
         detail = f"{host}: login failed: {type(error).__name__}: {error}"
         raise InstanceUnreachable(redact(detail, scrub)) from None
+    connection._read_timeout = limits.read  # pymysql keeps the per-statement timeout here
+    connection._sock.settimeout(limits.read)
     session = Session(connection, host, scrub)
     # pymysql refuses a server without TLS once an SSLContext is given; older releases fell back to
     # plaintext, so check what was negotiated rather than trust the library's version.

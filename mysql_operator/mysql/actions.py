@@ -80,16 +80,42 @@ def fence(session: Session, dialect: Dialect, *, kill_clients: bool = True, bind
     an acknowledgement holds the commit lock the switch needs, and the switch would wait for it
     forever; ended, its transaction was never acknowledged to the client. They are ended again
     after, for those that connected in between (and on MariaDB, where `read_only` does not bind
-    holders of READ_ONLY ADMIN such as root, ending them is what stops their writes). Semi-sync is
-    never turned off here: that would acknowledge the unreplicated writes."""
+    holders of READ_ONLY ADMIN such as root, ending them is what stops their writes). New client
+    sessions are refused meanwhile (MySQL's offline_mode). Semi-sync is never turned off while a
+    client could hear an OK: only to release commits whose clients were already ended (MySQL keeps
+    a killed session waiting for its acknowledgement, holding the commit lock)."""
     session.execute(Statement("SET SESSION lock_wait_timeout=%s", (FENCE_LOCK_WAIT_SECONDS,)))
     if bind_root:
         _fence_bypass(session, dialect, dialect.revoke_fence_bypass(ROOT_USER))
-    killed = end_client_connections(session, dialect) if kill_clients else 0
-    session.execute(*dialect.fence())
     if kill_clients:
-        killed += end_client_connections(session, dialect)
+        session.execute(*dialect.fence_gate(closed=True))  # no new client session from here on
+    try:
+        killed = end_client_connections(session, dialect) if kill_clients else 0
+        if kill_clients:
+            release_killed_ack_waiters(session, dialect)
+        session.execute(*dialect.fence())
+        if kill_clients:
+            killed += end_client_connections(session, dialect)
+    finally:
+        if kill_clients:
+            session.execute(*dialect.fence_gate(closed=False))
     return killed
+
+
+def release_killed_ack_waiters(session: Session, dialect: Dialect) -> bool:
+    """Let commits whose sessions were killed while waiting for a semi-sync acknowledgement finish
+    locally, so the fence can take the commit lock. Safe only here: their clients are disconnected
+    (never told OK) and the gate refuses new sessions, so nobody is acknowledged a write that no
+    replica has; the instance is being fenced, and a deposed primary's extra transactions are
+    discarded on rejoin. Returns whether any was released."""
+    query = dialect.killed_ack_waiters_query
+    if query is None:
+        return False
+    row = session.query_one(query) or {}
+    if not int(row.get("n") or 0):
+        return False
+    session.execute(*dialect.disable_semi_sync_source())
+    return True
 
 
 def _fence_bypass(session: Session, dialect: Dialect, statements: list[Statement]) -> None:

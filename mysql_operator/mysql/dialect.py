@@ -188,6 +188,15 @@ class Dialect(ABC):
         """Statements (run unlogged, by the operator) that make the fence bind `user` too."""
         return []  # MySQL: super_read_only binds every user
 
+    def fence_gate(self, closed: bool) -> list[Statement]:
+        """Refuse (closed) or allow again new client sessions while a fence is being put up."""
+        return []
+
+    # Sessions killed while their commit waits for a semi-sync acknowledgement; MySQL keeps them
+    # waiting (holding the commit lock the fence needs) though their clients are gone. None: this
+    # flavor releases a killed waiter by itself.
+    killed_ack_waiters_query: Statement | None = None
+
     def restore_fence_bypass(self, user: str) -> list[Statement]:
         """Give `user` back what `revoke_fence_bypass` took (the instance serves again)."""
         return []
@@ -340,6 +349,14 @@ class MysqlDialect(Dialect):
 
     def fence(self) -> list[Statement]:
         return [Statement("SET GLOBAL super_read_only=ON")]
+
+    def fence_gate(self, closed: bool) -> list[Statement]:
+        return [Statement(f"SET GLOBAL offline_mode={'ON' if closed else 'OFF'}")]
+
+    killed_ack_waiters_query = Statement(
+        "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST "
+        "WHERE COMMAND = 'Killed' AND STATE LIKE 'Waiting for semi-sync ACK%'"
+    )
 
     def unfence(self) -> list[Statement]:
         return [Statement("SET GLOBAL super_read_only=OFF"), Statement("SET GLOBAL read_only=OFF")]

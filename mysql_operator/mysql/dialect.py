@@ -355,7 +355,7 @@ class MysqlDialect(Dialect):
 
     killed_ack_waiters_query = Statement(
         "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST "
-        "WHERE COMMAND = 'Killed' AND STATE LIKE 'Waiting for semi-sync ACK%'"
+        "WHERE COMMAND = 'Killed' AND STATE LIKE 'Waiting for semi-sync ACK%%'"
     )
 
     def unfence(self) -> list[Statement]:

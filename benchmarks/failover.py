@@ -35,7 +35,7 @@ from sandbox.consistency import ConsistencyChecker  # noqa: E402
 from sandbox.demo import install_operator  # noqa: E402
 from sandbox.faults import Faults  # noqa: E402
 from sandbox.instance import Sandbox  # noqa: E402
-from tests.e2e.conftest import Cluster, cluster_spec  # noqa: E402
+from tests.e2e.conftest import Cluster, cluster_spec, wait_for  # noqa: E402
 
 NS = "bench"
 NAME = "fo"
@@ -141,6 +141,10 @@ def run_series(cluster: Cluster, flavor: str, mode: str, fault: str, rounds: int
     finally:
         Faults(cluster.sandbox).heal_all()
         cluster.kubectl("delete", "mysqlcluster", NAME, "-n", NS, "--wait=true", "--timeout=180s")
+        # The next series reuses the name: its pods must not find this one's volumes (garbage
+        # collection deletes them after the cluster is gone).
+        wait_for(lambda: not cluster.kubectl("get", "pods,pvc", "-n", NS, "-o", "name").strip(), 300,
+                 f"the pods and volumes of {NS}/{NAME} to be gone")
     return series
 
 

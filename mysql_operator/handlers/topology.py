@@ -34,6 +34,7 @@ from mysql_operator.status import (
     READY,
     REPLICATING,
     RESOURCES_READY,
+    VALID,
     condition_is,
     now_iso,
     set_condition,
@@ -183,7 +184,9 @@ def topology_status(
         history = [*history, history_entry(result.transition, pod_names, cluster)][-HISTORY_LENGTH:]
     # Until the cluster has been Ready once, being short of Ready is still starting up.
     been_ready = previous_phase in ("Ready", "Degraded", "FailingOver")
-    if ready:
+    if condition_is(conditions, VALID, "False"):
+        phase = "Invalid"  # the reconcile handler refused the spec: say so until it is fixed
+    elif ready:
         phase = "Ready"
     elif not been_ready:
         phase = "Initializing"

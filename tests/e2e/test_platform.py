@@ -121,7 +121,7 @@ def flavor(request: pytest.FixtureRequest, operator: Cluster) -> Iterator[str]:
     operator.kubectl("delete", "namespace", namespace, "--wait=false")
 
 
-def test_database_and_user_objects_work_through_the_service_across_a_switchover(
+def test_database_and_user_objects_work_through_the_service_across_a_switchover_and_a_failover(
     operator: Cluster, flavor: str
 ) -> None:
     ns = ns_of(flavor)
@@ -156,6 +156,16 @@ def test_database_and_user_objects_work_through_the_service_across_a_switchover(
         return True
 
     wait_for(lambda: write(2), 60, "the user writing through the -primary Service after the switchover")
+
+    # a failover: the primary's mysqld is killed and kept down; the user works on the new primary
+    lost = str(primary_of(operator, ns))
+    operator.sandbox.kill_container(ns, lost, "mysqld", keep_down=True)
+    try:
+        wait_for(lambda: primary_of(operator, ns) not in (None, lost), 180, "a failover off the primary")
+        wait_for(lambda: write(3), 60, "the user writing through the -primary Service after the failover")
+    finally:
+        operator.sandbox.release_container(ns, lost, "mysqld")
+    operator.wait_ready(NAME, ns, timeout=300)
 
     # a new password in the Secret re-passwords the user
     operator.apply(secret("second-Pw-2"), ns)

@@ -79,7 +79,10 @@ def test_transition_rules_refuse_immutable_changes(operator: Cluster) -> None:
         )
         assert result.returncode != 0 and expected in result.stderr, result.stderr
     # An image-only downgrade has no CEL rule: the operator refuses it, says why, and applies nothing.
-    before = operator.get("statefulset", "db", ns)["spec"]["template"]["spec"]["containers"][0]["image"]
+    before = wait_for(
+        lambda: operator.get("statefulset", "db", ns)["spec"]["template"]["spec"]["containers"][0]["image"],
+        120, "the StatefulSet of the accepted spec",
+    )
     operator.kubectl(
         "patch", "mysqlcluster", "db", "-n", ns, "--type=merge", "-p", '{"spec": {"image": "mariadb:10.6"}}'
     )

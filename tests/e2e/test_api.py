@@ -68,9 +68,10 @@ def test_invalid_clusters_are_rejected_naming_the_field_and_nothing_is_created(o
 
 def test_transition_rules_refuse_immutable_changes(operator: Cluster) -> None:
     ns = operator.create_namespace("immutable")
-    operator.apply(cr("db", {"flavor": "mariadb", "instances": 1, "storage": {"size": "2Gi"}}), ns)
+    operator.apply(cr("db", {"flavor": "mysql", "image": "mysql:9.7", "instances": 1,
+                             "storage": {"size": "2Gi"}}), ns)
     for patch, expected in (
-        ({"flavor": "mysql"}, "flavor is immutable"),
+        ({"flavor": "mariadb"}, "flavor is immutable"),
         ({"storage": {"size": "1Gi"}}, "storage.size may grow but never shrink"),
         ({"replication": {"mode": "semi-sync"}}, "replication.mode cannot be changed"),
     ):
@@ -84,7 +85,7 @@ def test_transition_rules_refuse_immutable_changes(operator: Cluster) -> None:
         120, "the StatefulSet of the accepted spec",
     )
     operator.kubectl(
-        "patch", "mysqlcluster", "db", "-n", ns, "--type=merge", "-p", '{"spec": {"image": "mariadb:10.6"}}'
+        "patch", "mysqlcluster", "db", "-n", ns, "--type=merge", "-p", '{"spec": {"image": "mysql:8.4"}}'
     )
 
     def refused() -> dict[str, Any] | None:
@@ -106,7 +107,7 @@ def test_transition_rules_refuse_immutable_changes(operator: Cluster) -> None:
         ns,
         "--type=merge",
         "-p",
-        '{"spec": {"image": "mariadb:10.11", "instances": 2}}',
+        '{"spec": {"image": "mysql:9.7", "instances": 2}}',
     )
     wait_for(
         lambda: (c := operator.condition("db", ns, "Valid")) and c["status"] == "True", 60, "Valid again"

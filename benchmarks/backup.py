@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/backup.py [--flavor mysql|mariadb] [--gib 1.05] [--work /tmp/bench-backup]
 
-Starts three servers of the flavor on 127.0.30.101-103 (the source and two empty targets, the same
-config): real MySQL 9.7 from the cached root (its tools through MYSQL_TOOLS_DIR, as in the operator's
+Starts three servers of the flavor on 127.0.30.101-103 (MySQL: .31.x) (the source and two empty targets,
+the same config): real MySQL 9.7 from the cached root (its tools through MYSQL_TOOLS_DIR, as in the operator's
 image) or MariaDB. Loads generated rows into the source with LOAD DATA, then, in the same run:
   ours:  take_backup (the flavor's dump -> gzip -> directory storage, manifest) + restore into target 1
   plain: mysqldump|mariadb-dump --single-transaction | mysql|mariadb into target 2
@@ -43,7 +43,9 @@ from mysql_operator.conventions import Flavor  # noqa: E402
 from mysql_operator.mysql.session import Login  # noqa: E402
 from tests.integration.servers import ROOT_PASSWORD, DbServer, make_server  # noqa: E402
 
-HOSTS = ("127.0.30.101", "127.0.30.102", "127.0.30.103")
+# One address block per flavor, so both flavors' runs can go side by side.
+HOSTS = {"mariadb": ("127.0.30.101", "127.0.30.102", "127.0.30.103"),
+         "mysql": ("127.0.31.101", "127.0.31.102", "127.0.31.103")}
 CONFIG = {
     "read_only": "OFF",
     "innodb_buffer_pool_size": "2G",
@@ -185,7 +187,7 @@ def main() -> int:
     args.work.mkdir(parents=True)
     servers = [
         make_server(flavor, i, host, args.work / f"db{i}", {**CONFIG, **REDO_LOG[flavor]})
-        for i, host in enumerate(HOSTS)
+        for i, host in enumerate(HOSTS[args.flavor])
     ]
     try:
         for server in servers:

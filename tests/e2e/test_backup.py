@@ -289,23 +289,44 @@ def test_point_in_time_restore_into_a_new_cluster_has_exactly_the_rows_of_that_m
 
 
 def test_a_backup_job_killed_half_way_leaves_the_backup_failed(shop: Shop, s3: S3Server) -> None:
+    # The dump is stalled on the replica without writing there (a replica is read-only, and MySQL's
+    # super_read_only refuses even root's LOCK TABLES ... WRITE): an open transaction of the test
+    # holds app.items, an ALTER replicated from the primary queues for that table's exclusive
+    # metadata lock, and every later reader queues behind it. Whatever the dump does first on that
+    # replica waits: MySQL's mysqldump its FLUSH TABLES / FLUSH TABLES WITH READ LOCK, MariaDB's
+    # mariadb-dump (a consistent binlog snapshot, no global lock) its SELECT from app.items. Closing
+    # the test's session (the with-block, also on failure) lets the ALTER and the replica go on.
+    primary = shop.status(SOURCE, shop.ns)["primary"]
     replica = next(i["name"] for i in shop.status(SOURCE, shop.ns)["instances"] if i["role"] == "replica")
-    with root_session(shop, SOURCE, replica) as lock, lock.cursor() as cur:
-        cur.execute("LOCK TABLES app.items WRITE")  # the dump blocks on this table, half way
+    with root_session(shop, SOURCE, replica) as hold, hold.cursor() as cur:
+        cur.execute("START TRANSACTION")
+        cur.execute("SELECT COUNT(*) FROM app.items")  # its metadata lock lasts until the session ends
+        with root_session(shop, SOURCE, primary) as conn, conn.cursor() as writer:
+            writer.execute("ALTER TABLE app.items COMMENT = 'stalls a backup on the replica'")
+
+        def waiting(user_clause: str) -> bool:
+            cur.execute(
+                "SELECT COUNT(*) FROM information_schema.processlist "
+                f"WHERE {user_clause} AND state LIKE 'Waiting for%'"
+            )
+            return bool(cur.fetchone()[0])
+
+        wait_for(
+            lambda: waiting("info LIKE '%ALTER TABLE app.items%'"),
+            60,
+            "the replicated ALTER to wait for app.items",
+        )
         shop.apply(backup_manifest("src-killed", SOURCE), shop.ns)
         wait_backup(shop, "src-killed", ("Running",))
 
         def dumping() -> str | None:
-            cur.execute(
-                "SELECT COUNT(*) FROM information_schema.processlist WHERE user = 'mysqlop_backup' "
-                "AND state LIKE 'Waiting for%'"
-            )
-            if not cur.fetchone()[0]:
+            if not waiting("user = 'mysqlop_backup'"):
                 return None
             pods = shop.items("pods", shop.ns, "job-name=src-killed-backup")
             return str(pods[0]["metadata"]["name"]) if pods else None
 
-        pod = wait_for(dumping, 60, "the dump to wait on the locked table")
+        pod = wait_for(dumping, 120, "the dump to wait behind the ALTER, half way")
+        assert mysqlbackup(shop, "src-killed")["status"]["instance"] == replica
         assert shop.sandbox.kill_container(shop.ns, pod, "backup"), "the Job's process was killed"
     status = wait_backup(shop, "src-killed", ("Completed", "Failed"))
     assert status["phase"] == "Failed", status

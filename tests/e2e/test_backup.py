@@ -368,24 +368,38 @@ def pvc_directory(cluster: Shop) -> Path:
 
 def test_scheduled_backups_fire_and_retention_prunes_objects_and_data(shop: Shop) -> None:
     seen: set[str] = set()
+    stored = pvc_directory(shop) / "sched" / "backups"
 
-    def pruned_after_three() -> dict[str, Any] | None:
+    def retention_state() -> dict[str, Any]:
+        return dict(shop.status(SCHEDULED, shop.ns).get("backup") or {})
+
+    def settled() -> tuple[dict[str, Any], list[dict[str, Any]], list[str]] | None:
+        """Objects and stored manifests read while no retention ran (the state is the same after as
+        before): a backup every minute, so the next backup and its retention may come at any time."""
+        state = retention_state()
         backups = shop.items("mysqlbackups", shop.ns, f"mysql.operator.dev/cluster={SCHEDULED}")
         seen.update(b["metadata"]["name"] for b in backups)
-        state = shop.status(SCHEDULED, shop.ns).get("backup") or {}
-        done = len(seen) >= 3 and state.get("retainedAfter") and not state.get("retentionJob")
-        return state if done and str(state.get("lastRetention", "")).startswith("kept 2") else None
+        done = state.get("retainedAfter") and not state.get("retentionJob")
+        if not (done and str(state.get("lastRetention", "")).startswith("kept 2")):
+            return None
+        listed = sorted(p.parent.name for p in stored.glob("*/manifest.json"))
+        after = retention_state()
+        same = after.get("retainedAfter") == state["retainedAfter"] and not after.get("retentionJob")
+        return (state, backups, listed) if same and len(seen) >= 3 else None
 
-    state = wait_for(pruned_after_three, 240, "3 scheduled backups and retention after the third", interval=2)
-    remaining = shop.items("mysqlbackups", shop.ns, f"mysql.operator.dev/cluster={SCHEDULED}")
-    complete = sorted(
-        b["metadata"]["name"] for b in remaining if (b.get("status") or {}).get("phase") == "Completed"
+    state, remaining, listed = wait_for(
+        settled, 240, "3 scheduled backups and retention after the third", interval=2
     )
-    assert len(complete) <= 2 and len(seen) >= 3, (seen, complete, state)
-    stored = pvc_directory(shop) / "sched" / "backups"
-    # A backup every minute: one may complete between the two reads; compare up to the newest listed.
-    listed = (p.parent.name for p in stored.glob("*/manifest.json"))
-    with_manifest = sorted(name for name in listed if name <= complete[-1])
+    # Retention ran after `retainedAfter` completed: what it decided covers the backups up to that
+    # one (names sort by fire time); a newer one may have completed since, its retention still due.
+    upto = str(state["retainedAfter"])
+    complete = sorted(
+        b["metadata"]["name"]
+        for b in remaining
+        if (b.get("status") or {}).get("phase") == "Completed" and b["metadata"]["name"] <= upto
+    )
+    assert len(complete) <= 2 and complete[-1] == upto and len(seen) >= 3, (seen, complete, state)
+    with_manifest = [name for name in listed if name <= upto]
     assert with_manifest == complete, "retention deleted the data of the pruned backups, and only theirs"
 
     newest = complete[-1]

@@ -8,8 +8,8 @@ PersistentVolumeClaim of the sandbox's default StorageClass, mounted into the Jo
 
 Point in time: rows written, backed up, more written, a moment noted, more written, binlogs archived;
 a new cluster restored to that moment holds exactly the rows of that moment, table by table, row by
-row and by CHECKSUM TABLE. Also: scheduled backups and retention, a backup Job killed half way, a
-restore from a backup that does not exist.
+row and by CHECKSUM TABLE. Also: scheduled backups and retention (which spares a backup a restore
+still waits for), a backup Job killed half way, a restore from a backup that does not exist.
 """
 
 from __future__ import annotations
@@ -385,7 +385,10 @@ def test_scheduled_backups_fire_and_retention_prunes_objects_and_data(shop: Shop
         listed = sorted(p.parent.name for p in stored.glob("*/manifest.json"))
         after = retention_state()
         same = after.get("retainedAfter") == state["retainedAfter"] and not after.get("retentionJob")
-        return (state, backups, listed) if same and len(seen) >= 3 else None
+        # and the next backup not complete yet, so its retention is not seconds away either
+        newer = [b for b in backups if b["metadata"]["name"] > str(state["retainedAfter"])]
+        quiet = not any((b.get("status") or {}).get("phase") == "Completed" for b in newer)
+        return (state, backups, listed) if same and quiet and len(seen) >= 3 else None
 
     state, remaining, listed = wait_for(
         settled, 240, "3 scheduled backups and retention after the third", interval=2
@@ -402,8 +405,22 @@ def test_scheduled_backups_fire_and_retention_prunes_objects_and_data(shop: Shop
     with_manifest = [name for name in listed if name <= upto]
     assert with_manifest == complete, "retention deleted the data of the pruned backups, and only theirs"
 
-    newest = complete[-1]
-    shop.apply(cluster_manifest(shop.flavor, "sched-copy", 1, restoreFrom={"backup": newest}), shop.ns)
+    # A restore that has not read its backup yet keeps it from retention: the oldest kept backup,
+    # next in line to go, stays while a new cluster restoring from it waits (suspended, so it waits
+    # for as long as the test needs); then that cluster is let go and restores it.
+    oldest = complete[0]
+    copy = cluster_manifest(shop.flavor, "sched-copy", 1, restoreFrom={"backup": oldest}, suspend=True)
+    shop.apply(copy, shop.ns)
+
+    def retention_after_a_newer_backup() -> dict[str, Any] | None:
+        now = retention_state()
+        done = str(now.get("retainedAfter") or "") > upto and not now.get("retentionJob")
+        return now if done and str(now.get("lastRetention", "")).startswith("kept 2") else None
+
+    later = wait_for(retention_after_a_newer_backup, 180, "retention after a newer scheduled backup", 2)
+    assert mysqlbackup(shop, oldest)["status"]["phase"] == "Completed", later
+    assert (stored / oldest / "manifest.json").exists(), "retention spared the backup a restore waits for"
+    shop.apply({**copy, "spec": {**copy["spec"], "suspend": False}}, shop.ns)
     shop.wait_ready("sched-copy", shop.ns, timeout=240)
     assert snapshot(shop, "sched-copy", "sched-copy-0") == snapshot(shop, SCHEDULED, f"{SCHEDULED}-0")
 

@@ -131,6 +131,20 @@ def retention_due(
     return None if newest == retained_after else newest
 
 
+def backups_restores_read(clusters: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The MysqlBackups that restores of these MysqlClusters may still read (pure): retention spares
+    them, else a restore whose Job has not yet read its backup (instance 0 still starting) or is
+    replaying its binlogs finds it gone. A restore ends Completed or Failed (handlers/restore.py)."""
+    ended = (BackupPhase.COMPLETED.value, BackupPhase.FAILED.value)
+    names = set()
+    for cluster in clusters:
+        backup = ((cluster.get("spec") or {}).get("restoreFrom") or {}).get("backup")
+        phase = ((cluster.get("status") or {}).get("restore") or {}).get("phase")
+        if backup and phase not in ended and not (cluster.get("metadata") or {}).get("deletionTimestamp"):
+            names.add(str(backup))
+    return sorted(names)
+
+
 def binlog_source(backups: Sequence[Mapping[str, Any]], storage: BackupStorage) -> str | None:
     """The instance whose binlogs are archived: where the newest complete backup in the cluster's
     storage was taken (a point-in-time restore replays that instance's binlogs from the dump on)."""
@@ -198,7 +212,11 @@ _READ_ONLY_REFUSAL = 1290
 
 
 def instance_login(
-    kube: Kube, namespace: str, cluster: str, spec: MysqlClusterSpec, pod_name: str,
+    kube: Kube,
+    namespace: str,
+    cluster: str,
+    spec: MysqlClusterSpec,
+    pod_name: str,
     primary: str | None = None,
 ) -> DatabaseLogin:
     """The backup user's login on `pod_name`, made sure to exist there.
@@ -229,7 +247,9 @@ def instance_login(
         raise NotYet(f"cannot prepare the backup user on {pod_name}: {error}") from None
     try:
         with open_session(
-            _pod_ip(kube, namespace, primary), Login(c.ROOT_USER, root), timeouts=Timeouts(),
+            _pod_ip(kube, namespace, primary),
+            Login(c.ROOT_USER, root),
+            timeouts=Timeouts(),
             secrets=(password, root),
         ) as session:
             ensure_backup_user(session, dialect, password, logged=True)
@@ -254,8 +274,7 @@ def _start_backup(
     pod = choose_instance(cluster_status.get("instances") or [], cluster_status.get("primary"), preferred)
     if pod is None:
         raise NotYet(f"MysqlCluster {spec.cluster} has no ready instance to back up")
-    login = instance_login(kube, namespace, spec.cluster, cluster_spec, pod,
-                           cluster_status.get("primary"))
+    login = instance_login(kube, namespace, spec.cluster, cluster_spec, pod, cluster_status.get("primary"))
     job = job_name(name, "backup")
     request = JobRequest(
         kind=JobKind.BACKUP,
@@ -422,9 +441,7 @@ def backup_schedule(
         # 1. the schedule: a MysqlBackup when a fire time has passed and there is something to back up
         last = state.get("lastScheduleTime")
         created = parse_time(str(meta.get("creationTimestamp") or now_iso()))
-        due = is_due(
-            schedule.schedule, parse_time(last) if last else None, now, created, schedule.time_zone
-        )
+        due = is_due(schedule.schedule, parse_time(last) if last else None, now, created, schedule.time_zone)
         if due and status.get("primary"):
             backup_name = scheduled_backup_name(name, now)
             kube.create_if_absent(
@@ -469,7 +486,10 @@ def backup_schedule(
                         cluster=name,
                         flavor=cluster_spec.flavor,
                         image=job_image(memo),
-                        args=retention_args(schedule.retention),
+                        args=retention_args(
+                            schedule.retention,
+                            backups_restores_read(kube.list(API_VERSION, c.KIND, ns, {})),
+                        ),
                         storage=schedule.storage,
                         owner=_cluster_owner(meta),
                     )

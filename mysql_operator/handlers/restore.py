@@ -42,10 +42,11 @@ from mysql_operator.topology.reconcile import TopologyMemory
 CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
 RESTORED = "Restored"
 INTERVAL_SECONDS = 3.0
-COMPLETED = "Completed"
-FAILED_PHASE = "Failed"
-RUNNING_PHASE = "Running"
-PENDING_PHASE = "Pending"
+# status.restore.phase takes the names of a MysqlBackup's phases (handlers/backup.py reads them too)
+COMPLETED = BackupPhase.COMPLETED.value
+FAILED_PHASE = BackupPhase.FAILED.value
+RUNNING_PHASE = BackupPhase.RUNNING.value
+PENDING_PHASE = BackupPhase.PENDING.value
 
 # exit code of the restore command -> condition reason
 _REASONS = {3: "BackupNotUsable", 4: "RestoreRefused", 5: "RestorePartial"}

@@ -10,6 +10,7 @@ command writes a compact JSON result to `/dev/termination-log`, kubelet copies i
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -110,8 +111,9 @@ def archive_args(binlog_source: str) -> list[str]:
     return ["archive-binlogs", "--binlog-source", binlog_source]
 
 
-def retention_args(keep: int) -> list[str]:
-    return ["retention", "--keep", str(keep)]
+def retention_args(keep: int, spare: Sequence[str] = ()) -> list[str]:
+    """The retention command: keep the newest `keep`, and the backups in `spare` (restores read them)."""
+    return ["retention", "--keep", str(keep), *(arg for name in spare for arg in ("--spare", name))]
 
 
 def restore_args(location: str, point_in_time: str | None) -> list[str]:
@@ -167,8 +169,15 @@ def build_job(request: JobRequest) -> dict[str, Any]:
     if request.tls_secret and request.login is not None:
         # The CA only (never the server's key): the Job connects over TLS and verifies the server.
         mounts.append({"name": "tls-ca", "mountPath": TLS_CA_DIR, "readOnly": True})
-        volumes.append({"name": "tls-ca", "secret": {
-            "secretName": request.tls_secret, "items": [{"key": c.KEY_TLS_CA, "path": c.KEY_TLS_CA}]}})
+        volumes.append(
+            {
+                "name": "tls-ca",
+                "secret": {
+                    "secretName": request.tls_secret,
+                    "items": [{"key": c.KEY_TLS_CA, "path": c.KEY_TLS_CA}],
+                },
+            }
+        )
     container = {
         "name": CONTAINER_NAME,
         "image": request.image,

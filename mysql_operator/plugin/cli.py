@@ -217,6 +217,9 @@ def cmd_connect(api: Api, args: argparse.Namespace) -> int:
     host = args.host or api.pod_ip(args.namespace, pod)
     user, password = _user_login(api, args.namespace, cluster, args.user)
     binary = args.client or Tools.for_flavor(flavor).client
+    if not args.client and shutil.which(binary) is None:
+        # On a workstation the image's tool directory is absent: the flavor's client on PATH.
+        binary = shutil.which(os.path.basename(binary)) or binary
     if shutil.which(binary) is None:
         raise PluginError(f"client {binary!r} not found (install it, or pass --client PATH)")
     text = defaults_text(Instance(host=host, login=Login(user, password), flavor=flavor, port=args.port))

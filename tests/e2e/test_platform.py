@@ -16,6 +16,7 @@ from typing import Any
 import pymysql
 import pytest
 
+from sandbox.images import image_mysql_tools
 from tests.e2e.conftest import FLAVORS, OPERATOR_NS, Cluster, cluster_spec, connect, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +36,10 @@ def plugin(
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed console script as a user would, with the sandbox's kubeconfig."""
     assert PLUGIN.exists(), f"{PLUGIN} missing: the package's console script (pip install -e .)"
-    env = {**os.environ, "KUBECONFIG": str(cluster.sandbox.kubeconfig)}
+    # The MySQL client the operator's image ships (the Dockerfile's own layout of the real 9.7 tools):
+    # `connect` to a MySQL cluster runs MySQL's client, not the host's MariaDB one.
+    env = {**os.environ, "KUBECONFIG": str(cluster.sandbox.kubeconfig),
+           "MYSQL_TOOLS_DIR": str(image_mysql_tools())}
     result = subprocess.run([str(PLUGIN), *args], capture_output=True, text=True, env=env, timeout=timeout)
     if check:
         assert result.returncode == 0, f"kubectl-mysql {' '.join(args)}: {result.stdout}{result.stderr}"

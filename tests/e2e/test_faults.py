@@ -62,7 +62,10 @@ class Topology:
             "metadata": {"name": NAME},
             "spec": cluster_spec(
                 self.flavor,
-                replication={"mode": self.mode, "failoverGraceSeconds": GRACE},
+                # Async: a deposed primary holding writes no replica received rejoins only by a
+                # rebuild, which autoReseed allows (without it a human decides, by design).
+                replication={"mode": self.mode, "failoverGraceSeconds": GRACE,
+                             "autoReseed": self.mode == "async"},
                 application={"database": "app", "user": "app"},
                 service={"type": "NodePort", "nodePort": self.node_port},
                 mysqlConfig={"max_connections": "40"},

@@ -164,9 +164,9 @@ def test_defect4_busy_primary_never_fails_over() -> None:
 
 def test_defect4_sql_errors_are_busy_connection_failures_are_unreachable() -> None:
     assert busy(0).busy and busy(0).alive
-    gone = unreachable(0, "10.0.0.1", InstanceUnreachable("(2003) Can't connect"))
+    gone = unreachable(0, "127.0.0.1", InstanceUnreachable("(2003) Can't connect"))
     assert not gone.busy and not gone.alive
-    slow = unreachable(0, "10.0.0.1", InstanceUnreachable("(2013) Lost connection"), logged_in=True)
+    slow = unreachable(0, "127.0.0.1", InstanceUnreachable("(2013) Lost connection"), logged_in=True)
     assert slow.busy
 
 

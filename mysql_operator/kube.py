@@ -20,6 +20,7 @@ _PLURALS = {
     ("apps/v1", "StatefulSet"): "statefulsets",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("batch/v1", "Job"): "jobs",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
     (f"{c.API_GROUP}/{c.API_VERSION}", c.KIND): c.PLURAL,
     (f"{c.API_GROUP}/{c.API_VERSION}", "MysqlBackup"): "mysqlbackups",
 }

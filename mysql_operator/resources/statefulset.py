@@ -7,6 +7,7 @@ from typing import Any
 from mysql_operator import conventions as c
 from mysql_operator.api.models import MysqlClusterSpec, PvcRetention
 from mysql_operator.resources.config import config_hash
+from mysql_operator.resources.credentials import EXPORTER_CONFIG_KEY
 from mysql_operator.resources.meta import ClusterRef
 
 CONTAINER_NAME = "mysqld"
@@ -31,6 +32,7 @@ def _field_env(name: str, path: str) -> dict[str, Any]:
 
 
 def mysqld_env(spec: MysqlClusterSpec, cluster: str) -> list[dict[str, Any]]:
+    """The server's environment: the root password by Secret reference, and the pod's identity."""
     return [
         {
             "name": _ROOT_PASSWORD_ENV[spec.flavor],
@@ -87,33 +89,23 @@ def _resources(spec: MysqlClusterSpec) -> dict[str, Any]:
 
 
 EXPORTER_CONTAINER = "exporter"
+EXPORTER_CONFIG_VOLUME = "exporter-config"
+EXPORTER_CONFIG_DIR = "/etc/mysqld-exporter"
 
 
-def build_exporter_container(spec: MysqlClusterSpec, cluster: str) -> dict[str, Any]:
-    """The mysqld_exporter sidecar: reads this pod's mysqld as a read-only user, serves :9104/metrics."""
+def build_exporter_container(spec: MysqlClusterSpec) -> dict[str, Any]:
+    """The mysqld_exporter sidecar: reads this pod's mysqld as a read-only user, serves :9104/metrics.
+
+    Its login comes from a mounted option file (`--config.my-cnf`, the exporter-config Secret), never
+    from the environment. It has no readiness probe: a pod's readiness is the AND of its containers',
+    and a metrics failure must never take an instance out of its Service."""
     return {
         "name": EXPORTER_CONTAINER,
         "image": spec.monitoring.exporter_image,
         "imagePullPolicy": spec.image_pull_policy,
-        "env": [
-            _field_env("POD_IP", "status.podIP"),
-            {
-                "name": "EXPORTER_PASSWORD",
-                "valueFrom": {
-                    "secretKeyRef": {
-                        "name": credentials_secret(spec, cluster),
-                        "key": c.KEY_EXPORTER_PASSWORD,
-                    }
-                },
-            },
-            # kubelet expands $(VAR) from the variables above; the password never appears in the spec.
-            {
-                "name": "DATA_SOURCE_NAME",
-                "value": f"{c.EXPORTER_USER}:$(EXPORTER_PASSWORD)@($(POD_IP):{c.MYSQL_PORT})/",
-            },
-        ],
+        "args": [f"--config.my-cnf={EXPORTER_CONFIG_DIR}/{EXPORTER_CONFIG_KEY}"],
         "ports": [{"name": "metrics", "containerPort": c.EXPORTER_PORT, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 10},
+        "volumeMounts": [{"name": EXPORTER_CONFIG_VOLUME, "mountPath": EXPORTER_CONFIG_DIR, "readOnly": True}],
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -151,10 +143,20 @@ def build_pod_template(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any
     }
     containers = [container]
     if spec.monitoring.exporter:
-        containers.append(build_exporter_container(spec, ref.name))
+        containers.append(build_exporter_container(spec))
         annotations.update({"prometheus.io/scrape": "true", "prometheus.io/port": str(c.EXPORTER_PORT)})
+    volumes: list[dict[str, Any]] = [{"name": CONFIG_VOLUME, "configMap": {"name": c.config_map_name(ref.name)}}]
+    if spec.monitoring.exporter:
+        volumes.append(
+            {
+                "name": EXPORTER_CONFIG_VOLUME,
+                "secret": {"secretName": c.exporter_secret_name(ref.name), "defaultMode": 0o440},
+            }
+        )
     pod_spec: dict[str, Any] = {
         "terminationGracePeriodSeconds": 60,
+        # mysqld never calls the Kubernetes API: no token in its pods, whatever ServiceAccount they run as.
+        "automountServiceAccountToken": False,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": MYSQL_UID,
@@ -164,7 +166,7 @@ def build_pod_template(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any
         },
         "affinity": overrides.affinity or default_affinity(ref.name),
         "containers": containers,
-        "volumes": [{"name": CONFIG_VOLUME, "configMap": {"name": c.config_map_name(ref.name)}}],
+        "volumes": volumes,
     }
     if overrides.node_selector:
         pod_spec["nodeSelector"] = dict(overrides.node_selector)

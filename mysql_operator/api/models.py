@@ -51,7 +51,10 @@ RESERVED_LABEL_KEYS = (
 )
 # Whole key prefixes the operator (and kopf, its framework) keep for themselves.
 RESERVED_KEY_PREFIXES = (f"{c.API_GROUP}/", "kopf.zalando.org/")
-LABEL_KEY_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 SafeText = Annotated[str, StringConstraints(pattern=mycnf.SAFE_TEXT_PATTERN)]
@@ -324,7 +327,8 @@ class Monitoring(_Model):
         default="prom/mysqld-exporter:v0.18.0",
         pattern=IMAGE_PATTERN,
         max_length=512,
-        description="Image of the sidecar, configured by a mounted option file (--config.my-cnf; v0.14 and later).",
+        description="Image of the sidecar, configured by a mounted option file "
+        "(--config.my-cnf; v0.14 and later).",
     )
 
 
@@ -438,7 +442,9 @@ class MysqlClusterSpec(_Model):
     def _no_refused_keys(cls, value: dict[str, str]) -> dict[str, str]:
         refused = [reason for reason in (mycnf.refusal(k) for k in sorted(value)) if reason]
         if refused:
-            raise ValueError("mysqlConfig may not set keys the operator owns or refuses: " + "; ".join(refused))
+            raise ValueError(
+                "mysqlConfig may not set keys the operator owns or refuses: " + "; ".join(refused)
+            )
         return value
 
     @model_validator(mode="after")

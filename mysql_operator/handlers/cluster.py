@@ -149,7 +149,9 @@ def reconcile(
         message = f"the API server refused an object built from this cluster: {error}; change the spec"
         logger.warning("%s", message)
         kopf.warn(body, reason="ObjectRefused", message=message)
-        conditions = set_condition(conditions, RESOURCES_READY, False, "ObjectRefused", message, generation, now)
+        conditions = set_condition(
+            conditions, RESOURCES_READY, False, "ObjectRefused", message, generation, now
+        )
         patch.status["conditions"] = conditions
         patch.status["phase"] = "Invalid"
         patch.status["observedGeneration"] = generation

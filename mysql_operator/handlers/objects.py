@@ -105,8 +105,10 @@ def ensure_credentials(kube: Kube, ref: ClusterRef, spec: MysqlClusterSpec) -> C
         unsafe = unsafe_passwords(data or {})
         if unsafe:
             return CredentialsOutcome(
-                name, False, f"Secret {name}: {', '.join(unsafe)} may not hold control characters, quotes "
-                "or backslashes (they are written into option files)"
+                name,
+                False,
+                f"Secret {name}: {', '.join(unsafe)} may not hold control characters, quotes "
+                "or backslashes (they are written into option files)",
             )
         return CredentialsOutcome(name, True, f"using Secret {name}", data=dict(data or {}))
     owned = credentials_owned(spec)
@@ -121,7 +123,11 @@ def ensure_credentials(kube: Kube, ref: ClusterRef, spec: MysqlClusterSpec) -> C
         # Add what a spec change needs (the application user); existing passwords are never touched.
         kube.merge_patch("v1", "Secret", ref.namespace, name, {"stringData": values})
         return CredentialsOutcome(
-            name, True, f"added keys to Secret {name}", added_keys=sorted(values), data={**(data or {}), **values}
+            name,
+            True,
+            f"added keys to Secret {name}",
+            added_keys=sorted(values),
+            data={**(data or {}), **values},
         )
     return CredentialsOutcome(name, True, f"using generated Secret {name}", data=dict(data or {}))
 

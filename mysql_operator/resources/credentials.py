@@ -64,13 +64,21 @@ def credentials_owned(spec: MysqlClusterSpec) -> bool:
     return spec.storage.pvc_retention == PvcRetention.DELETE
 
 
-def build_credentials_secret(ref: ClusterRef, values: Mapping[str, str], owned: bool = True) -> dict[str, Any]:
+def build_credentials_secret(
+    ref: ClusterRef, values: Mapping[str, str], owned: bool = True
+) -> dict[str, Any]:
     """A generated credentials Secret holding the given plain-text values (owned by the cluster only
     when `owned`, see credentials_owned)."""
     metadata = ref.metadata(c.credentials_secret_name(ref.name), component="credentials")
     if not owned:
         del metadata["ownerReferences"]
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata, "stringData": dict(values)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": metadata,
+        "stringData": dict(values),
+    }
 
 
 def owner_patch(ref: ClusterRef, secret: Mapping[str, Any], owned: bool) -> dict[str, Any] | None:
@@ -90,7 +98,9 @@ _OPTION_FILE_UNSAFE = re.compile(r'[\x00-\x1f\x7f"\\]')
 
 def unsafe_passwords(data: Mapping[str, str]) -> list[str]:
     """Keys of a credentials Secret whose value cannot be written safely into an option file."""
-    return sorted(key for key, value in data.items() if key.endswith("-password") and _OPTION_FILE_UNSAFE.search(value))
+    return sorted(
+        key for key, value in data.items() if key.endswith("-password") and _OPTION_FILE_UNSAFE.search(value)
+    )
 
 
 def exporter_option_file(password: str) -> str:

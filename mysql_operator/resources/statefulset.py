@@ -105,7 +105,9 @@ def build_exporter_container(spec: MysqlClusterSpec) -> dict[str, Any]:
         "imagePullPolicy": spec.image_pull_policy,
         "args": [f"--config.my-cnf={EXPORTER_CONFIG_DIR}/{EXPORTER_CONFIG_KEY}"],
         "ports": [{"name": "metrics", "containerPort": c.EXPORTER_PORT, "protocol": "TCP"}],
-        "volumeMounts": [{"name": EXPORTER_CONFIG_VOLUME, "mountPath": EXPORTER_CONFIG_DIR, "readOnly": True}],
+        "volumeMounts": [
+            {"name": EXPORTER_CONFIG_VOLUME, "mountPath": EXPORTER_CONFIG_DIR, "readOnly": True}
+        ],
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -145,7 +147,9 @@ def build_pod_template(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any
     if spec.monitoring.exporter:
         containers.append(build_exporter_container(spec))
         annotations.update({"prometheus.io/scrape": "true", "prometheus.io/port": str(c.EXPORTER_PORT)})
-    volumes: list[dict[str, Any]] = [{"name": CONFIG_VOLUME, "configMap": {"name": c.config_map_name(ref.name)}}]
+    volumes: list[dict[str, Any]] = [
+        {"name": CONFIG_VOLUME, "configMap": {"name": c.config_map_name(ref.name)}}
+    ]
     if spec.monitoring.exporter:
         volumes.append(
             {

@@ -27,7 +27,9 @@ def test_no_sidecar_by_default() -> None:
 
 
 def test_sidecar_reads_its_login_from_a_mounted_file_and_never_gates_readiness() -> None:
-    sts = build_statefulset(REF, MysqlClusterSpec.model_validate({"flavor": "mariadb", "monitoring": {"exporter": True}}))
+    sts = build_statefulset(
+        REF, MysqlClusterSpec.model_validate({"flavor": "mariadb", "monitoring": {"exporter": True}})
+    )
     pod = sts["spec"]["template"]["spec"]
     exporter = {ctr["name"]: ctr for ctr in pod["containers"]}["exporter"]
     assert exporter["image"] == "prom/mysqld-exporter:v0.18.0"

@@ -34,14 +34,47 @@ def refused(spec: dict[str, Any]) -> str:
 @pytest.mark.parametrize(
     "key",
     [
-        "init_file", "init-file", "loose-init-file", "loose_init_file", "skip-grant-tables",
-        "loose-skip-grant-tables", "skip_grant_tables", "plugin_load", "plugin-load-add", "plugin_dir",
-        "loose-plugin-load-add", "local_infile", "enable-local-infile", "secure_file_priv",
-        "secure-file-priv", "init_connect", "init_slave", "datadir", "datad", "tmpdir", "log_error",
-        "general_log_file", "slow-query-log-file", "server_id", "server-id", "maximum-server-id",
-        "skip-networking", "disable-read-only", "enable-super-read-only", "bind-address", "port",
-        "log", "log-bin", "wsrep_provider", "wsrep-notify-cmd", "early-plugin-load", "symbolic-links",
-        "skip-symbolic-links", "ssl_key", "debug", "user",
+        "init_file",
+        "init-file",
+        "loose-init-file",
+        "loose_init_file",
+        "skip-grant-tables",
+        "loose-skip-grant-tables",
+        "skip_grant_tables",
+        "plugin_load",
+        "plugin-load-add",
+        "plugin_dir",
+        "loose-plugin-load-add",
+        "local_infile",
+        "enable-local-infile",
+        "secure_file_priv",
+        "secure-file-priv",
+        "init_connect",
+        "init_slave",
+        "datadir",
+        "datad",
+        "tmpdir",
+        "log_error",
+        "general_log_file",
+        "slow-query-log-file",
+        "server_id",
+        "server-id",
+        "maximum-server-id",
+        "skip-networking",
+        "disable-read-only",
+        "enable-super-read-only",
+        "bind-address",
+        "port",
+        "log",
+        "log-bin",
+        "wsrep_provider",
+        "wsrep-notify-cmd",
+        "early-plugin-load",
+        "symbolic-links",
+        "skip-symbolic-links",
+        "ssl_key",
+        "debug",
+        "user",
     ],
 )
 def test_refused_keys_in_every_spelling(key: str) -> None:
@@ -51,15 +84,27 @@ def test_refused_keys_in_every_spelling(key: str) -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["max_connections", "max-connections", "general_log", "slow_query_log", "innodb_buffer_pool_size",
-     "skip_name_resolve", "long_query_time", "sql_mode", "log_warnings", "log_error_verbosity"],
+    [
+        "max_connections",
+        "max-connections",
+        "general_log",
+        "slow_query_log",
+        "innodb_buffer_pool_size",
+        "skip_name_resolve",
+        "long_query_time",
+        "sql_mode",
+        "log_warnings",
+        "log_error_verbosity",
+    ],
 )
 def test_ordinary_tuning_keys_are_allowed(key: str) -> None:
     assert mycnf.refusal(key) is None
     MysqlClusterSpec.model_validate({"mysqlConfig": {key: "1"}})
 
 
-@pytest.mark.parametrize("value", ["1\ninit_file=/tmp/x", "1\r\n[client]", "a\x00b", "\x1b[31m", "1\n!includedir /tmp"])
+@pytest.mark.parametrize(
+    "value", ["1\ninit_file=/tmp/x", "1\r\n[client]", "a\x00b", "\x1b[31m", "1\n!includedir /tmp"]
+)
 def test_values_with_control_characters_never_reach_my_cnf(value: str) -> None:
     assert "mysqlConfig" in refused({"mysqlConfig": {"max_connections": value}})
 
@@ -85,9 +130,16 @@ def test_an_allowed_config_renders_one_line_per_key() -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["mysql.operator.dev/role", "app.kubernetes.io/instance", "app.kubernetes.io/name",
-     "app.kubernetes.io/managed-by", "controller-revision-hash", "statefulset.kubernetes.io/pod-name",
-     "apps.kubernetes.io/pod-index", "mysql.operator.dev/anything"],
+    [
+        "mysql.operator.dev/role",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/managed-by",
+        "controller-revision-hash",
+        "statefulset.kubernetes.io/pod-name",
+        "apps.kubernetes.io/pod-index",
+        "mysql.operator.dev/anything",
+    ],
 )
 def test_pod_template_may_not_set_the_operators_labels(key: str) -> None:
     assert "labels" in refused({"podTemplate": {"labels": {key: "primary"}}})
@@ -145,18 +197,24 @@ def test_network_policy_opens_3306_to_clients_and_peers_and_metrics_to_monitorin
     spec = MysqlClusterSpec.model_validate({"monitoring": {"exporter": True}})
     policy = build_network_policy(REF, spec)
     assert policy["spec"]["podSelector"]["matchLabels"] == {
-        "app.kubernetes.io/name": "mysql", "app.kubernetes.io/instance": "db"
+        "app.kubernetes.io/name": "mysql",
+        "app.kubernetes.io/instance": "db",
     }
     mysql, metrics = policy["spec"]["ingress"]
     assert mysql == {"ports": [{"protocol": "TCP", "port": 3306}]}
     assert metrics["ports"] == [{"protocol": "TCP", "port": 9104}]
-    assert metrics["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    assert metrics["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
     narrowed = MysqlClusterSpec.model_validate(
         {"networkPolicy": {"clientsFrom": [{"podSelector": {"matchLabels": {"app": "shop"}}}]}}
     )
     (rule,) = build_network_policy(REF, narrowed)["spec"]["ingress"]
     peers = [p.get("podSelector", {}).get("matchLabels") for p in rule["from"]]
     assert {"app": "shop"} in peers and {"app.kubernetes.io/name": "mysql-operator"} in peers
-    kinds = [o["kind"] for o in owned_objects(REF, MysqlClusterSpec.model_validate({"networkPolicy": {"enabled": False}}))]
+    kinds = [
+        o["kind"]
+        for o in owned_objects(REF, MysqlClusterSpec.model_validate({"networkPolicy": {"enabled": False}}))
+    ]
     assert "NetworkPolicy" not in kinds
     assert "NetworkPolicy" in [o["kind"] for o in owned_objects(REF, spec)]

@@ -15,6 +15,7 @@ from mysql_operator.handlers.objects import (
     InvalidSpec,
     accepted_spec,
     apply_objects,
+    dry_run_objects,
     encode_accepted_spec,
     ensure_credentials,
     parse_spec,
@@ -108,8 +109,8 @@ def reconcile(
         patch.status["observedGeneration"] = generation
         return
     conditions = set_condition(conditions, VALID, True, "SpecValid", "spec accepted", generation, now)
-    patch.status["acceptedSpec"] = encode_accepted_spec(cluster_spec)
     try:
+        dry_run_objects(kube, ref, cluster_spec)
         credentials = ensure_credentials(kube, ref, cluster_spec)
         was_invalid = any(
             cond.get("type") == CREDENTIALS_READY and cond.get("status") == "False" for cond in conditions
@@ -156,6 +157,8 @@ def reconcile(
         patch.status["phase"] = "Invalid"
         patch.status["observedGeneration"] = generation
         return
+    # Accepted only once the API took what it builds: a refused spec never becomes the baseline.
+    patch.status["acceptedSpec"] = encode_accepted_spec(cluster_spec)
     patch.status["credentialsSecret"] = credentials.secret
     patch.status["observedGeneration"] = generation
     if status.get("topology"):

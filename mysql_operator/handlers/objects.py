@@ -182,6 +182,15 @@ def apply_objects(
     return applied
 
 
+def dry_run_objects(kube: Kube, ref: ClusterRef, spec: MysqlClusterSpec) -> None:
+    """Have the apiserver validate every owned object without storing any (raises KubeError).
+
+    Run before anything is created, so a spec the API would refuse (a 422 for a malformed
+    toleration or affinity, a taken nodePort) creates nothing at all."""
+    for manifest in owned_objects(ref, spec, primary_ordinal(kube, ref)):
+        kube.apply(manifest, dry_run=True)
+
+
 def ready_instances(kube: Kube, ref: ClusterRef) -> int:
     sts = kube.get("apps/v1", "StatefulSet", ref.namespace, c.statefulset_name(ref.name))
     return int(((sts or {}).get("status") or {}).get("readyReplicas") or 0)

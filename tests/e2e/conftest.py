@@ -25,6 +25,26 @@ CHART = ROOT / "charts" / "mysql-operator"
 SANDBOX_NAME = os.environ.get("E2E_SANDBOX", "e2e")  # distinct names let runs go side by side
 
 
+# CONTRACTS item 1: the mysql-sandbox branch owns the real FLAVORS/cluster_spec (both flavors); this
+# minimal MariaDB-only version stands in until the merge keeps theirs.
+FLAVORS = ("mariadb",)
+
+
+def cluster_spec(flavor: str, **overrides: Any) -> dict[str, Any]:
+    """A MysqlCluster `spec` the sandbox really runs for `flavor`; keyword arguments (camelCase field
+    names) replace top-level fields."""
+    if flavor not in FLAVORS:
+        raise ValueError(f"unknown flavor {flavor!r}; the sandbox runs {FLAVORS}")
+    spec: dict[str, Any] = {
+        "flavor": flavor,
+        "version": "10.11",
+        "instances": 3,
+        "storage": {"size": "1Gi", "pvcRetention": "Delete"},
+    }
+    spec.update(overrides)
+    return spec
+
+
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
     """Poll until check() returns something truthy; fail naming what was awaited."""
     deadline = time.monotonic() + timeout

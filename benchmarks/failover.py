@@ -107,7 +107,7 @@ def service_primary(password: str) -> tuple[int, int] | None:
 
 def missing_on_primary(cluster: Cluster, name: str, root: str, ids: list[int]) -> int:
     primary = cluster.status(name, NS)["primary"]
-    with connect(cluster.pod_ip(primary, NS), "root", root, "bench") as conn, conn.cursor() as cur:
+    with connect(cluster.pod_ip(primary, NS), "mysqlop_admin", root, "bench") as conn, conn.cursor() as cur:
         cur.execute("SELECT id FROM writes")
         present = {row[0] for row in cur.fetchall()}
     return sum(1 for i in ids if i not in present)
@@ -131,7 +131,7 @@ def run_mode(cluster: Cluster, mode: str, rounds: int, grace: int) -> dict[str, 
     cluster.apply(manifest(name, mode, grace), NS)
     cluster.wait_ready(name, NS, timeout=300)
     secrets = cluster.secret(f"{name}-credentials", NS)
-    password, root = secrets["app-password"], secrets["root-password"]
+    password, root = secrets["app-password"], secrets["operator-password"]
     with connect("127.0.0.1", "bench", password, "bench", port=NODE_PORT) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE IF NOT EXISTS writes (id BIGINT PRIMARY KEY)")
     times: list[float] = []

@@ -86,6 +86,7 @@ class MariaDBRunner:
     """`mariadbd` bound to the pod IP, with the pod's my.cnf and its data directory on the PVC."""
 
     DATADIR = "/var/lib/mysql"
+    INITDB = "/docker-entrypoint-initdb.d"
     SERVER_NAMES = {"mariadbd", "mysqld", "docker-entrypoint.sh", "/usr/local/bin/docker-entrypoint.sh"}
 
     def matches(self, image: str) -> bool:
@@ -103,8 +104,9 @@ class MariaDBRunner:
         defaults = ctx.work_dir / "sandbox-my.cnf"
         defaults.write_text(self.defaults_file(ctx, datadir, socket))
         server_args = [rewrite_paths(word, ctx.mounts) for word in words]
+        initdb = [f"--initdb-dir={ctx.mounts[self.INITDB]}"] if self.INITDB in ctx.mounts else []
         argv = [sys.executable, str(ENTRYPOINT), f"--defaults-file={defaults}",
-                f"--datadir={datadir}", f"--work-dir={ctx.work_dir}", "--", *server_args]
+                f"--datadir={datadir}", f"--work-dir={ctx.work_dir}", *initdb, "--", *server_args]
         env = base_env(ctx)
         env["MYSQL_UNIX_PORT"] = str(socket)  # clients without --host find this server
         return Launch(argv=argv, env=env, cwd=ctx.work_dir, probe_env={"MYSQL_UNIX_PORT": str(socket)})

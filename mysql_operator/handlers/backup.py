@@ -184,17 +184,17 @@ def backup_password(kube: Kube, namespace: str, cluster: str, spec: MysqlCluster
 def instance_login(
     kube: Kube, namespace: str, cluster: str, spec: MysqlClusterSpec, pod_name: str
 ) -> DatabaseLogin:
-    """The backup user's login on `pod_name`, made sure to exist there (as root, unlogged)."""
+    """The backup user's login on `pod_name`, made sure to exist there (as the operator, unlogged)."""
     pod = kube.get("v1", "Pod", namespace, pod_name)
     host = ((pod or {}).get("status") or {}).get("podIP")
     if not host:
         raise NotYet(f"instance {pod_name} has no IP")
     secret_name, password = backup_password(kube, namespace, cluster, spec)
     secret = kube.get("v1", "Secret", namespace, secret_name) or {}
-    root = decode_secret_data(secret.get("data")).get(c.KEY_ROOT_PASSWORD, "")
+    admin = decode_secret_data(secret.get("data")).get(c.KEY_OPERATOR_PASSWORD, "")
     try:
         with open_session(
-            host, Login(c.ROOT_USER, root), timeouts=Timeouts(), secrets=(password,)
+            host, Login(c.OPERATOR_USER, admin), timeouts=Timeouts(), secrets=(password,)
         ) as session:
             ensure_backup_user(session, dialect_for(spec.flavor), password)
     except MysqlError as error:

@@ -178,13 +178,13 @@ def ensure_exporter_users(
         return
     done = _EXPORTER_USERS.setdefault(uid, set())
     reachable = {inst.ordinal for inst in result.instances if inst.reachable}
-    root = Login(c.ROOT_USER, secret_data.get(c.KEY_ROOT_PASSWORD, ""))
+    admin = Login(c.OPERATOR_USER, secret_data.get(c.KEY_OPERATOR_PASSWORD, ""))
     for endpoint in endpoints:
         key = (endpoint.pod_name, endpoint.host)
         if key in done or endpoint.ordinal not in reachable:
             continue
         try:
-            with open_session(endpoint.host, root, port=endpoint.port, secrets=(password,)) as session:
+            with open_session(endpoint.host, admin, port=endpoint.port, secrets=(password,)) as session:
                 ensure_exporter_user(session, dialect_for(spec.flavor), password)
             done.add(key)
             logger.info("exporter user ready on %s", endpoint.pod_name)

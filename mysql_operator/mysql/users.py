@@ -81,6 +81,23 @@ class ClusterCredentials:
         return (self.root_password, self.replication_password, self.operator_password, self.app_password)
 
 
+# The operator's user administers every instance (users, replication, seeding, live configuration)
+# so that root never has to be reachable from the network. The image's first start grants these
+# (resources/config.py, the initdb script); an instance initialised before that gets them here.
+ADMIN_PRIVILEGES: dict[Flavor, tuple[str, ...]] = {
+    Flavor.MYSQL: ("ALL PRIVILEGES",),
+    Flavor.MARIADB: ("ALL PRIVILEGES", "READ_ONLY ADMIN"),  # READ_ONLY ADMIN: not in ALL on every 10.11+
+}
+
+
+def admin_grants(flavor: Flavor, user: str) -> list[Statement]:
+    """The operator user's grants (with GRANT OPTION: it creates the other users)."""
+    return [
+        Statement(f"GRANT {privilege} ON *.* TO %s@'%%' WITH GRANT OPTION", (user,))
+        for privilege in ADMIN_PRIVILEGES[Flavor(flavor)]
+    ]
+
+
 def _existing_users(session: Session, dialect: Dialect) -> set[str]:
     return {str(row["user"]) for row in session.query(dialect.users_query) if str(row["host"]) == "%"}
 
@@ -93,7 +110,7 @@ def ensure_system_users(session: Session, dialect: Dialect, credentials: Cluster
     existing = _existing_users(session, dialect)
     wanted: list[tuple[str, str, list[Statement]]] = [
         (REPLICATION_USER, credentials.replication_password, [dialect.grant_replication(REPLICATION_USER)]),
-        (OPERATOR_USER, credentials.operator_password, dialect.grant_operator(OPERATOR_USER)),
+        (OPERATOR_USER, credentials.operator_password, admin_grants(dialect.flavor, OPERATOR_USER)),
     ]
     created: list[str] = []
     session.execute(dialect.disable_binlog_for_session)

@@ -6,7 +6,7 @@ from typing import Any
 
 from mysql_operator import conventions as c
 from mysql_operator.api.models import MysqlClusterSpec, PvcRetention
-from mysql_operator.resources.config import config_hash
+from mysql_operator.resources.config import CONFIG_KEY, INITDB_KEY, config_hash
 from mysql_operator.resources.credentials import EXPORTER_CONFIG_KEY
 from mysql_operator.resources.meta import ClusterRef
 
@@ -18,7 +18,10 @@ CONFIG_DIR = "/etc/mysql/conf.d"
 MYSQL_UID = 999  # the mysql user of the official MySQL and MariaDB images
 ANNOTATION_CONFIG_HASH = f"{c.API_GROUP}/config-hash"
 
-_ROOT_PASSWORD_ENV = {c.Flavor.MYSQL: "MYSQL_ROOT_PASSWORD", c.Flavor.MARIADB: "MARIADB_ROOT_PASSWORD"}
+INITDB_VOLUME = "initdb"
+INITDB_DIR = "/docker-entrypoint-initdb.d"
+# The official images' variables, by flavor: MYSQL_ROOT_PASSWORD or MARIADB_ROOT_PASSWORD, ...
+_IMAGE_ENV_PREFIX = {c.Flavor.MYSQL: "MYSQL_", c.Flavor.MARIADB: "MARIADB_"}
 _ADMIN_TOOL = {c.Flavor.MYSQL: "mysqladmin", c.Flavor.MARIADB: "mariadb-admin"}
 
 
@@ -31,15 +34,19 @@ def _field_env(name: str, path: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
+def _secret_key_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
 def mysqld_env(spec: MysqlClusterSpec, cluster: str) -> list[dict[str, Any]]:
-    """The server's environment: the root password by Secret reference, and the pod's identity."""
+    """The server's environment: what the image's first start creates (root on localhost only, the
+    operator's user, passwords by Secret reference), and the pod's identity."""
+    prefix, secret = _IMAGE_ENV_PREFIX[spec.flavor], credentials_secret(spec, cluster)
     return [
-        {
-            "name": _ROOT_PASSWORD_ENV[spec.flavor],
-            "valueFrom": {
-                "secretKeyRef": {"name": credentials_secret(spec, cluster), "key": c.KEY_ROOT_PASSWORD}
-            },
-        },
+        _secret_key_env(f"{prefix}ROOT_PASSWORD", secret, c.KEY_ROOT_PASSWORD),
+        {"name": f"{prefix}ROOT_HOST", "value": "localhost"},
+        {"name": f"{prefix}USER", "value": c.OPERATOR_USER},
+        _secret_key_env(f"{prefix}PASSWORD", secret, c.KEY_OPERATOR_PASSWORD),
         _field_env("POD_NAME", "metadata.name"),
         _field_env("POD_NAMESPACE", "metadata.namespace"),
         _field_env("POD_IP", "status.podIP"),
@@ -132,6 +139,7 @@ def build_pod_template(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any
         "volumeMounts": [
             {"name": DATA_VOLUME, "mountPath": DATA_DIR},
             {"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": INITDB_VOLUME, "mountPath": INITDB_DIR, "readOnly": True},
         ],
         "startupProbe": ping_probe(spec, period=2, failures=150),
         "readinessProbe": ping_probe(spec, period=2, failures=2),
@@ -147,8 +155,10 @@ def build_pod_template(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any
     if spec.monitoring.exporter:
         containers.append(build_exporter_container(spec))
         annotations.update({"prometheus.io/scrape": "true", "prometheus.io/port": str(c.EXPORTER_PORT)})
+    config_map = c.config_map_name(ref.name)
     volumes: list[dict[str, Any]] = [
-        {"name": CONFIG_VOLUME, "configMap": {"name": c.config_map_name(ref.name)}}
+        {"name": name, "configMap": {"name": config_map, "items": [{"key": key, "path": key}]}}
+        for name, key in ((CONFIG_VOLUME, CONFIG_KEY), (INITDB_VOLUME, INITDB_KEY))
     ]
     if spec.monitoring.exporter:
         volumes.append(

@@ -204,7 +204,9 @@ class _Pass:
         )
         if not observation.login_refused:
             return observation
-        # A fresh instance: only root exists. Create the operator's users, unlogged, then look again.
+        # An instance initialised before the image created the operator's user (root@'%' was made
+        # then): create the operator's users as root, unlogged, then look again. New instances have
+        # root on localhost only, and this login is refused like the first.
         try:
             with self.session(ordinal, self.credentials.root) as session:
                 created = ensure_system_users(session, self.dialect, self.credentials)
@@ -330,7 +332,7 @@ def _act(work: _Pass, action: Action, observed: Mapping[int, InstanceObservation
     work.done.append(_describe(action))
     dialect = work.dialect
     if isinstance(action, Bootstrap):
-        with work.session(action.ordinal, work.credentials.root) as session:
+        with work.session(action.ordinal) as session:
             ensure_system_users(session, dialect, work.credentials)
             actions.promote(session, dialect)
             created = ensure_application(session, dialect, work.credentials)
@@ -369,6 +371,9 @@ def _act(work: _Pass, action: Action, observed: Mapping[int, InstanceObservation
 def _attach(work: _Pass, action: AttachReplica | RepairReplica) -> None:
     source = work.endpoints[action.source]
     with work.session(action.ordinal) as session:
+        # The operator's user exists from the image's first start; the replication user is ours to
+        # create (unlogged, idempotent) before an instance replicates or can be promoted.
+        ensure_system_users(session, work.dialect, work.credentials)
         if isinstance(action, RepairReplica) and not action.repoint:
             actions.start_replica(session, work.dialect)
             work.event("Normal", "ReplicaRestarted", f"instance {action.ordinal}: {action.reason}")
@@ -417,21 +422,21 @@ def _seed_runner(work: _Pass, action: Seed) -> Callable[[], float]:
 
     def run() -> float:
         started = time.monotonic()
-        donor_end = seed.SeedEndpoint(donor.host, creds.root, donor.port)
+        donor_end = seed.SeedEndpoint(donor.host, creds.operator, donor.port)
         if isinstance(dialect, MysqlDialect):
-            with session(donor, creds.root) as donor_session:
+            with session(donor, creds.operator) as donor_session:
                 seed.prepare_clone_donor(donor_session, dialect)
-            with session(target, creds.root, seed_timeouts) as target_session:
+            with session(target, creds.operator, seed_timeouts) as target_session:
                 seed.clone(target_session, dialect, donor_end)
             return time.monotonic() - started  # it restarts; later passes attach it
-        with session(target, creds.root) as target_session:
+        with session(target, creds.operator) as target_session:
             dropped = seed.wipe(target_session, dialect)
         log.info("seed of instance %s: wiped (%d databases dropped)", action.ordinal, len(dropped))
-        with session(donor, creds.root) as donor_session:
+        with session(donor, creds.operator) as donor_session:
             history = seed.donor_binlog_state(donor_session)
-        seed.stream_dump(donor_end, seed.SeedEndpoint(target.host, creds.root, target.port),
+        seed.stream_dump(donor_end, seed.SeedEndpoint(target.host, creds.operator, target.port),
                          settings.seed_timeout)
-        with session(target, creds.root) as target_session:
+        with session(target, creds.operator) as target_session:
             seed.restore_binlog_state(target_session, history)
         with session(target, creds.operator) as target_session:
             actions.configure_replica(
@@ -461,7 +466,7 @@ def _apply_live_config(
 ) -> None:
     def apply(ordinal: int) -> str:
         try:
-            with work.session(ordinal, work.credentials.root) as session:
+            with work.session(ordinal) as session:
                 changed = variables.apply_live(session, work.dialect, wanted)
         except (MysqlError, ValueError) as error:
             return f"!{error}"
@@ -478,7 +483,7 @@ def _apply_live_config(
 def _ensure_application(work: _Pass, ordinal: int) -> None:
     """The application user/database exist on a new primary (a no-op when they replicated)."""
     try:
-        with work.session(ordinal, work.credentials.root) as session:
+        with work.session(ordinal) as session:
             created = ensure_application(session, work.dialect, work.credentials)
     except MysqlError as error:
         work.problems.append(Problem("ApplicationUserUnchecked", str(error), ordinal))

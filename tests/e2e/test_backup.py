@@ -146,8 +146,8 @@ def shop(operator: Cluster, s3: S3Server) -> Cluster:
 
 
 def root_session(cluster: Cluster, name: str, pod: str) -> Any:
-    root = cluster.secret(f"{name}-credentials", NS)["root-password"]
-    return connect(cluster.pod_ip(pod, NS), "root", root)
+    root = cluster.secret(f"{name}-credentials", NS)["operator-password"]
+    return connect(cluster.pod_ip(pod, NS), "mysqlop_admin", root)
 
 
 def create_tables(cur: Any) -> None:

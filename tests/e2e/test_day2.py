@@ -141,10 +141,10 @@ def pod_names(cluster: Cluster) -> list[str]:
 
 
 def checksums(cluster: Cluster) -> dict[str, Any]:
-    root = secret(cluster, "root-password")
+    root = secret(cluster, "operator-password")
     sums = {}
     for pod in pod_names(cluster):
-        with connect(cluster.pod_ip(pod, NS), "root", root, "app") as conn, conn.cursor() as cur:
+        with connect(cluster.pod_ip(pod, NS), "mysqlop_admin", root, "app") as conn, conn.cursor() as cur:
             cur.execute("CHECKSUM TABLE app.writes")
             sums[pod] = cur.fetchone()[1]
     return sums
@@ -157,7 +157,7 @@ def converged(cluster: Cluster) -> bool:
 
 def variable(cluster: Cluster, pod: str, name: str) -> Any:
     with (
-        connect(cluster.pod_ip(pod, NS), "root", secret(cluster, "root-password")) as conn,
+        connect(cluster.pod_ip(pod, NS), "mysqlop_admin", secret(cluster, "operator-password")) as conn,
         conn.cursor() as cur,
     ):
         cur.execute(f"SELECT @@GLOBAL.{name}")
@@ -296,9 +296,9 @@ def test_major_downgrade_is_refused(d2: Cluster) -> None:
 def test_errant_replica_is_reported_then_reseeded(d2: Cluster) -> None:
     status = d2.status(NAME, NS)
     victim = next(i["name"] for i in status["instances"] if i["role"] == "replica")
-    root = secret(d2, "root-password")
+    root = secret(d2, "operator-password")
     with write_load(d2, "re-seed"):
-        with connect(d2.pod_ip(victim, NS), "root", root, "app") as conn, conn.cursor() as cur:
+        with connect(d2.pod_ip(victim, NS), "mysqlop_admin", root, "app") as conn, conn.cursor() as cur:
             cur.execute("SET GLOBAL read_only=0")
             cur.execute("SET SESSION sql_log_bin=1")
             cur.execute("INSERT INTO writes VALUES (%s, 0)", (999_999_999,))
@@ -323,7 +323,7 @@ def test_errant_replica_is_reported_then_reseeded(d2: Cluster) -> None:
         wait_for(reseeded, 180, f"{victim} re-seeded")
         d2.wait_ready(NAME, NS, timeout=120)
         print(f"re-seed of {victim}: {time.monotonic() - started:.1f}s from autoReseed on to Ready")
-    with connect(d2.pod_ip(victim, NS), "root", root, "app") as conn, conn.cursor() as cur:
+    with connect(d2.pod_ip(victim, NS), "mysqlop_admin", root, "app") as conn, conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM writes WHERE id = 999999999")
         assert cur.fetchone()[0] == 0, "the errant row is gone"
 

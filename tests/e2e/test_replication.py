@@ -59,11 +59,11 @@ def role_of(cluster: Cluster, pod: str) -> str | None:
 
 
 def checksums(cluster: Cluster) -> dict[str, tuple[Any, ...]]:
-    root = cluster.secret(f"{NAME}-credentials", NS)["root-password"]
+    root = cluster.secret(f"{NAME}-credentials", NS)["operator-password"]
     sums = {}
     for ordinal in range(3):
         pod = f"{NAME}-{ordinal}"
-        with connect(cluster.pod_ip(pod, NS), "root", root, "app") as conn, conn.cursor() as cur:
+        with connect(cluster.pod_ip(pod, NS), "mysqlop_admin", root, "app") as conn, conn.cursor() as cur:
             cur.execute("CHECKSUM TABLE app.items")
             sums[pod] = tuple(cur.fetchall())
     return sums

@@ -3,6 +3,7 @@ name, starts on the old data with the old passwords, and its rows are read back.
 
 from __future__ import annotations
 
+import pymysql
 import pytest
 
 from tests.e2e.conftest import FLAVORS, Cluster, cluster_spec, connect, wait_for
@@ -41,6 +42,13 @@ def test_recreated_cluster_on_retained_volumes_reads_the_old_rows(operator: Clus
     assert "ownerReferences" not in operator.get("secret", secret_name, ns)["metadata"], (
         "retained volumes: the credentials Secret must not go with the cluster"
     )
+    # Least privilege: root answers on localhost only; the operator works with its own user.
+    with pytest.raises(pymysql.err.OperationalError) as refused:
+        connect(host, "root", secret["root-password"]).close()
+    assert refused.value.args[0] == 1045, refused.value
+    with connect(host, "mysqlop_admin", secret["operator-password"]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM mysql.user WHERE user = 'root' AND host <> 'localhost'")
+        assert cur.fetchone() == (0,)
     with connect(host, "app", secret["app-password"], "shop") as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE orders (id INT PRIMARY KEY, item VARCHAR(32))")
         cur.executemany("INSERT INTO orders VALUES (%s, %s)", [(1, "tea"), (2, "milk"), (3, "bread")])

@@ -11,7 +11,7 @@ from mysql_operator.api import mycnf
 from mysql_operator.api.crd import mysqlcluster_crd
 from mysql_operator.api.models import MysqlClusterSpec, check_cluster_name
 from mysql_operator.handlers.objects import owned_objects
-from mysql_operator.resources.config import render_my_cnf
+from mysql_operator.resources.config import INITDB_KEY, build_config_map, render_my_cnf
 from mysql_operator.resources.credentials import (
     build_credentials_secret,
     credentials_owned,
@@ -218,3 +218,27 @@ def test_network_policy_opens_3306_to_clients_and_peers_and_metrics_to_monitorin
     ]
     assert "NetworkPolicy" not in kinds
     assert "NetworkPolicy" in [o["kind"] for o in owned_objects(REF, spec)]
+
+
+@pytest.mark.parametrize(("flavor", "prefix"), [("mysql", "MYSQL_"), ("mariadb", "MARIADB_")])
+def test_root_is_created_for_localhost_only_and_the_operator_user_by_the_image(
+    flavor: str, prefix: str
+) -> None:
+    spec = MysqlClusterSpec.model_validate({"flavor": flavor})
+    pod = build_statefulset(REF, spec)["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env[f"{prefix}ROOT_HOST"]["value"] == "localhost"
+    assert env[f"{prefix}USER"]["value"] == "mysqlop_admin"
+    assert env[f"{prefix}PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "db-credentials",
+        "key": "operator-password",
+    }
+    mount = next(
+        m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == "/docker-entrypoint-initdb.d"
+    )
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["configMap"]["items"] == [{"key": INITDB_KEY, "path": INITDB_KEY}]
+    sql = build_config_map(REF, spec)["data"][INITDB_KEY]
+    assert "GRANT ALL PRIVILEGES ON *.* TO 'mysqlop_admin'@'%' WITH GRANT OPTION;" in sql
+    assert sql.index("sql_log_bin = 0") < sql.index("GRANT"), "unlogged: no errant GTID on any instance"
+    assert "IDENTIFIED" not in sql and "root" not in sql.split("\n", 1)[1]

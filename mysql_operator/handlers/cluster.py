@@ -39,8 +39,6 @@ RETRY_SECONDS = 10
 # API answers that the same request will always get: 400 Bad Request, 422 Invalid.
 PERMANENT_API_STATUSES = (400, 422)
 CREDENTIALS_RETRY_SECONDS = 10
-# API answers that the same request will always get: 400 Bad Request, 422 Invalid.
-PERMANENT_API_STATUSES = (400, 422)
 
 
 @kopf.on.startup()

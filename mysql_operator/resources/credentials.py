@@ -91,15 +91,20 @@ def owner_patch(ref: ClusterRef, secret: Mapping[str, Any], owned: bool) -> dict
     return {"metadata": {"ownerReferences": [*others, ref.owner_reference()] if owned else others or None}}
 
 
-# Characters a password may not hold when it is written into an option file (the exporter's
-# my.cnf): control characters would start a new line, a quote or backslash would end the value.
+# Every password reaches an option file of some client (backup tools, seeding, the exporter): a
+# control character would start a new line there. The exporter's reader (Go ini) has no escapes
+# inside quotes, so its password may not hold a quote or backslash either.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _OPTION_FILE_UNSAFE = re.compile(r'[\x00-\x1f\x7f"\\]')
 
 
 def unsafe_passwords(data: Mapping[str, str]) -> list[str]:
     """Keys of a credentials Secret whose value cannot be written safely into an option file."""
     return sorted(
-        key for key, value in data.items() if key.endswith("-password") and _OPTION_FILE_UNSAFE.search(value)
+        key
+        for key, value in data.items()
+        if key.endswith("-password")
+        and (_OPTION_FILE_UNSAFE if key == c.KEY_EXPORTER_PASSWORD else _CONTROL).search(value)
     )
 
 

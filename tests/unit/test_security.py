@@ -188,9 +188,10 @@ def test_generated_credentials_outlive_a_cluster_whose_volumes_are_retained() ->
 
 
 def test_user_passwords_that_would_break_an_option_file_are_named() -> None:
-    assert unsafe_passwords({"root-password": "ok", "exporter-password": 'x"\n', "app-user": 'a"'}) == [
+    assert unsafe_passwords({"root-password": 'o"k', "exporter-password": 'x"', "app-user": "a\n"}) == [
         "exporter-password"
     ]
+    assert unsafe_passwords({"root-password": "a\nb", "operator-password": "ok"}) == ["root-password"]
 
 
 def test_network_policy_opens_3306_to_clients_and_peers_and_metrics_to_monitoring() -> None:

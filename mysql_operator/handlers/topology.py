@@ -32,6 +32,7 @@ from mysql_operator.status import (
     READY,
     REPLICATING,
     RESOURCES_READY,
+    VALID,
     condition_is,
     now_iso,
     set_condition,
@@ -330,6 +331,10 @@ def _topology_pass(
         now_iso(),
         status.get("phase"),
     )
+    if condition_is(conditions, VALID, "False") or condition_is(conditions, RESOURCES_READY, "False"):
+        # The reconcile handler refused the current spec: the instances keep running, but the phase
+        # keeps saying that the spec needs a change until it gets one.
+        fields["phase"] = "Invalid"
     for key, value in fields.items():
         if status.get(key) != value:
             patch.status[key] = value

@@ -481,10 +481,12 @@ def _apply_live_config(
 
 
 def _ensure_application(work: _Pass, ordinal: int) -> None:
-    """The application user/database exist on a new primary (a no-op when they replicated)."""
+    """The replication user (unlogged) and the application user/database exist on a new primary (a
+    no-op when they were there: an instance never attached, e.g. restored, lacks the first)."""
     try:
         with work.session(ordinal) as session:
-            created = ensure_application(session, work.dialect, work.credentials)
+            created = ensure_system_users(session, work.dialect, work.credentials)
+            created += ensure_application(session, work.dialect, work.credentials)
     except MysqlError as error:
         work.problems.append(Problem("ApplicationUserUnchecked", str(error), ordinal))
         return

@@ -96,6 +96,15 @@ def credentials_secret_name(cluster: str) -> str:
     return f"{cluster}-credentials"
 
 
+def exporter_secret_name(cluster: str) -> str:
+    """The Secret with mysqld_exporter's option file (its password; mounted, never in env)."""
+    return f"{cluster}-exporter-config"
+
+
+def network_policy_name(cluster: str) -> str:
+    return cluster
+
+
 def pdb_name(cluster: str) -> str:
     return cluster
 

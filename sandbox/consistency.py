@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pymysql
 
+from mysql_operator.conventions import OPERATOR_USER as ADMIN_USER
 from mysql_operator.conventions import ordinal_of_pod, server_id_for_ordinal
 
 if TYPE_CHECKING:
@@ -97,7 +98,8 @@ class ConsistencyChecker:
         self._ips_read = 0.0
         secret = self._kube_get(f"/api/v1/namespaces/{namespace}/secrets/{cluster}-credentials")["data"]
         plain = {k: base64.b64decode(v).decode() for k, v in secret.items()}
-        self.root_password = plain["root-password"]
+        # Reads of every instance log in as the operator's user: root is local to its pod only.
+        self.admin_password = plain["operator-password"]
         self.app_user, self.app_password = plain["app-user"], plain["app-password"]
         self.database = plain["app-database"]
         self.flavor = str(self.resource()["spec"].get("flavor", "mysql"))
@@ -137,8 +139,8 @@ class ConsistencyChecker:
         conditions = (self.resource().get("status") or {}).get("conditions") or []
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
-    def root(self, ip: str, read_timeout: float = READ_TIMEOUT) -> Any:
-        return pymysql.connect(host=ip, port=3306, user="root", password=self.root_password,
+    def admin(self, ip: str, read_timeout: float = READ_TIMEOUT) -> Any:
+        return pymysql.connect(host=ip, port=3306, user=ADMIN_USER, password=self.admin_password,
                                connect_timeout=CONNECT_TIMEOUT, read_timeout=read_timeout,
                                write_timeout=read_timeout, autocommit=True)
 
@@ -209,7 +211,7 @@ class ConsistencyChecker:
         query = ("SELECT @@server_id, @@read_only, @@super_read_only" if self.flavor == "mysql"
                  else "SELECT @@server_id, @@read_only")
         try:
-            with contextlib.closing(self.root(ip, read_timeout=1)) as conn, conn.cursor() as cur:
+            with contextlib.closing(self.admin(ip, read_timeout=1)) as conn, conn.cursor() as cur:
                 cur.execute(query)
                 row = cur.fetchone()
         except (pymysql.MySQLError, OSError):
@@ -297,7 +299,7 @@ class ConsistencyChecker:
         sums: dict[str, Any] = {}
         for ip in self.instance_ips(max_age=0):
             try:
-                with contextlib.closing(self.root(ip, read_timeout=10)) as conn, conn.cursor() as cur:
+                with contextlib.closing(self.admin(ip, read_timeout=10)) as conn, conn.cursor() as cur:
                     cur.execute(f"CHECKSUM TABLE `{self.database}`.{TABLE}")
                     sums[ip] = cur.fetchone()[1]
             except (pymysql.MySQLError, OSError) as exc:
@@ -326,7 +328,7 @@ class ConsistencyChecker:
         primary = verdict.primary or self.primary_ip()
         if primary is not None:
             try:
-                with contextlib.closing(self.root(primary, read_timeout=30)) as conn, conn.cursor() as cur:
+                with contextlib.closing(self.admin(primary, read_timeout=30)) as conn, conn.cursor() as cur:
                     cur.execute(f"SELECT id FROM `{self.database}`.{TABLE}")
                     present = {int(row[0]) for row in cur.fetchall()}
                 verdict.lost = sorted(ack.id for ack in self.acked() if ack.id not in present)

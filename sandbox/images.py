@@ -92,6 +92,7 @@ class MariaDBRunner:
     """`mariadbd` bound to the pod IP, with the pod's my.cnf and its data directory on the PVC."""
 
     DATADIR = "/var/lib/mysql"
+    INITDB = "/docker-entrypoint-initdb.d"
     SERVER_NAMES = {"mariadbd", "mysqld", "docker-entrypoint.sh", "/usr/local/bin/docker-entrypoint.sh"}
 
     def matches(self, image: str) -> bool:
@@ -103,8 +104,9 @@ class MariaDBRunner:
         socket = socket_path(ctx)
         defaults = ctx.work_dir / "sandbox-my.cnf"
         defaults.write_text(self.defaults_file(ctx, datadir, socket))
+        initdb = [f"--initdb-dir={ctx.mounts[self.INITDB]}"] if self.INITDB in ctx.mounts else []
         argv = [sys.executable, str(ENTRYPOINT), f"--defaults-file={defaults}",
-                f"--datadir={datadir}", f"--work-dir={ctx.work_dir}", "--", *server_args]
+                f"--datadir={datadir}", f"--work-dir={ctx.work_dir}", *initdb, "--", *server_args]
         env = base_env(ctx)
         env["MYSQL_UNIX_PORT"] = str(socket)  # clients without --host find this server
         return Launch(argv=argv, env=env, cwd=ctx.work_dir, probe_env={"MYSQL_UNIX_PORT": str(socket)})
@@ -170,11 +172,26 @@ class MysqldExporterRunner:
         words = ctx.command + ctx.args
         if words and not words[0].startswith("-"):
             words = words[1:]  # the image's own entrypoint binary
-        flags = [w for w in words if not w.startswith("--web.listen-address")]
+        flags = [self.local_flag(ctx, w) for w in words if not w.startswith("--web.listen-address")]
         port = next((p["containerPort"] for p in ctx.container.get("ports") or []
                      if p.get("name") == "metrics"), 9104)
         argv = [str(self.BINARY), *flags, f"--web.listen-address={ctx.pod_ip}:{port}"]
         return Launch(argv=argv, env=base_env(ctx), cwd=ctx.work_dir)
+
+    @staticmethod
+    def local_flag(ctx: ContainerContext, flag: str) -> str:
+        """Mounted paths become local ones. An option file's loopback host becomes the pod IP: in a
+        real pod the containers share one network namespace, here each pod has its own address."""
+        flag = rewrite_paths(flag, ctx.mounts)
+        if not flag.startswith("--config.my-cnf="):
+            return flag
+        source = Path(flag.split("=", 1)[1])
+        text = re.sub(r"(?m)^(\s*host\s*=\s*)(127\.0\.0\.1|localhost)\s*$", rf"\g<1>{ctx.pod_ip}",
+                      source.read_text())
+        local = ctx.work_dir / "exporter-my.cnf"
+        local.write_text(text)
+        local.chmod(0o600)
+        return f"--config.my-cnf={local}"
 
 
 IMAGE_REFERENCE = re.compile(r"^(?P<repository>[^@:]+(?::[0-9]+/[^@:]+)?)(?::(?P<tag>[\w][\w.-]*))?"

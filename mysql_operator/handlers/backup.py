@@ -221,8 +221,9 @@ def instance_login(
 ) -> DatabaseLogin:
     """The backup user's login on `pod_name`, made sure to exist there.
 
-    Made as root, unlogged, on that instance; where the instance refuses it (a MySQL replica under
-    super_read_only), made logged on `primary` so it replicates, and the caller retries later."""
+    Made as the operator's user, unlogged, on that instance; where the instance refuses it (a MySQL
+    replica under super_read_only), made logged on `primary` so it replicates, and the caller retries
+    later."""
     host = _pod_ip(kube, namespace, pod_name)
     secret_name, password = backup_password(kube, namespace, cluster, spec)
     login = DatabaseLogin(host, pod_name, c.BACKUP_USER, secret_name, c.KEY_BACKUP_PASSWORD)
@@ -232,11 +233,13 @@ def instance_login(
     except MysqlError:
         pass
     secret = kube.get("v1", "Secret", namespace, secret_name) or {}
-    root = decode_secret_data(secret.get("data")).get(c.KEY_ROOT_PASSWORD, "")
+    # The operator's user (root is local to its pod only).
+    admin_password = decode_secret_data(secret.get("data")).get(c.KEY_OPERATOR_PASSWORD, "")
+    admin = Login(c.OPERATOR_USER, admin_password)
     dialect = dialect_for(spec.flavor)
     try:
         with open_session(
-            host, Login(c.ROOT_USER, root), timeouts=Timeouts(), secrets=(password, root)
+            host, admin, timeouts=Timeouts(), secrets=(password, admin.password)
         ) as session:
             ensure_backup_user(session, dialect, password)
         return login
@@ -247,10 +250,8 @@ def instance_login(
         raise NotYet(f"cannot prepare the backup user on {pod_name}: {error}") from None
     try:
         with open_session(
-            _pod_ip(kube, namespace, primary),
-            Login(c.ROOT_USER, root),
-            timeouts=Timeouts(),
-            secrets=(password, root),
+            _pod_ip(kube, namespace, primary), admin, timeouts=Timeouts(),
+            secrets=(password, admin.password),
         ) as session:
             ensure_backup_user(session, dialect, password, logged=True)
     except MysqlError as error:

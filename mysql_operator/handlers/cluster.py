@@ -11,11 +11,13 @@ import kopf
 
 from mysql_operator import conventions as c
 from mysql_operator import metrics
+from mysql_operator.api.models import check_cluster_name
 from mysql_operator.handlers import suspend
 from mysql_operator.handlers.objects import (
     InvalidSpec,
     accepted_spec,
     apply_objects,
+    dry_run_objects,
     encode_accepted_spec,
     ensure_credentials,
     parse_spec,
@@ -37,6 +39,8 @@ from mysql_operator.tls.ensure import ensure_tls
 
 CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
 RETRY_SECONDS = 10
+# API answers that the same request will always get: 400 Bad Request, 422 Invalid.
+PERMANENT_API_STATUSES = (400, 422)
 CREDENTIALS_RETRY_SECONDS = 10
 
 
@@ -96,6 +100,9 @@ def reconcile(
     accepted = accepted_spec(status)
     old_spec = accepted if accepted else (dict(old) if isinstance(old, Mapping) and old else None)
     try:
+        name_problem = check_cluster_name(ref.name)
+        if name_problem:
+            raise InvalidSpec(name_problem)
         cluster_spec = parse_spec(dict(spec), old_spec)
     except InvalidSpec as error:
         # A spec the schema let through but we cannot act on: say so, change nothing, do not retry.
@@ -108,8 +115,8 @@ def reconcile(
         patch.status["observedGeneration"] = generation
         return
     conditions = set_condition(conditions, VALID, True, "SpecValid", "spec accepted", generation, now)
-    patch.status["acceptedSpec"] = encode_accepted_spec(cluster_spec)
     try:
+        dry_run_objects(kube, ref, cluster_spec)
         credentials = ensure_credentials(kube, ref, cluster_spec)
         was_invalid = any(
             cond.get("type") == CREDENTIALS_READY and cond.get("status") == "False" for cond in conditions
@@ -139,7 +146,7 @@ def reconcile(
                 kopf.info(body, reason="CertificateIssued", message=tls.message)
             elif not tls.ok:
                 kopf.warn(body, reason="TlsNotReady", message=tls.message)
-            applied = apply_objects(kube, ref, cluster_spec, logger)
+            applied = apply_objects(kube, ref, cluster_spec, logger, credentials.data)
             kopf.info(body, reason="Applied", message=f"applied {len(applied)} objects: {', '.join(applied)}")
             conditions = set_condition(
                 conditions, RESOURCES_READY, True, "Applied", "owned objects applied", generation, now
@@ -147,7 +154,22 @@ def reconcile(
         ready = ready_instances(kube, ref)
     except KubeError as error:
         metrics.RECONCILE_ERRORS.labels(ref.namespace, ref.name).inc()
-        raise kopf.TemporaryError(str(error), delay=RETRY_SECONDS) from None
+        if error.status not in PERMANENT_API_STATUSES:
+            raise kopf.TemporaryError(str(error), delay=RETRY_SECONDS) from None
+        # The API refuses what this spec builds: retrying the same spec cannot help, a new spec can
+        # (an update handler runs again then). Say what to change, once, and stop.
+        message = f"the API server refused an object built from this cluster: {error}; change the spec"
+        logger.warning("%s", message)
+        kopf.warn(body, reason="ObjectRefused", message=message)
+        conditions = set_condition(
+            conditions, RESOURCES_READY, False, "ObjectRefused", message, generation, now
+        )
+        patch.status["conditions"] = conditions
+        patch.status["phase"] = "Invalid"
+        patch.status["observedGeneration"] = generation
+        return
+    # Accepted only once the API took what it builds: a refused spec never becomes the baseline.
+    patch.status["acceptedSpec"] = encode_accepted_spec(cluster_spec)
     patch.status["credentialsSecret"] = credentials.secret
     patch.status["observedGeneration"] = generation
     if status.get("topology"):

@@ -120,12 +120,12 @@ def _start_job(
     source: RestoreSource,
     host: str,
 ) -> str:
-    """Create the restore Job (once): as root, into instance 0."""
+    """Create the restore Job (once): as the operator's user (root is local only), into instance 0."""
     assert spec.restore_from is not None
     name = str(meta["name"])
     job = job_name(name, "restore")
     login = DatabaseLogin(
-        host, c.pod_name(name, 0), c.ROOT_USER, credentials_secret(spec, name), c.KEY_ROOT_PASSWORD
+        host, c.pod_name(name, 0), c.OPERATOR_USER, credentials_secret(spec, name), c.KEY_OPERATOR_PASSWORD
     )
     request = JobRequest(
         kind=JobKind.RESTORE,

@@ -224,13 +224,14 @@ def ensure_exporter_users(
         return
     done = _EXPORTER_USERS.setdefault(uid, set())
     reachable = {inst.ordinal for inst in result.instances if inst.reachable}
-    root = Login(c.ROOT_USER, secret_data.get(c.KEY_ROOT_PASSWORD, ""))
+    admin = Login(c.OPERATOR_USER, secret_data.get(c.KEY_OPERATOR_PASSWORD, ""))
     for endpoint in endpoints:
         key = (endpoint.pod_name, endpoint.host)
         if key in done or endpoint.ordinal not in reachable:
             continue
         try:
-            with open_session(endpoint.host, root, port=endpoint.port, secrets=(password,)) as session:
+            with open_session(endpoint.host, admin, port=endpoint.port, secrets=(password, admin.password),
+                              tls=endpoint.tls) as session:
                 ensure_exporter_user(session, dialect_for(spec.flavor), password)
             done.add(key)
             logger.info("exporter user ready on %s", endpoint.pod_name)
@@ -289,7 +290,7 @@ def tls_per_instance(
     replica's link to its source follow spec.tls, and make mysqld serve the Secret's certificate (a
     live reload, no restart; kubelet may not have refreshed the mounted files yet: tried again)."""
     reachable = {inst.ordinal for inst in result.instances if inst.reachable}
-    root = Login(c.ROOT_USER, secret_data.get(c.KEY_ROOT_PASSWORD, ""))
+    admin = Login(c.OPERATOR_USER, secret_data.get(c.KEY_OPERATOR_PASSWORD, ""))  # root is local only
     dialect = dialect_for(spec.flavor)
     now = time.monotonic()
     tls_hosts = {e.host for e in endpoints if e.tls is not None}
@@ -303,12 +304,14 @@ def tls_per_instance(
         _TLS_CHECKED_PODS[key] = (cert_pem, now)
         reloaded, current, changed = False, True, None
         try:
-            with open_session(endpoint.host, root, port=endpoint.port, tls=endpoint.tls) as session:
+            with open_session(endpoint.host, admin, port=endpoint.port, tls=endpoint.tls,
+                              secrets=(admin.password,)) as session:
                 changed = ensure_replication_tls(session, dialect, endpoint.tls is not None, tls_hosts)
                 if endpoint.tls is not None and cert_pem:
                     reloaded = reload_if_stale(session, dialect, cert_pem)
             if reloaded:
-                with open_session(endpoint.host, root, port=endpoint.port, tls=endpoint.tls) as session:
+                with open_session(endpoint.host, admin, port=endpoint.port, tls=endpoint.tls,
+                                  secrets=(admin.password,)) as session:
                     current = serves_current(session, dialect, cert_pem)
         except MysqlError as error:
             logger.warning("TLS on %s: %s", endpoint.pod_name, error)
@@ -516,6 +519,10 @@ def _topology_pass(
         now_iso(),
         status.get("phase"),
     )
+    if condition_is(conditions, VALID, "False") or condition_is(conditions, RESOURCES_READY, "False"):
+        # The reconcile handler refused the current spec: the instances keep running, but the phase
+        # keeps saying that the spec needs a change until it gets one.
+        fields["phase"] = "Invalid"
     for key, value in fields.items():
         if status.get(key) != value:
             patch.status[key] = value

@@ -83,10 +83,15 @@ def fence(session: Session, dialect: Dialect, *, kill_clients: bool = True, bind
     holders of READ_ONLY ADMIN such as root, ending them is what stops their writes). New client
     sessions are refused meanwhile (MySQL's offline_mode). Semi-sync is never turned off while a
     client could hear an OK: only to release commits whose clients were already ended (MySQL keeps
-    a killed session waiting for its acknowledgement, holding the commit lock)."""
+    a killed session waiting for its acknowledgement, holding the commit lock).
+
+    Who can still write on a fenced MariaDB instance: only the operator's own user, which keeps
+    READ_ONLY ADMIN (it unfences, and creates users unlogged on read-only replicas) and whose
+    password only the operator uses. Root (localhost only) loses it for the fence; the application
+    user, MysqlUser users, the backup and exporter users never hold it."""
     session.execute(Statement("SET SESSION lock_wait_timeout=%s", (FENCE_LOCK_WAIT_SECONDS,)))
     if bind_root:
-        _fence_bypass(session, dialect, dialect.revoke_fence_bypass(ROOT_USER))
+        _fence_bypass(session, dialect, grant=False)
     if kill_clients:
         session.execute(*dialect.fence_gate(closed=True))  # no new client session from here on
     try:
@@ -118,13 +123,19 @@ def release_killed_ack_waiters(session: Session, dialect: Dialect) -> bool:
     return True
 
 
-def _fence_bypass(session: Session, dialect: Dialect, statements: list[Statement]) -> None:
-    """Change the fence bypass unlogged (it must never become a transaction of its own); best
-    effort: an operator user created without GRANT OPTION cannot, and the fence goes on without."""
-    if not statements:
-        return
+def _fence_bypass(session: Session, dialect: Dialect, *, grant: bool) -> None:
+    """Take (or give back) the fence bypass of every account of root, unlogged (it must never become
+    a transaction of its own); best effort: the fence goes on without it. Root is created on
+    localhost only; an instance initialised earlier may also have root@'%'."""
+    change = dialect.restore_fence_bypass if grant else dialect.revoke_fence_bypass
+    if not change(ROOT_USER, "localhost"):
+        return  # the flavor's fence binds every user
     try:
-        session.execute(dialect.disable_binlog_for_session, *statements)
+        hosts = sorted({str(row["host"]) for row in session.query(dialect.users_query)
+                        if str(row["user"]) == ROOT_USER})
+        statements = [statement for host in hosts for statement in change(ROOT_USER, host)]
+        if statements:
+            session.execute(dialect.disable_binlog_for_session, *statements)
     except SqlError as error:
         log.warning("fence bypass of %s unchanged: %s", ROOT_USER, error)
     finally:
@@ -132,9 +143,9 @@ def _fence_bypass(session: Session, dialect: Dialect, statements: list[Statement
 
 
 def restore_fence_bypass(session: Session, dialect: Dialect) -> None:
-    """Root may write on a read-only instance again (the operator's own maintenance as root, e.g. a
-    seed, needs it); done when an instance becomes a replica or the primary."""
-    _fence_bypass(session, dialect, dialect.restore_fence_bypass(ROOT_USER))
+    """Root may write on a read-only instance again (someone in the pod administering it as root
+    needs it); done when an instance becomes a replica or the primary."""
+    _fence_bypass(session, dialect, grant=True)
 
 
 def end_client_connections(session: Session, dialect: Dialect) -> int:

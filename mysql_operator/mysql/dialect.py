@@ -184,8 +184,8 @@ class Dialect(ABC):
     def unfence(self) -> list[Statement]:
         """Make the instance writable."""
 
-    def revoke_fence_bypass(self, user: str) -> list[Statement]:
-        """Statements (run unlogged, by the operator) that make the fence bind `user` too."""
+    def revoke_fence_bypass(self, user: str, host: str) -> list[Statement]:
+        """Statements (run unlogged, by the operator) that make the fence bind `user`@`host` too."""
         return []  # MySQL: super_read_only binds every user
 
     def fence_gate(self, closed: bool) -> list[Statement]:
@@ -197,8 +197,8 @@ class Dialect(ABC):
     # flavor releases a killed waiter by itself.
     killed_ack_waiters_query: Statement | None = None
 
-    def restore_fence_bypass(self, user: str) -> list[Statement]:
-        """Give `user` back what `revoke_fence_bypass` took (the instance serves again)."""
+    def restore_fence_bypass(self, user: str, host: str) -> list[Statement]:
+        """Give `user`@`host` back what `revoke_fence_bypass` took (the instance serves again)."""
         return []
 
     # Semi-sync ----------------------------------------------------------------------------------
@@ -233,9 +233,6 @@ class Dialect(ABC):
 
     def grant_replication(self, user: str) -> Statement:
         return Statement("GRANT REPLICATION SLAVE ON *.* TO %s@'%%'", (user,))
-
-    @abstractmethod
-    def grant_operator(self, user: str) -> list[Statement]: ...
 
     @abstractmethod
     def grant_exporter(self, user: str) -> Statement:
@@ -426,20 +423,6 @@ class MysqlDialect(Dialect):
             ),
         ]
 
-    def grant_operator(self, user: str) -> list[Statement]:
-        return [
-            Statement(
-                "GRANT PROCESS, RELOAD, REPLICATION CLIENT ON *.* TO %s@'%%'",
-                (user,),
-            ),
-            Statement(
-                "GRANT REPLICATION_SLAVE_ADMIN, SYSTEM_VARIABLES_ADMIN, CONNECTION_ADMIN, BINLOG_ADMIN "
-                "ON *.* TO %s@'%%'",
-                (user,),
-            ),
-            Statement("GRANT INSERT, DELETE ON mysql.plugin TO %s@'%%'", (user,)),
-        ]
-
     def grant_exporter(self, user: str) -> Statement:
         return Statement("GRANT PROCESS, REPLICATION CLIENT, SELECT ON *.* TO %s@'%%'", (user,))
 
@@ -524,11 +507,11 @@ class MariadbDialect(Dialect):
 
     # read_only does not bind READ_ONLY ADMIN (root has it through ALL PRIVILEGES): while an old
     # primary is fenced, root loses it, so new root sessions cannot write either (MDEV-29596).
-    def revoke_fence_bypass(self, user: str) -> list[Statement]:
-        return [Statement("REVOKE READ_ONLY ADMIN ON *.* FROM %s@'%%'", (user,))]
+    def revoke_fence_bypass(self, user: str, host: str) -> list[Statement]:
+        return [Statement("REVOKE READ_ONLY ADMIN ON *.* FROM %s@%s", (user, host))]
 
-    def restore_fence_bypass(self, user: str) -> list[Statement]:
-        return [Statement("GRANT READ_ONLY ADMIN ON *.* TO %s@'%%'", (user,))]
+    def restore_fence_bypass(self, user: str, host: str) -> list[Statement]:
+        return [Statement("GRANT READ_ONLY ADMIN ON *.* TO %s@%s", (user, host))]
 
     def install_semi_sync(self, installed: set[str]) -> list[Statement]:
         return []  # built into the server since 10.3
@@ -563,17 +546,6 @@ class MariadbDialect(Dialect):
             *(Statement(f"DROP DATABASE IF EXISTS {quote_any_identifier(d)}") for d in databases),
             Statement("RESET MASTER"),
             Statement("SET GLOBAL gtid_slave_pos = ''"),
-        ]
-
-    def grant_operator(self, user: str) -> list[Statement]:
-        return [
-            Statement(
-                # GRANT OPTION: the fence takes root's READ_ONLY ADMIN away and gives it back.
-                "GRANT PROCESS, RELOAD, BINLOG ADMIN, BINLOG MONITOR, REPLICATION MASTER ADMIN, "
-                "REPLICATION SLAVE ADMIN, SLAVE MONITOR, READ_ONLY ADMIN, CONNECTION ADMIN "
-                "ON *.* TO %s@'%%' WITH GRANT OPTION",
-                (user,),
-            )
         ]
 
     def grant_exporter(self, user: str) -> Statement:

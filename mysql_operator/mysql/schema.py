@@ -13,25 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from mysql_operator.api.schema import Grant, MysqlDatabaseSpec, MysqlUserSpec, Privilege
-from mysql_operator.conventions import Flavor
+from mysql_operator.api.schema import Grant, MysqlDatabaseSpec, MysqlUserSpec
 from mysql_operator.mysql.dialect import quote_any_identifier
 from mysql_operator.mysql.session import Session, SqlError, Statement
-
-# What the operator's user needs to manage databases, users and their grants: every privilege the
-# API can hand out, with GRANT OPTION, and CREATE USER. Granted with the operator's other grants.
-SCHEMA_ADMIN_PRIVILEGES = {
-    Flavor.MYSQL: ", ".join([*(p.value for p in Privilege if p != Privilege.ALL), "CREATE USER"]),
-    # MariaDB's database-level ALL PRIVILEGES also holds DELETE HISTORY.
-    Flavor.MARIADB: ", ".join(
-        [*(p.value for p in Privilege if p != Privilege.ALL), "DELETE HISTORY", "CREATE USER"]
-    ),
-}
-
-
-def grant_schema_admin(flavor: Flavor, user: str) -> Statement:
-    """The operator user's grant for managing databases and users (run as root, at creation)."""
-    return Statement(f"GRANT {SCHEMA_ADMIN_PRIVILEGES[flavor]} ON *.* TO %s@'%%' WITH GRANT OPTION", (user,))
 
 
 def grant_database_name(name: str) -> str:

@@ -30,7 +30,6 @@ from mysql_operator.conventions import (
     Flavor,
 )
 from mysql_operator.mysql.dialect import Dialect
-from mysql_operator.mysql.schema import grant_schema_admin
 from mysql_operator.mysql.session import Login, Session, Statement
 
 
@@ -82,24 +81,41 @@ class ClusterCredentials:
         return (self.root_password, self.replication_password, self.operator_password, self.app_password)
 
 
+# The operator's user administers every instance (users, replication, seeding, live configuration,
+# MysqlDatabase/MysqlUser) so that root never has to be reachable from the network. On MariaDB it
+# keeps READ_ONLY ADMIN through a fence: it unfences, and creates users unlogged on read-only
+# replicas; the fence ends every other client's session and takes root's bypass (mysql/actions.py).
+# The image's first start grants these (resources/config.py, the initdb script); an instance that
+# lacks the user (initialised before, with root@'%') gets it here, as root.
+ADMIN_PRIVILEGES: dict[Flavor, tuple[str, ...]] = {
+    Flavor.MYSQL: ("ALL PRIVILEGES",),
+    # READ_ONLY ADMIN: not in ALL PRIVILEGES on every 10.11+
+    Flavor.MARIADB: ("ALL PRIVILEGES", "READ_ONLY ADMIN"),
+}
+
+
+def admin_grants(flavor: Flavor, user: str) -> list[Statement]:
+    """The operator user's grants (with GRANT OPTION: it creates the other users)."""
+    return [
+        Statement(f"GRANT {privilege} ON *.* TO %s@'%%' WITH GRANT OPTION", (user,))
+        for privilege in ADMIN_PRIVILEGES[Flavor(flavor)]
+    ]
+
+
 def _existing_users(session: Session, dialect: Dialect) -> set[str]:
     return {str(row["user"]) for row in session.query(dialect.users_query) if str(row["host"]) == "%"}
 
 
 def ensure_system_users(session: Session, dialect: Dialect, credentials: ClusterCredentials) -> list[str]:
-    """Create the missing replication and operator users, unlogged. Needs a root session.
+    """Create the missing replication and operator users, unlogged. Needs a session of the operator's
+    user (or, on an instance initialised before the image created that user, of root).
 
     Returns the names of the users created.
     """
     existing = _existing_users(session, dialect)
     wanted: list[tuple[str, str, list[Statement]]] = [
         (REPLICATION_USER, credentials.replication_password, [dialect.grant_replication(REPLICATION_USER)]),
-        (
-            OPERATOR_USER,
-            credentials.operator_password,
-            # and what MysqlDatabase/MysqlUser need (mysql/schema.py)
-            [*dialect.grant_operator(OPERATOR_USER), grant_schema_admin(dialect.flavor, OPERATOR_USER)],
-        ),
+        (OPERATOR_USER, credentials.operator_password, admin_grants(dialect.flavor, OPERATOR_USER)),
     ]
     created: list[str] = []
     session.execute(dialect.disable_binlog_for_session)
@@ -117,7 +133,7 @@ def ensure_system_users(session: Session, dialect: Dialect, credentials: Cluster
 def ensure_application(session: Session, dialect: Dialect, credentials: ClusterCredentials) -> list[str]:
     """Create the missing application database and user on the primary, logged so it replicates.
 
-    Needs a root session. Returns what was created (e.g. ["database shop", "user app"]).
+    Needs a session of the operator's user. Returns what was created (e.g. ["database shop", "user app"]).
     """
     created: list[str] = []
     database = credentials.app_database

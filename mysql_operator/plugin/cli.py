@@ -155,7 +155,8 @@ def cmd_switchover(api: Api, args: argparse.Namespace) -> int:
 
 
 def _user_login(api: Api, namespace: str, cluster: dict[str, Any], user: str | None) -> tuple[str, str]:
-    """(user, password): root by default, the application user, or a MysqlUser's."""
+    """(user, password): the operator's user by default (root is local to its pod: it answers only
+    `kubectl exec`), the application user, or a MysqlUser's."""
     name = cluster["metadata"]["name"]
     status = cluster.get("status") or {}
     secret_name = (
@@ -164,8 +165,13 @@ def _user_login(api: Api, namespace: str, cluster: dict[str, Any], user: str | N
         or c.credentials_secret_name(name)
     )
     data = api.secret(namespace, secret_name)
-    if user in (None, c.ROOT_USER):
-        return c.ROOT_USER, data.get(c.KEY_ROOT_PASSWORD, "")
+    if user in (None, c.OPERATOR_USER):
+        return c.OPERATOR_USER, data.get(c.KEY_OPERATOR_PASSWORD, "")
+    if user == c.ROOT_USER:
+        raise PluginError(
+            f"{c.ROOT_USER} logs in from inside its pod only (kubectl exec <pod> -c mysqld -- mysql "
+            f"-u{c.ROOT_USER} -p); use the default {c.OPERATOR_USER}, the application user or a MysqlUser"
+        )
     if user == data.get(c.KEY_APP_USER):
         return str(user), data.get(c.KEY_APP_PASSWORD, "")
     try:
@@ -348,14 +354,14 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     credentials = sub.add_parser("credentials", help="print a user's name and password")
     credentials.add_argument("cluster")
     credentials.add_argument(
-        "--user", default=None, help="root (default), the application user, or a MysqlUser's"
+        "--user", default=None, help=f"{c.OPERATOR_USER} (default), the application user, or a MysqlUser's"
     )
 
     connect = sub.add_parser("connect", help="run the mysql/mariadb client against the cluster")
     connect.add_argument("cluster")
     connect.add_argument("--replica", action="store_true", help="a ready replica instead of the primary")
     connect.add_argument(
-        "--user", default=None, help="root (default), the application user, or a MysqlUser's"
+        "--user", default=None, help=f"{c.OPERATOR_USER} (default), the application user, or a MysqlUser's"
     )
     connect.add_argument(
         "--host", default=None, help="address to dial (default: the pod's IP), e.g. 127.0.0.1"

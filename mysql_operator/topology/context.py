@@ -150,7 +150,9 @@ class Pass:
         )
         if not observation.login_refused:
             return observation
-        # A fresh instance: only root exists. Create the operator's users, unlogged, then look again.
+        # An instance initialised before the image created the operator's user (root@'%' was made
+        # then): create the operator's users as root, unlogged, then look again. New instances have
+        # root on localhost only, and this login is refused like the first.
         try:
             with self.session(ordinal, self.credentials.root) as session:
                 created = ensure_system_users(session, self.dialect, self.credentials)

@@ -130,26 +130,26 @@ def seed_runner(work: Pass, action: Seed) -> Callable[[], float]:
                                                           settings.read_timeout),
                             secrets=creds.secrets, tls=endpoint.tls)
 
+    # Every step logs in as the operator's user (root is local to its pod only). On MariaDB that user
+    # keeps READ_ONLY ADMIN through a fence, so it wipes and loads a fenced old primary too.
     def run() -> float:
         started = time.monotonic()
         ca_pem = donor.tls.ca_pem if donor.tls is not None else ""
-        donor_end = seed.SeedEndpoint(donor.host, creds.root, donor.port, ca_pem)
+        donor_end = seed.SeedEndpoint(donor.host, creds.operator, donor.port, ca_pem)
         if isinstance(dialect, MysqlDialect):
-            with session(donor, creds.root) as donor_session:
+            with session(donor, creds.operator) as donor_session:
                 seed.prepare_clone_donor(donor_session, dialect)
-            with session(target, creds.root, seed_timeouts) as target_session:
+            with session(target, creds.operator, seed_timeouts) as target_session:
                 seed.clone(target_session, dialect, donor_end, tls=donor.tls is not None)
             return time.monotonic() - started  # it restarts; later passes attach it
         with session(target, creds.operator) as target_session:
-            actions.restore_fence_bypass(target_session, dialect)  # a fenced old primary is rebuilt
-        with session(target, creds.root) as target_session:
             dropped = seed.wipe(target_session, dialect)
         log.info("seed of instance %s: wiped (%d databases dropped)", action.ordinal, len(dropped))
-        with session(donor, creds.root) as donor_session:
+        with session(donor, creds.operator) as donor_session:
             history = seed.donor_binlog_state(donor_session)
-        seed.stream_dump(donor_end, seed.SeedEndpoint(target.host, creds.root, target.port, ca_pem),
+        seed.stream_dump(donor_end, seed.SeedEndpoint(target.host, creds.operator, target.port, ca_pem),
                          settings.seed_timeout)
-        with session(target, creds.root) as target_session:
+        with session(target, creds.operator) as target_session:
             seed.restore_binlog_state(target_session, history)
         with session(target, creds.operator) as target_session:
             actions.configure_replica(

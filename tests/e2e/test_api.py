@@ -18,7 +18,7 @@ OWNED = [
     ("service", "{n}-replicas"),
     ("configmap", "{n}-config"),
     ("poddisruptionbudget", "{n}"),
-    ("secret", "{n}-credentials"),
+    ("networkpolicy", "{n}"),
 ]
 
 
@@ -163,6 +163,11 @@ def test_mysql_example_creates_owned_objects_and_reports_its_pods_not_runnable(o
     assert {"CredentialsGenerated", "Applied"} <= reasons
     secret = operator.secret(f"{name}-credentials", ns)
     assert {"root-password", "replication-password", "operator-password", "app-password"} <= set(secret)
+    # Volumes retained (the default): the passwords that open them are not owned by the cluster.
+    meta = operator.get("secret", f"{name}-credentials", ns)["metadata"]
+    assert (
+        "ownerReferences" not in meta and meta["labels"]["app.kubernetes.io/managed-by"] == "mysql-operator"
+    )
     assert secret["app-user"] == "app" and secret["app-database"] == "shop"
 
 
@@ -224,3 +229,4 @@ def test_deleting_a_cluster_garbage_collects_every_owned_object(operator: Cluste
     wait_for(all_gone, 120, "garbage collection of every owned object")
     # pvcRetention defaults to Retain: the data volumes stay for a later cluster of the same name.
     assert len(operator.items("persistentvolumeclaims", ns)) == len(pvcs_before) > 0
+    assert operator.secret(f"{name}-credentials", ns), "and so do the credentials that open them"

@@ -151,7 +151,7 @@ def shop(operator: Cluster, s3: S3Server, request: pytest.FixtureRequest) -> Ite
     )
     operator.wait_ready(SOURCE, shop.ns, timeout=420)
     operator.wait_ready(SCHEDULED, shop.ns, timeout=420)
-    with root_session(shop, SCHEDULED, f"{SCHEDULED}-0") as conn, conn.cursor() as cur:
+    with admin_session(shop, SCHEDULED, f"{SCHEDULED}-0") as conn, conn.cursor() as cur:
         create_tables(cur)
         cur.executemany(
             "INSERT INTO app.items (id, name, qty) VALUES (%s, %s, %s)",
@@ -161,9 +161,10 @@ def shop(operator: Cluster, s3: S3Server, request: pytest.FixtureRequest) -> Ite
     operator.kubectl("delete", "namespace", shop.ns, "--wait=false")  # flavors do not pile up
 
 
-def root_session(cluster: Shop, name: str, pod: str) -> Any:
-    root = cluster.secret(f"{name}-credentials", cluster.ns)["root-password"]
-    return connect(cluster.pod_ip(pod, cluster.ns), "root", root)
+def admin_session(cluster: Shop, name: str, pod: str) -> Any:
+    """The operator's user on `pod` (root is local to its pod only)."""
+    admin = cluster.secret(f"{name}-credentials", cluster.ns)["operator-password"]
+    return connect(cluster.pod_ip(pod, cluster.ns), "mysqlop_admin", admin)
 
 
 def create_tables(cur: Any) -> None:
@@ -176,7 +177,7 @@ def create_tables(cur: Any) -> None:
 
 def snapshot(cluster: Shop, name: str, pod: str) -> dict[str, Any]:
     """Every table of the app database: its CHECKSUM TABLE and all its rows in key order."""
-    with root_session(cluster, name, pod) as conn, conn.cursor() as cur:
+    with admin_session(cluster, name, pod) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'app' ORDER BY table_name"
         )
@@ -211,7 +212,7 @@ def seconds_between(start: str, end: str) -> float:
 
 def test_a_backup_to_s3_completes_from_a_replica_and_kubectl_shows_it(shop: Shop, s3: S3Server) -> None:
     primary = shop.status(SOURCE, shop.ns)["primary"]
-    with root_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
+    with admin_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
         create_tables(cur)
         cur.executemany(
             "INSERT INTO app.items (id, name, qty) VALUES (%s, %s, %s)",
@@ -241,7 +242,7 @@ def test_a_backup_to_s3_completes_from_a_replica_and_kubectl_shows_it(shop: Shop
 
 def test_point_in_time_restore_into_a_new_cluster_has_exactly_the_rows_of_that_moment(shop: Shop) -> None:
     primary = shop.status(SOURCE, shop.ns)["primary"]
-    with root_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
+    with admin_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
         cur.execute("UPDATE app.items SET qty = qty + 1 WHERE id <= 50")
         cur.execute("DELETE FROM app.items WHERE id > 190")
         cur.executemany(
@@ -255,7 +256,7 @@ def test_point_in_time_restore_into_a_new_cluster_has_exactly_the_rows_of_that_m
         time.sleep(0.1)
     expected = snapshot(shop, SOURCE, primary)
     assert set(expected) == {"items", "orders", "notes"}
-    with root_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
+    with admin_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
         cur.execute("UPDATE app.items SET name = 'too late' WHERE id <= 100")
         cur.execute("INSERT INTO app.notes VALUES (2, 'after the moment')")
         cur.execute("DROP TABLE app.orders")
@@ -298,10 +299,10 @@ def test_a_backup_job_killed_half_way_leaves_the_backup_failed(shop: Shop, s3: S
     # the test's session (the with-block, also on failure) lets the ALTER and the replica go on.
     primary = shop.status(SOURCE, shop.ns)["primary"]
     replica = next(i["name"] for i in shop.status(SOURCE, shop.ns)["instances"] if i["role"] == "replica")
-    with root_session(shop, SOURCE, replica) as hold, hold.cursor() as cur:
+    with admin_session(shop, SOURCE, replica) as hold, hold.cursor() as cur:
         cur.execute("START TRANSACTION")
         cur.execute("SELECT COUNT(*) FROM app.items")  # its metadata lock lasts until the session ends
-        with root_session(shop, SOURCE, primary) as conn, conn.cursor() as writer:
+        with admin_session(shop, SOURCE, primary) as conn, conn.cursor() as writer:
             writer.execute("ALTER TABLE app.items COMMENT = 'stalls a backup on the replica'")
 
         def waiting(user_clause: str) -> bool:

@@ -154,14 +154,15 @@ def judge(checker: ConsistencyChecker, problems: list[str]) -> None:
 def test_pause_freezes_a_server_and_resume_thaws_it(topo: Topology) -> None:
     replica = topo.replicas()[0]
     ip = topo.ip(replica)
-    root = topo.cluster.secret(f"{NAME}-credentials", topo.namespace)["root-password"]
+    admin = topo.cluster.secret(f"{NAME}-credentials", topo.namespace)["operator-password"]
     assert topo.faults.pause(topo.namespace, replica)
     try:
         with pytest.raises(pymysql.MySQLError):
-            pymysql.connect(host=ip, user="root", password=root, connect_timeout=2, read_timeout=2).close()
+            pymysql.connect(host=ip, user="mysqlop_admin", password=admin, connect_timeout=2,
+                            read_timeout=2).close()
     finally:
         assert topo.faults.resume(topo.namespace, replica)
-    with connect(ip, "root", root) as conn, conn.cursor() as cur:
+    with connect(ip, "mysqlop_admin", admin) as conn, conn.cursor() as cur:
         cur.execute("SELECT 1")
 
 
@@ -338,10 +339,11 @@ def test_errant_transaction_on_a_replica_while_the_primary_restarts(topo: Topolo
              60, "the operator to accept autoReseed")
     checker = topo.checker()
     errant = topo.replicas()[0]
-    root = topo.cluster.secret(f"{NAME}-credentials", topo.namespace)["root-password"]
-    with connect(topo.ip(errant), "root", root) as conn, conn.cursor() as cur:
+    # Root is local to its pod only: the operator's user (which may write despite read_only) errs.
+    admin = topo.cluster.secret(f"{NAME}-credentials", topo.namespace)["operator-password"]
+    with connect(topo.ip(errant), "mysqlop_admin", admin) as conn, conn.cursor() as cur:
         if topo.flavor == "mysql":
-            cur.execute("SET GLOBAL super_read_only = OFF")  # root then writes despite read_only
+            cur.execute("SET GLOBAL super_read_only = OFF")  # it then writes despite read_only
         cur.execute("CREATE DATABASE IF NOT EXISTS errant")
         cur.execute("CREATE TABLE IF NOT EXISTS errant.t (id INT PRIMARY KEY)")
         cur.execute("REPLACE INTO errant.t VALUES (1)")

@@ -180,9 +180,9 @@ def test_database_and_user_objects_work_through_the_service_across_a_switchover_
     # deleting honours the retention policy: Delete drops the user and the database, Keep keeps
     for kind, name in (("mysqluser", "shopper"), ("mysqldatabase", "orders"), ("mysqldatabase", "archive")):
         operator.kubectl("delete", kind, name, "-n", ns, "--timeout=60s")
-    root = operator.secret(f"{NAME}-credentials", ns)["root-password"]
+    admin = operator.secret(f"{NAME}-credentials", ns)["operator-password"]
     host = operator.pod_ip(str(primary_of(operator, ns)), ns)
-    with connect(host, "root", root) as conn, conn.cursor() as cur:
+    with connect(host, "mysqlop_admin", admin) as conn, conn.cursor() as cur:
         cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
         schemas = {row[0] for row in cur.fetchall()}
         cur.execute("SELECT COUNT(*) FROM mysql.user WHERE User = 'shopper'")

@@ -145,10 +145,11 @@ def test_replication_runs_over_tls(tls: TlsCluster) -> None:
     status = tls.status(NAME, tls.ns)
     primary = status["primary"]
     replica = next(i["name"] for i in status["instances"] if i["name"] != primary)
-    root = tls.password("root-password")
+    admin = tls.password("operator-password")
 
     def connect_pod(pod: str) -> Any:
-        return tls.tls_connect(tls.pod_ip(pod, tls.ns), 3306, "root", root, f"{pod}.{NAME}.{tls.ns}.svc")
+        return tls.tls_connect(tls.pod_ip(pod, tls.ns), 3306, "mysqlop_admin", admin,
+                               f"{pod}.{NAME}.{tls.ns}.svc")
 
     with connect_pod(replica) as conn, conn.cursor(pymysql.cursors.DictCursor) as cur:
         cur.execute("SHOW REPLICA STATUS" if tls.flavor == "mysql" else "SHOW SLAVE STATUS")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pymysql
 import pytest
 
-from mysql_operator.conventions import KEY_OPERATOR_PASSWORD, OPERATOR_USER
+from mysql_operator.conventions import KEY_APP_PASSWORD, KEY_APP_USER, KEY_OPERATOR_PASSWORD, OPERATOR_USER
 from mysql_operator.mysql import actions
 from mysql_operator.mysql.dialect import dialect_for
 from mysql_operator.mysql.session import Login, open_session
@@ -225,10 +225,23 @@ def test_fence_binds_root_too_and_promotion_gives_it_back(cluster: Cluster) -> N
     operator = Login(OPERATOR_USER, CREDENTIALS[KEY_OPERATOR_PASSWORD])
     with open_session(primary.host, operator) as session:
         actions.fence(session, dialect)
-    # A new root session (READ_ONLY ADMIN through ALL PRIVILEGES) cannot write on the fenced instance.
+    # A new root session (READ_ONLY ADMIN through ALL PRIVILEGES) cannot write on the fenced instance:
+    # neither root@'%' (instances initialised before root became local) nor root@localhost (the only
+    # root the image creates now; here over the server's socket), nor the application user.
     with pytest.raises(pymysql.err.OperationalError) as refused:
         primary.sql("INSERT INTO shop.fence VALUES (1)")
     assert refused.value.args[0] == 1290
+    local_root = pymysql.connect(unix_socket=str(primary.socket), user="root", password="", autocommit=True)
+    app = pymysql.connect(host=primary.host, user=CREDENTIALS[KEY_APP_USER],
+                          password=CREDENTIALS[KEY_APP_PASSWORD], database="shop", autocommit=True)
+    for who, connection in (("root@localhost", local_root), ("the application user", app)):
+        with (
+            connection,
+            connection.cursor() as cursor,
+            pytest.raises(pymysql.err.OperationalError) as refused,
+        ):
+            cursor.execute("INSERT INTO shop.fence VALUES (1)")
+        assert refused.value.args[0] == 1290, who
     with open_session(primary.host, operator) as session:
         actions.promote(session, dialect)
     primary.sql("INSERT INTO shop.fence VALUES (2)")

@@ -4,7 +4,6 @@ import pytest
 from pydantic import ValidationError
 
 from mysql_operator.api.schema import MysqlDatabaseSpec, MysqlUserSpec, mysqldatabase_crd, mysqluser_crd
-from mysql_operator.conventions import Flavor
 from mysql_operator.mysql import schema as sql
 
 REF = {"name": "app-password", "key": "password"}
@@ -93,14 +92,6 @@ def test_removed_or_changed_grants_are_revoked_and_kept_ones_are_not() -> None:
 def test_passwords_go_as_parameters_never_into_the_sql_text() -> None:
     statement = sql.create_user(user(), "s3cret'; DROP DATABASE x; --")
     assert "s3cret" not in statement.sql and "s3cret'; DROP DATABASE x; --" in statement.args
-
-
-def test_the_operator_user_may_hand_out_every_privilege_of_the_api_and_nothing_global_else() -> None:
-    for flavor in Flavor:
-        statement = sql.grant_schema_admin(flavor, "mysqlop_admin")
-        assert "WITH GRANT OPTION" in statement.sql and "CREATE USER" in statement.sql
-        for forbidden in ("SUPER", "FILE", "SHUTDOWN", "ALL PRIVILEGES"):
-            assert forbidden not in statement.sql
 
 
 def test_crds_print_cluster_readiness_and_retention() -> None:

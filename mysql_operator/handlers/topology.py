@@ -57,6 +57,7 @@ from mysql_operator.topology.reconcile import (
     TransitionRecord,
     reconcile_topology,
 )
+from mysql_operator.topology.seeding import SeedWorkers
 
 CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
 INTERVAL_SECONDS = 2.0
@@ -206,8 +207,8 @@ def topology_status(
     }
 
 
-# Per cluster uid: the (pod, host) pairs whose exporter user is known to exist.
-_EXPORTER_USERS: dict[str, set[tuple[str, str]]] = {}
+# Per cluster uid: the (pod, host, data generation) whose exporter user is known to exist.
+_EXPORTER_USERS: dict[str, set[tuple[str, str, int]]] = {}
 
 
 def ensure_exporter_users(
@@ -217,16 +218,22 @@ def ensure_exporter_users(
     secret_data: Mapping[str, str],
     spec: MysqlClusterSpec,
     logger: logging.Logger,
+    seeds: SeedWorkers,
 ) -> None:
-    """Create the mysqld_exporter user on every reachable instance once (unlogged, read-only grants)."""
+    """Create the mysqld_exporter user on every reachable instance once per data generation (unlogged,
+    read-only grants). A seed replaces an instance's data, users included, and a donor copied while
+    its user was being created may lack it: an instance being seeded is left alone, and once seeded
+    it is a new generation whose user is created again."""
     password = secret_data.get(c.KEY_EXPORTER_PASSWORD)
     if not password:
         return
     done = _EXPORTER_USERS.setdefault(uid, set())
-    reachable = {inst.ordinal for inst in result.instances if inst.reachable}
+    seeding = seeds.running()
+    reachable = {inst.ordinal for inst in result.instances if inst.reachable} - set(seeding)
+    generations = seeds.data_generations()
     admin = Login(c.OPERATOR_USER, secret_data.get(c.KEY_OPERATOR_PASSWORD, ""))
     for endpoint in endpoints:
-        key = (endpoint.pod_name, endpoint.host)
+        key = (endpoint.pod_name, endpoint.host, generations.get(endpoint.ordinal, 0))
         if key in done or endpoint.ordinal not in reachable:
             continue
         try:
@@ -476,7 +483,8 @@ def _topology_pass(
     tls_per_instance(str(meta.get("uid")), endpoints, result, secret_data, cluster_spec,
                      tls_secret.get(c.KEY_TLS_CERT, ""), body, logger)
     if cluster_spec.monitoring.exporter:
-        ensure_exporter_users(str(meta.get("uid")), endpoints, result, secret_data, cluster_spec, logger)
+        ensure_exporter_users(str(meta.get("uid")), endpoints, result, secret_data, cluster_spec, logger,
+                              state.seeds)
     current = {p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_ROLE) for p in pods}
     wanted = without_fenced(desired_role_labels(result), meta)  # kubectl mysql fence (handlers/suspend.py)
     demotions, promotions = role_label_changes(current, wanted)

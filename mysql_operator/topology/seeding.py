@@ -46,6 +46,7 @@ class SeedWorkers:
     def __init__(self, parallel: int = 2) -> None:
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="seed")
         self._jobs: dict[int, _Job] = {}
+        self._started: dict[int, int] = {}
         self._lock = threading.Lock()
 
     def start(self, ordinal: int, description: str, work: Callable[[], float]) -> bool:
@@ -54,7 +55,14 @@ class SeedWorkers:
             if ordinal in self._jobs:
                 return False
             self._jobs[ordinal] = _Job(description, time.monotonic(), self._pool.submit(work))
+            self._started[ordinal] = self._started.get(ordinal, 0) + 1
             return True
+
+    def data_generations(self) -> dict[int, int]:
+        """ordinal -> how many seeds were started for it: each replaced (or is replacing) its data, so
+        what was set up on the instance before (users created unlogged) may be gone."""
+        with self._lock:
+            return dict(self._started)
 
     def running(self) -> dict[int, str]:
         """ordinal -> what is being done, with the time it has taken so far."""

@@ -81,7 +81,10 @@ class Topology:
         self.cluster.wait_ready(NAME, self.namespace, timeout=420)
 
     def primary(self) -> str:
-        return str(self.cluster.status(NAME, self.namespace)["primary"])
+        # Bounded wait: status names no primary for a pass while the operator is between states.
+        status = wait_for(lambda: (s := self.cluster.status(NAME, self.namespace)).get("primary") and s, 60,
+                          f"status.primary of {self.namespace}/{NAME}")
+        return str(status["primary"])
 
     def replicas(self) -> list[str]:
         primary = self.primary()

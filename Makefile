@@ -7,7 +7,8 @@ PY        := $(VENV)/bin/python
 PIP       := $(VENV)/bin/pip
 STAMP     := $(VENV)/.installed
 EXAMPLE   ?= mysql
-APT_PKGS  := mariadb-server mariadb-client mariadb-backup iproute2 prometheus-mysqld-exporter
+SANDBOX   ?= sandbox
+APT_PKGS  := mariadb-server mariadb-client mariadb-backup iproute2 prometheus-mysqld-exporter prometheus iptables
 
 .PHONY: help venv apt tools mysql lint unit crd test sandbox sandbox-down
 
@@ -51,10 +52,10 @@ unit: venv
 	$(PY) -m pytest -q tests/unit
 
 sandbox: venv apt tools mysql
-	$(PY) -m sandbox.demo up --example $(EXAMPLE)
+	$(PY) -m sandbox.demo up --example $(EXAMPLE) --name $(SANDBOX)
 
 sandbox-down: venv
-	$(PY) -m sandbox.demo down
+	$(PY) -m sandbox.demo down --name $(SANDBOX)
 
 test: venv apt tools mysql lint
 	$(PY) -m pytest -q tests

@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/backup.py [--flavor mysql|mariadb] [--gib 1.05] [--work /tmp/bench-backup]
         [--method logical|physical]
 
-Starts three servers of the flavor on 127.0.30.101-103 (the source and two empty targets, the same
-config): real MySQL 9.7 from the cached root (its tools through MYSQL_TOOLS_DIR, as in the operator's
-image) or MariaDB. Loads generated rows into the source with LOAD DATA, then, in the same run:
+Starts three servers of the flavor on 127.<IT_NET>.30.101-103 (MySQL: .31.x; IT_NET default 0) (the
+source and two empty targets, the same config): real MySQL 9.7 from the cached root (its tools through
+MYSQL_TOOLS_DIR, as in the operator's image) or MariaDB. Loads generated rows into the source with
+LOAD DATA, then, in the same run:
   ours:  take_backup (the flavor's dump -> gzip -> directory storage, manifest) + restore into target 1
   plain: mysqldump|mariadb-dump --single-transaction | mysql|mariadb into target 2
 MB/s is logical data (bytes of SQL the dump produces) per second. Both targets are checked against
@@ -51,7 +52,9 @@ from mysql_operator.mysql.session import Login  # noqa: E402
 from tests.integration.servers import ROOT_PASSWORD, DbServer, make_server  # noqa: E402
 
 NET = os.environ.get("IT_NET", "0")  # side-by-side runs use their own loopback block
-HOSTS = (f"127.{NET}.30.101", f"127.{NET}.30.102", f"127.{NET}.30.103")
+# One address block per flavor, so both flavors' runs can go side by side.
+HOSTS = {"mariadb": (f"127.{NET}.30.101", f"127.{NET}.30.102", f"127.{NET}.30.103"),
+         "mysql": (f"127.{NET}.31.101", f"127.{NET}.31.102", f"127.{NET}.31.103")}
 CONFIG = {
     "read_only": "OFF",
     "innodb_buffer_pool_size": "2G",
@@ -166,7 +169,15 @@ def physical_backup_and_restore(source: DbServer, target: DbServer, work: Path) 
 
 
 def checksums(server: DbServer) -> list[tuple[object, ...]]:
-    return server.sql("CHECKSUM TABLE bench.orders, bench.events")
+    """CHECKSUM TABLE of the generated tables: over a GiB, so longer than the helper's read timeout."""
+    connection = server.root_connection()
+    try:
+        connection._read_timeout = 1800  # pymysql's per-statement read timeout
+        with connection.cursor() as cursor:
+            cursor.execute("CHECKSUM TABLE bench.orders, bench.events")
+            return list(cursor.fetchall())
+    finally:
+        connection.close()
 
 
 def plain_dump_and_load(source: DbServer, target: DbServer) -> float:
@@ -214,7 +225,7 @@ def main() -> int:
     args.work.mkdir(parents=True)
     servers = [
         make_server(flavor, i, host, args.work / f"db{i}", {**CONFIG, **REDO_LOG[flavor]})
-        for i, host in enumerate(HOSTS)
+        for i, host in enumerate(HOSTS[args.flavor])
     ]
     try:
         for server in servers:

@@ -76,8 +76,12 @@ def run_operator(settings: OperatorSettings) -> None:
     import mysql_operator.handlers.cluster
     import mysql_operator.handlers.day2
     import mysql_operator.handlers.restore
+    import mysql_operator.handlers.schema
     import mysql_operator.handlers.topology  # noqa: F401
     from mysql_operator import logcontext, metrics
+    from mysql_operator.handlers.finalizers import release_timer_finalizers
+
+    release_timer_finalizers()  # deleting a cluster never waits for the operator (handlers/finalizers.py)
 
     if settings.log_format == "json":
         # kopf's JSON lines carry the object's namespace and name under "object" on every line about it.

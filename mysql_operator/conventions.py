@@ -39,6 +39,8 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
 LABEL_ROLE = f"{API_GROUP}/role"
 LABEL_POD_INDEX = "apps.kubernetes.io/pod-index"
+# Pods a user fenced (`kubectl mysql fence`), comma-separated: the operator keeps them out of Services.
+ANNOTATION_FENCED = f"{API_GROUP}/fenced-instances"
 APP_NAME = "mysql"
 MANAGED_BY = "mysql-operator"
 
@@ -94,6 +96,15 @@ def credentials_secret_name(cluster: str) -> str:
     return f"{cluster}-credentials"
 
 
+def exporter_secret_name(cluster: str) -> str:
+    """The Secret with mysqld_exporter's option file (its password; mounted, never in env)."""
+    return f"{cluster}-exporter-config"
+
+
+def network_policy_name(cluster: str) -> str:
+    return cluster
+
+
 def pdb_name(cluster: str) -> str:
     return cluster
 
@@ -120,3 +131,35 @@ def common_labels(cluster: str, component: str = "database") -> dict[str, str]:
         LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_PART_OF: "mysql-operator",
     }
+
+
+# TLS. The server Secret has the keys of a kubernetes.io/tls Secret plus ca.crt (as cert-manager
+# writes it), so a user's Secret, cert-manager's and the operator's look alike to the pods.
+KEY_TLS_CA = "ca.crt"
+KEY_TLS_CERT = "tls.crt"
+KEY_TLS_KEY = "tls.key"
+KEY_CA_KEY = "ca.key"  # only in the operator's CA Secret, never mounted into a pod
+
+
+def tls_secret_name(cluster: str) -> str:
+    """The server certificate Secret the operator issues (or asks cert-manager to write)."""
+    return f"{cluster}-tls"
+
+
+def ca_secret_name(cluster: str) -> str:
+    """The operator-issued CA of one cluster (key included); never mounted into a pod."""
+    return f"{cluster}-ca"
+
+
+def cluster_domain_names(cluster: str, namespace: str) -> tuple[str, ...]:
+    """The DNS names clients use for a cluster's Services, short and fully qualified."""
+    names = []
+    for service in (primary_service_name(cluster), replicas_service_name(cluster),
+                    headless_service_name(cluster)):
+        names += [f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"]
+    return tuple(names)
+
+
+def pod_domain_name(cluster: str, namespace: str, ordinal: int) -> str:
+    """The stable DNS name of one instance through the headless Service."""
+    return f"{pod_name(cluster, ordinal)}.{headless_service_name(cluster)}.{namespace}.svc"

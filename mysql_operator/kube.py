@@ -20,6 +20,7 @@ _PLURALS = {
     ("apps/v1", "StatefulSet"): "statefulsets",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("batch/v1", "Job"): "jobs",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
     (f"{c.API_GROUP}/{c.API_VERSION}", c.KIND): c.PLURAL,
     (f"{c.API_GROUP}/{c.API_VERSION}", "MysqlBackup"): "mysqlbackups",
 }
@@ -98,16 +99,17 @@ class Kube:
             raise KubeError(response.status, _reason(response.data, response.reason))
         return json.loads(response.data or b"{}")
 
-    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply with our field manager: idempotent, and it owns only the fields it sets."""
+    def apply(self, manifest: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply with our field manager: idempotent, and it owns only the fields it sets.
+
+        `dry_run`: the apiserver validates and admits the object but stores nothing."""
         meta = manifest["metadata"]
         path = _path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+        query: list[tuple[str, Any]] = [("fieldManager", c.FIELD_MANAGER), ("force", "true")]
+        if dry_run:
+            query.append(("dryRun", "All"))
         result: dict[str, Any] = self._call(
-            "PATCH",
-            path,
-            body=manifest,
-            content_type="application/apply-patch+yaml",
-            query=[("fieldManager", c.FIELD_MANAGER), ("force", "true")],
+            "PATCH", path, body=manifest, content_type="application/apply-patch+yaml", query=query
         )
         return result
 

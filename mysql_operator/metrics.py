@@ -24,6 +24,14 @@ REPLICATION_LAG = Gauge(
 INSTANCE_UP = Gauge(
     "mysql_operator_instance_up", "1 when the operator reaches the instance", (*LABELS, "instance")
 )
+SUSPENDED = Gauge(
+    "mysql_operator_cluster_suspended", "1 while spec.suspend keeps the operator's hands off", LABELS
+)
+PRIMARY = Gauge(
+    "mysql_operator_instance_primary",
+    "1 for the instance the operator keeps as primary",
+    (*LABELS, "instance"),
+)
 LAST_BACKUP = Gauge(
     "mysql_operator_last_backup_timestamp_seconds", "Completion time of the newest complete backup", LABELS
 )

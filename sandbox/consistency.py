@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import pymysql
 
+from mysql_operator.conventions import OPERATOR_USER as ADMIN_USER
+from mysql_operator.conventions import ordinal_of_pod, server_id_for_ordinal
+
 if TYPE_CHECKING:
     from sandbox.instance import Sandbox
 
@@ -95,7 +98,8 @@ class ConsistencyChecker:
         self._ips_read = 0.0
         secret = self._kube_get(f"/api/v1/namespaces/{namespace}/secrets/{cluster}-credentials")["data"]
         plain = {k: base64.b64decode(v).decode() for k, v in secret.items()}
-        self.root_password = plain["root-password"]
+        # Reads of every instance log in as the operator's user: root is local to its pod only.
+        self.admin_password = plain["operator-password"]
         self.app_user, self.app_password = plain["app-user"], plain["app-password"]
         self.database = plain["app-database"]
         self.flavor = str(self.resource()["spec"].get("flavor", "mysql"))
@@ -135,8 +139,8 @@ class ConsistencyChecker:
         conditions = (self.resource().get("status") or {}).get("conditions") or []
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
-    def root(self, ip: str, read_timeout: float = READ_TIMEOUT) -> Any:
-        return pymysql.connect(host=ip, port=3306, user="root", password=self.root_password,
+    def admin(self, ip: str, read_timeout: float = READ_TIMEOUT) -> Any:
+        return pymysql.connect(host=ip, port=3306, user=ADMIN_USER, password=self.admin_password,
                                connect_timeout=CONNECT_TIMEOUT, read_timeout=read_timeout,
                                write_timeout=read_timeout, autocommit=True)
 
@@ -207,7 +211,7 @@ class ConsistencyChecker:
         query = ("SELECT @@server_id, @@read_only, @@super_read_only" if self.flavor == "mysql"
                  else "SELECT @@server_id, @@read_only")
         try:
-            with contextlib.closing(self.root(ip, read_timeout=1)) as conn, conn.cursor() as cur:
+            with contextlib.closing(self.admin(ip, read_timeout=1)) as conn, conn.cursor() as cur:
                 cur.execute(query)
                 row = cur.fetchone()
         except (pymysql.MySQLError, OSError):
@@ -221,7 +225,10 @@ class ConsistencyChecker:
             while not self.stopping.is_set() and time.monotonic() < deadline:
                 ips = self.instance_ips()
                 started = time.monotonic()
-                seen = dict(zip(ips, pool.map(self._read_only, ips), strict=True))
+                try:
+                    seen = dict(zip(ips, pool.map(self._read_only, ips), strict=True))
+                except RuntimeError:  # the interpreter is shutting down under a test run interrupted
+                    return
                 with self.lock:
                     self.samples.append(Sample(started, time.monotonic(), seen))
                 self.stopping.wait(max(0.0, self.sample_interval - (time.monotonic() - started)))
@@ -241,15 +248,22 @@ class ConsistencyChecker:
             time.sleep(0.1)
         raise AssertionError(f"fewer than {count} writes acknowledged through the Service in {timeout:.0f}s")
 
-    def first_ack_after(self, moment: float, timeout: float) -> Ack | None:
-        """The first write acknowledged after `moment` (monotonic), waiting up to timeout for one."""
+    def first_ack_after(self, moment: float, timeout: float, other_than: int | None = None) -> Ack | None:
+        """The first write acknowledged after `moment` (monotonic) by a server other than `other_than`
+        (the faulty primary's server_id: a commit it answered just as the fault struck is no recovery),
+        waiting up to timeout for one."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            later = [ack for ack in self.acked() if ack.at > moment]
+            later = [ack for ack in self.acked() if ack.at > moment and ack.server_id != other_than]
             if later:
                 return min(later, key=lambda ack: ack.at)
             time.sleep(0.05)
         return None
+
+    @staticmethod
+    def server_id(pod: str) -> int:
+        """The server_id of an instance pod (from its StatefulSet ordinal, as the operator sets it)."""
+        return server_id_for_ordinal(ordinal_of_pod(pod))
 
     def split_brain(self, since: float = 0.0) -> list[Sample]:
         """Samples taken after `since` in which two or more instances accepted writes."""
@@ -285,7 +299,7 @@ class ConsistencyChecker:
         sums: dict[str, Any] = {}
         for ip in self.instance_ips(max_age=0):
             try:
-                with contextlib.closing(self.root(ip, read_timeout=10)) as conn, conn.cursor() as cur:
+                with contextlib.closing(self.admin(ip, read_timeout=10)) as conn, conn.cursor() as cur:
                     cur.execute(f"CHECKSUM TABLE `{self.database}`.{TABLE}")
                     sums[ip] = cur.fetchone()[1]
             except (pymysql.MySQLError, OSError) as exc:
@@ -314,7 +328,7 @@ class ConsistencyChecker:
         primary = verdict.primary or self.primary_ip()
         if primary is not None:
             try:
-                with contextlib.closing(self.root(primary, read_timeout=30)) as conn, conn.cursor() as cur:
+                with contextlib.closing(self.admin(primary, read_timeout=30)) as conn, conn.cursor() as cur:
                     cur.execute(f"SELECT id FROM `{self.database}`.{TABLE}")
                     present = {int(row[0]) for row in cur.fetchall()}
                 verdict.lost = sorted(ack.id for ack in self.acked() if ack.id not in present)

@@ -156,8 +156,8 @@ def up(box: Sandbox, example_name: str = DEFAULT_EXAMPLE) -> None:
     env = box.env().strip().replace("\n", "; ")
     print(
         f"""
-The cluster is Ready ({flavor} {version}, checked with this client). Connect through the -primary
-Service (NodePort {port}, forwarded on 127.0.0.1):
+The cluster is Ready: {flavor} {version}, checked with the client below.
+Connect through the -primary Service (NodePort {port}, forwarded on 127.0.0.1):
 
   {env}
   {shlex.join(client)} -h 127.0.0.1 -P {port} -u {user} -p"$(kubectl get secret -n {namespace} \\

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import pymysql
 
+from mysql_operator.conventions import OPERATOR_USER
 from sandbox import processes
 
 if TYPE_CHECKING:
@@ -283,17 +284,19 @@ class Faults:
         SQL run (no secret in it)."""
         flavor, password = self._instance_access(namespace, pod)
         mysql = flavor == "mysql"
-        stop = "STOP REPLICA SQL_THREAD" if mysql else "STOP SLAVE SQL_THREAD"
-        start = "START REPLICA SQL_THREAD" if mysql else "START SLAVE SQL_THREAD"
+        stop_sql = "STOP REPLICA SQL_THREAD" if mysql else "STOP SLAVE SQL_THREAD"
+        # MariaDB changes MASTER_DELAY only with both threads stopped
+        stop, start = ("STOP REPLICA", "START REPLICA") if mysql else ("STOP SLAVE", "START SLAVE")
         delay_sql = ("CHANGE REPLICATION SOURCE TO SOURCE_DELAY = {}" if mysql
                      else "CHANGE MASTER TO MASTER_DELAY = {}")
         if resume:
             statements = [stop, delay_sql.format(0), start]
         elif delay is None:
-            statements = [stop]
+            statements = [stop_sql]
         else:
             statements = [stop, delay_sql.format(int(delay)), start]
-        conn = pymysql.connect(host=self.pod_ip(namespace, pod), port=3306, user="root", password=password,
+        conn = pymysql.connect(host=self.pod_ip(namespace, pod), port=3306, user=OPERATOR_USER,
+                               password=password,
                                connect_timeout=5, read_timeout=30, write_timeout=30, autocommit=True)
         try:
             with conn.cursor() as cur:
@@ -304,7 +307,8 @@ class Faults:
         return "; ".join(statements)
 
     def _instance_access(self, namespace: str, pod: str) -> tuple[str, str]:
-        """(flavor, root password) of the MysqlCluster that owns the pod."""
+        """(flavor, the operator user's password) of the MysqlCluster that owns the pod: root is local to
+        its pod only."""
         kube = self.sandbox.kube()
         obj = kube.get(f"/api/v1/namespaces/{namespace}/pods/{pod}")
         cluster = (obj["metadata"].get("labels") or {}).get("app.kubernetes.io/instance")
@@ -313,7 +317,7 @@ class Faults:
         path = f"/apis/mysql.operator.dev/v1alpha1/namespaces/{namespace}/mysqlclusters/{cluster}"
         resource: Any = kube.get(path)
         secret = kube.get(f"/api/v1/namespaces/{namespace}/secrets/{cluster}-credentials")
-        password = base64.b64decode(secret["data"]["root-password"]).decode()
+        password = base64.b64decode(secret["data"]["operator-password"]).decode()
         return str(resource["spec"].get("flavor", "mysql")), password
 
 

@@ -7,10 +7,12 @@ with that reason; it never pretends to run what it cannot.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -90,6 +92,7 @@ class MariaDBRunner:
     """`mariadbd` bound to the pod IP, with the pod's my.cnf and its data directory on the PVC."""
 
     DATADIR = "/var/lib/mysql"
+    INITDB = "/docker-entrypoint-initdb.d"
     SERVER_NAMES = {"mariadbd", "mysqld", "docker-entrypoint.sh", "/usr/local/bin/docker-entrypoint.sh"}
 
     def matches(self, image: str) -> bool:
@@ -101,8 +104,9 @@ class MariaDBRunner:
         socket = socket_path(ctx)
         defaults = ctx.work_dir / "sandbox-my.cnf"
         defaults.write_text(self.defaults_file(ctx, datadir, socket))
+        initdb = [f"--initdb-dir={ctx.mounts[self.INITDB]}"] if self.INITDB in ctx.mounts else []
         argv = [sys.executable, str(ENTRYPOINT), f"--defaults-file={defaults}",
-                f"--datadir={datadir}", f"--work-dir={ctx.work_dir}", "--", *server_args]
+                f"--datadir={datadir}", f"--work-dir={ctx.work_dir}", *initdb, "--", *server_args]
         env = base_env(ctx)
         env["MYSQL_UNIX_PORT"] = str(socket)  # clients without --host find this server
         return Launch(argv=argv, env=env, cwd=ctx.work_dir, probe_env={"MYSQL_UNIX_PORT": str(socket)})
@@ -168,11 +172,26 @@ class MysqldExporterRunner:
         words = ctx.command + ctx.args
         if words and not words[0].startswith("-"):
             words = words[1:]  # the image's own entrypoint binary
-        flags = [w for w in words if not w.startswith("--web.listen-address")]
+        flags = [self.local_flag(ctx, w) for w in words if not w.startswith("--web.listen-address")]
         port = next((p["containerPort"] for p in ctx.container.get("ports") or []
                      if p.get("name") == "metrics"), 9104)
         argv = [str(self.BINARY), *flags, f"--web.listen-address={ctx.pod_ip}:{port}"]
         return Launch(argv=argv, env=base_env(ctx), cwd=ctx.work_dir)
+
+    @staticmethod
+    def local_flag(ctx: ContainerContext, flag: str) -> str:
+        """Mounted paths become local ones. An option file's loopback host becomes the pod IP: in a
+        real pod the containers share one network namespace, here each pod has its own address."""
+        flag = rewrite_paths(flag, ctx.mounts)
+        if not flag.startswith("--config.my-cnf="):
+            return flag
+        source = Path(flag.split("=", 1)[1])
+        text = re.sub(r"(?m)^(\s*host\s*=\s*)(127\.0\.0\.1|localhost)\s*$", rf"\g<1>{ctx.pod_ip}",
+                      source.read_text())
+        local = ctx.work_dir / "exporter-my.cnf"
+        local.write_text(text)
+        local.chmod(0o600)
+        return f"--config.my-cnf={local}"
 
 
 IMAGE_REFERENCE = re.compile(r"^(?P<repository>[^@:]+(?::[0-9]+/[^@:]+)?)(?::(?P<tag>[\w][\w.-]*))?"
@@ -208,6 +227,32 @@ def mysql_tag_problem(image: str, installed: str) -> str | None:
 def installed_mysql() -> tuple[Path, str]:
     """The MySQL root and the version its mysqld reports (asked once per agent)."""
     return mysql_root.root(), mysql_root.version()
+
+
+COLLECT_MYSQL_CLIENT = REPO_ROOT / "hack" / "collect-mysql-client.sh"
+
+
+@functools.cache
+def image_mysql_tools() -> Path:
+    """The image's /opt/mysql/bin: the Dockerfile's own script (hack/collect-mysql-client.sh) run on
+    the cached MySQL root, so Jobs run exactly the tools, libraries and loader the image ships, not
+    the whole root. Laid out once per machine beside the root (a lock keeps parallel agents apart)."""
+    root, version = installed_mysql()
+    layout = root.parent / "opt-mysql"
+    ready = layout / ".ready"  # holds the version laid out: a rebuilt root is laid out again
+
+    def current() -> bool:
+        return ready.exists() and ready.read_text() == version
+
+    if not current():
+        with open(root.parent / ".opt-mysql.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not current():
+                shutil.rmtree(layout, ignore_errors=True)
+                subprocess.run([str(COLLECT_MYSQL_CLIENT), str(layout)], check=True, capture_output=True,
+                               env={**os.environ, "SYSROOT": str(root)}, timeout=300)
+                ready.write_text(version)
+    return layout / "bin"
 
 
 class MySQLRunner:
@@ -270,7 +315,8 @@ class OperatorRunner:
     """The operator's own image: its command with `python` replaced by this interpreter, authenticated
     by a token of the pod's ServiceAccount (so the chart's RBAC applies) via a kubeconfig.
 
-    MySQL's client tools come from MYSQL_TOOLS_DIR (see mysql_tools), MariaDB's by name on PATH.
+    MySQL's client tools come from MYSQL_TOOLS_DIR, laid out as the image's /opt/mysql is (see
+    image_mysql_tools), MariaDB's by name on PATH, as in the image.
 
     There are no mount namespaces here, so a volume is reachable at its local directory only: every
     argument and env value that starts with a mountPath (or is the terminationMessagePath) is
@@ -281,17 +327,13 @@ class OperatorRunner:
 
     PYTHONS = re.compile(r"^python(3(\.\d+)?)?$")
 
-    def mysql_tools(self, ctx: ContainerContext) -> Path:
-        """MySQL's client tools as the image ships them (MYSQL_TOOLS_DIR, CONTRACTS item 4): wrapper
-        scripts over the cached MySQL root. MariaDB's tools are found by name on PATH, as in the image."""
+    def mysql_tools(self) -> Path:
+        """MySQL's client tools as the image carries them (MYSQL_TOOLS_DIR, CONTRACTS item 4)."""
         try:
-            root, _ = installed_mysql()
-            directory = ctx.work_dir / "mysql-tools"
-            mysql_root.write_wrappers(directory, root)
+            return image_mysql_tools()
         except (mysql_root.MysqlRootMissing, OSError, subprocess.SubprocessError) as error:
             raise NotRunnable(f"the operator image carries MySQL's client tools, and this machine has no "
-                              f"MySQL root to play them ({error}); run `make mysql`") from error
-        return directory
+                              f"MySQL root to lay them out from ({error}); run `make mysql`") from error
 
     def matches(self, image: str) -> bool:
         return "mysql-operator" in image.lower()
@@ -311,7 +353,7 @@ class OperatorRunner:
         words = [words[0], *(rewrite_paths(word, paths) for word in words[1:])]
         env = {key: rewrite_paths(value, paths) for key, value in base_env(ctx).items()}
         if "MYSQL_TOOLS_DIR" not in ctx.env:  # the image's own default, played by wrappers over the root
-            env["MYSQL_TOOLS_DIR"] = str(self.mysql_tools(ctx))
+            env["MYSQL_TOOLS_DIR"] = str(self.mysql_tools())
         if "/tmp" in ctx.mounts:
             env["TMPDIR"] = str(ctx.mounts["/tmp"])
         env["KUBECONFIG"] = str(ctx.service_account_kubeconfig())

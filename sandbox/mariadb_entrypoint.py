@@ -71,7 +71,8 @@ def init_sql() -> str:
     return "\n".join(lines) + "\n"
 
 
-def initialise(defaults_file: Path, datadir: Path, work_dir: Path, server_args: list[str]) -> None:
+def initialise(defaults_file: Path, datadir: Path, work_dir: Path, server_args: list[str],
+               initdb_dir: Path | None = None) -> None:
     """mariadb-install-db, then the official image's user set-up through a temporary server that
     listens on a private socket only (no network), with the binary log off for these statements."""
     marker = datadir / IN_PROGRESS
@@ -82,7 +83,7 @@ def initialise(defaults_file: Path, datadir: Path, work_dir: Path, server_args: 
                 subprocess.run(["rm", "-rf", str(child)], check=True, timeout=120)
             else:
                 child.unlink()
-    sql = init_sql()
+    sql = init_sql() + initdb_sql(initdb_dir)
     datadir.mkdir(parents=True, exist_ok=True)
     marker.touch()
     print(f"sandbox-entrypoint: initialising database files in {datadir}", flush=True)
@@ -126,16 +127,32 @@ def initialise(defaults_file: Path, datadir: Path, work_dir: Path, server_args: 
     print("sandbox-entrypoint: initialisation done", flush=True)
 
 
+def initdb_sql(initdb_dir: Path | None) -> str:
+    """The official image's /docker-entrypoint-initdb.d: each *.sql file, in name order, run as root
+    after the users are set up (here: in the same session). Other kinds of file are refused."""
+    if initdb_dir is None or not initdb_dir.is_dir():
+        return ""
+    parts = []
+    for path in sorted(p for p in initdb_dir.iterdir() if p.is_file()):
+        if path.suffix != ".sql":
+            raise InitError(f"initdb file {path.name}: only *.sql files run in the sandbox")
+        print(f"sandbox-entrypoint: running {path.name}", flush=True)
+        parts.append(path.read_text().rstrip("\n") + "\n")
+    return "".join(parts)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mariadb_entrypoint.py")
     parser.add_argument("--defaults-file", type=Path, required=True)
     parser.add_argument("--datadir", type=Path, required=True)
     parser.add_argument("--work-dir", type=Path, required=True)
+    parser.add_argument("--initdb-dir", type=Path)
     parser.add_argument("server_args", nargs="*")
     options = parser.parse_args(argv)
     try:
         if not (options.datadir / "mysql").is_dir() or (options.datadir / IN_PROGRESS).exists():
-            initialise(options.defaults_file, options.datadir, options.work_dir, options.server_args)
+            initialise(options.defaults_file, options.datadir, options.work_dir, options.server_args,
+                       options.initdb_dir)
     except InitError as exc:
         print(f"sandbox-entrypoint: error: {exc}", flush=True)
         sys.exit(1)

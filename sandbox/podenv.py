@@ -279,5 +279,6 @@ def _write_files(directory: Path, data: Mapping[str, str], items: list[Obj] | No
     for rel, text in wanted.items():
         path = directory / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        if not path.is_file() or path.read_text() != text:  # a refresh rewrites only what changed
+            path.write_text(text)
         path.chmod(mode)

@@ -47,6 +47,9 @@ TERMINATION_MESSAGE_LIMIT = 4096  # kubelet's limit per container
 FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES = 80, 2048  # FallbackToLogsOnError, as kubelet
 
 
+VOLUME_REFRESH_SECONDS = 10.0  # kubelet's sync period is about a minute; the sandbox is quicker
+
+
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -111,6 +114,7 @@ class PodWorker(threading.Thread):
         self.host_ip = agent.node_ip(self.node)
         self.start_time = now_iso()
         self.volumes: dict[str, Path] | None = None
+        self.volumes_synced = 0.0  # monotonic time the ConfigMap/Secret volumes were last written
         self.volume_error = ""
         self.transitions: dict[str, tuple[str, str]] = {}
         self.published: Obj | None = None
@@ -180,12 +184,21 @@ class PodWorker(threading.Thread):
         if self.volumes is None:
             try:
                 self.volumes = pod_volumes(self.agent.kube, self._facts(), self.pod_dir)
+                self.volumes_synced = time.monotonic()
                 self.volume_error = ""
             except (VolumeNotReady, ContainerConfigError) as exc:
                 self.volume_error = str(exc)
                 for c in self.init_containers + self.containers:
                     c.state = {"waiting": {"reason": "ContainerCreating", "message": str(exc)}}
                 return
+        elif time.monotonic() - self.volumes_synced > VOLUME_REFRESH_SECONDS:
+            # As kubelet does: a running pod's ConfigMap and Secret volumes follow their objects (a
+            # rotated certificate reaches mysqld's files without a restart); on trouble the old stay.
+            self.volumes_synced = time.monotonic()
+            try:
+                self.volumes = pod_volumes(self.agent.kube, self._facts(), self.pod_dir)
+            except (VolumeNotReady, ContainerConfigError) as exc:
+                log.warning("pod %s: volumes not refreshed: %s", self.name, exc)
         for c in self.init_containers:
             if not c.succeeded:
                 self._drive(c)

@@ -31,6 +31,13 @@ CRON_PATTERN = (
     r"^((@(yearly|annually|monthly|weekly|daily|midnight|hourly))|"
     rf"({_CRON_FIELD}\s+{_CRON_FIELD}\s+{_CRON_FIELD}\s+{_CRON_FIELD}\s+{_CRON_FIELD}))$"
 )
+# Schedules that can never fire, in the forms people write them: the 30th/31st of February, or the
+# 31st of 30-day months, with day-of-week unrestricted. The model refuses every never-firing one.
+_NEVER_FIRES = (
+    r"^\s*\S+\s+\S+\s+(30|31)(,(30|31))*\s+(2|(?i:feb))\s+\*\s*$",
+    r"^\s*\S+\s+\S+\s+31\s+(4|6|9|11|(?i:apr|jun|sep|nov))(,(4|6|9|11|(?i:apr|jun|sep|nov)))*\s+\*\s*$",
+)
+TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 # RFC 3339 with a mandatory offset, as Kubernetes date-time fields are.
 RFC3339_PATTERN = (
@@ -115,14 +122,38 @@ class BackupStorage(_Model):
         return self
 
 
+def _cel_string(text: str) -> str:
+    """A CEL string literal of `text` (regular expressions keep their backslashes)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 class BackupSchedule(_Model):
     """Scheduled backups of a cluster, taken by the operator itself (no CronJob per cluster)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    " && ".join(f"!self.schedule.matches({_cel_string(p)})" for p in _NEVER_FIRES),
+                    "backup.schedule never fires: that day of month does not exist in the months given",
+                    fieldPath=".schedule",
+                )
+            ]
+        }
+    )
     schedule: str = Field(
         default="0 3 * * *",
-        description="Cron expression (5 fields, UTC) or @daily/@hourly/...; when to take a backup.",
+        description="Cron expression (5 fields, standard cron semantics: day of month OR day of week "
+        "when both are restricted) or @daily/@hourly/...; when to take a backup. A schedule that "
+        "never fires is refused.",
         pattern=CRON_PATTERN,
         max_length=128,
+    )
+    time_zone: str | None = Field(
+        default=None,
+        description="IANA time zone the schedule is read in (e.g. Europe/Berlin); default UTC.",
+        pattern=TIME_ZONE_PATTERN,
+        max_length=64,
     )
     retention: int = Field(default=7, ge=1, le=1000, description="How many complete backups to keep.")
     storage: BackupStorage = Field(description="Where backups and archived binlogs go.")
@@ -133,13 +164,15 @@ class BackupSchedule(_Model):
         description="How often binlogs are archived: the most data a point-in-time restore can lose.",
     )
 
-    @field_validator("schedule")
-    @classmethod
-    def _valid_cron(cls, value: str) -> str:
+    @model_validator(mode="after")
+    def _valid_cron(self) -> BackupSchedule:
         from mysql_operator.backup.cron import CronSchedule  # the evaluator owns the full grammar
 
-        CronSchedule.parse(value)
-        return value
+        try:
+            CronSchedule.parse(self.schedule, self.time_zone)
+        except ValueError as error:
+            raise ValueError(f"backup.schedule: {error}") from None
+        return self
 
 
 class RestoreFrom(_Model):

@@ -8,7 +8,12 @@ import yaml
 from pydantic import BaseModel
 
 from mysql_operator import conventions as c
-from mysql_operator.api.models import MysqlClusterSpec, MysqlClusterStatus
+from mysql_operator.api.models import (
+    CLUSTER_NAME_MAX_LENGTH,
+    CLUSTER_NAME_PATTERN,
+    MysqlClusterSpec,
+    MysqlClusterStatus,
+)
 
 _DROP_KEYS = {"title"}
 
@@ -19,6 +24,20 @@ def _strip_none(value: Any) -> Any:
     if isinstance(value, list):
         return [_strip_none(v) for v in value]
     return value
+
+
+def _property_names_rule(names: dict[str, Any]) -> dict[str, Any]:
+    """A CEL rule that holds every key of a map to a propertyNames schema (pattern, maxLength)."""
+    checks = []
+    parts = []
+    if "maxLength" in names:
+        checks.append(f"k.size() <= {int(names['maxLength'])}")
+        parts.append(f"at most {names['maxLength']} characters")
+    if "pattern" in names:
+        pattern = str(names["pattern"]).replace("\\", "\\\\").replace("'", "\\'")
+        checks.append(f"k.matches('{pattern}')")
+        parts.append(f"matching {names['pattern']}")
+    return {"rule": "self.all(k, " + " && ".join(checks) + ")", "message": "keys must be " + ", ".join(parts)}
 
 
 def _structural(node: Any, defs: dict[str, Any]) -> Any:
@@ -41,9 +60,23 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             merged = {**_structural(options[0], defs), **node}
             return _structural(merged, defs)
         node["anyOf"] = options
+    if "patternProperties" in node:
+        # A map whose keys carry a pattern (dict[Annotated[str, pattern], V]): the values become
+        # additionalProperties, the key pattern joins propertyNames (a CEL rule, below).
+        ((key_pattern, value_schema),) = node.pop("patternProperties").items()
+        node["additionalProperties"] = value_schema
+        node["propertyNames"] = {**node.get("propertyNames", {}), "pattern": key_pattern}
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROP_KEYS:
+            continue
+        if key == "propertyNames":
+            # Structural schemas have no propertyNames: the same limits become a CEL rule.
+            rules = out.setdefault("x-kubernetes-validations", [])
+            rules.append(_property_names_rule(value))
+            continue
+        if key == "x-kubernetes-validations":
+            out.setdefault("x-kubernetes-validations", []).extend(value)
             continue
         if key == "default":
             if value is None:
@@ -92,6 +125,7 @@ def printer_columns() -> list[dict[str, Any]]:
             "description": "ready/desired instances",
         },
         {"name": "Version", "type": "string", "jsonPath": ".status.version"},
+        {"name": "Suspended", "type": "boolean", "jsonPath": ".spec.suspend"},
         {"name": "Flavor", "type": "string", "jsonPath": ".spec.flavor", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
@@ -108,6 +142,7 @@ def build_crd(
     spec_model: type[BaseModel],
     status_model: type[BaseModel],
     columns: list[dict[str, Any]],
+    name_rules: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A namespaced CRD of our group: one served version, status subresource, generated schema."""
     spec_schema = schema_of(spec_model)
@@ -115,6 +150,20 @@ def build_crd(
     status_schema = schema_of(status_model)
     status_schema.pop("default", None)
     status_schema["x-kubernetes-preserve-unknown-fields"] = True
+    root: dict[str, Any] = {
+        "type": "object",
+        "description": description,
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec_schema,
+            "status": status_schema,
+        },
+    }
+    if name_rules:
+        root["x-kubernetes-validations"] = name_rules
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -137,20 +186,7 @@ def build_crd(
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": columns,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": description,
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema,
-                                "status": status_schema,
-                            },
-                        }
-                    },
+                    "schema": {"openAPIV3Schema": root},
                 }
             ],
         },
@@ -169,17 +205,38 @@ def mysqlcluster_crd() -> dict[str, Any]:
         spec_model=MysqlClusterSpec,
         status_model=MysqlClusterStatus,
         columns=printer_columns(),
+        name_rules=cluster_name_rules(),
     )
+
+
+def cluster_name_rules() -> list[dict[str, Any]]:
+    """CEL on metadata.name: every object named after the cluster must be a valid name (see
+    models.check_cluster_name, which checks the same again)."""
+    return [
+        {
+            "rule": f"self.metadata.name.size() <= {CLUSTER_NAME_MAX_LENGTH}",
+            "message": f"metadata.name may have at most {CLUSTER_NAME_MAX_LENGTH} characters: its pods "
+            "carry the label controller-revision-hash=<name>-<hash> (at most 63)",
+        },
+        {
+            "rule": f"self.metadata.name.matches('{CLUSTER_NAME_PATTERN}')",
+            "message": "metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', "
+            "starting with a letter): Services are named after it",
+        },
+    ]
 
 
 def crd_files() -> dict[str, str]:
     """File name under crds/ -> its YAML, one CustomResourceDefinition per file."""
     from mysql_operator.api.backup import BACKUP_PLURAL, mysqlbackup_crd
+    from mysql_operator.api.schema import DATABASE_PLURAL, USER_PLURAL, mysqldatabase_crd, mysqluser_crd
 
     header = "# Generated by `python -m mysql_operator crd` from mysql_operator/api/. Do not edit.\n"
     return {
         f"{c.PLURAL}.yaml": header + yaml.safe_dump(mysqlcluster_crd(), sort_keys=False, width=120),
         f"{BACKUP_PLURAL}.yaml": header + yaml.safe_dump(mysqlbackup_crd(), sort_keys=False, width=120),
+        f"{DATABASE_PLURAL}.yaml": header + yaml.safe_dump(mysqldatabase_crd(), sort_keys=False, width=120),
+        f"{USER_PLURAL}.yaml": header + yaml.safe_dump(mysqluser_crd(), sort_keys=False, width=120),
     }
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import itertools
 import re
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import ConfigDict, Field, JsonValue, StringConstraints, field_validator, model_validator
 
+from mysql_operator import conventions as c
+from mysql_operator.api import mycnf
 from mysql_operator.api.backup import BackupSchedule, RestoreFrom
 from mysql_operator.api.base import _Model, cel, nested
 from mysql_operator.conventions import Flavor
@@ -21,7 +23,7 @@ from mysql_operator.conventions import Flavor
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 VERSION_PATTERN = r"^[0-9]+\.[0-9]+(\.[0-9]+)?$"
 IMAGE_PATTERN = r"^[a-z0-9]([a-z0-9._/:@-]*[a-z0-9])?$"
-CONFIG_KEY_PATTERN = r"^[a-z][a-z0-9_-]*$"
+CONFIG_KEY_PATTERN = mycnf.KEY_PATTERN
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 
 DEFAULT_VERSION = {Flavor.MYSQL: "8.4", Flavor.MARIADB: "10.11"}
@@ -31,31 +33,71 @@ MYSQL_SERIES = ((8, 4), (9, 7))
 MARIADB_OLDEST = (10, 11)
 DEFAULT_IMAGE_REPOSITORY = {Flavor.MYSQL: "mysql", Flavor.MARIADB: "mariadb"}
 
-# my.cnf keys the operator owns: a user may not set them through mysqlConfig. Compared after
-# folding '-' to '_', as mysqld does.
-OPERATOR_OWNED_CONFIG_KEYS = (
-    "server_id",
-    "bind_address",
-    "port",
-    "datadir",
-    "socket",
-    "pid_file",
-    "log_bin",
-    "log_slave_updates",
-    "log_replica_updates",
-    "gtid_mode",
-    "enforce_gtid_consistency",
-    "gtid_strict_mode",
-    "read_only",
-    "super_read_only",
-    "skip_networking",
-    "skip_grant_tables",
-    "user",
-    "binlog_format",
-    "relay_log",
-    "report_host",
+# The owned and refused my.cnf keys, their folding and their CEL, live in api/mycnf.py.
+OPERATOR_OWNED_CONFIG_KEYS = mycnf.OPERATOR_OWNED_KEYS
+
+# Every object derived from a cluster's name must be valid: the StatefulSet's pods carry the label
+# controller-revision-hash=<name>-<hash of up to 10 characters>, and a label value has at most 63.
+CLUSTER_NAME_MAX_LENGTH = 52
+# A DNS-1035 label: Services are named after the cluster and may not start with a digit or hold dots.
+CLUSTER_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+# Label and annotation keys of the operator's own that podTemplate may not set: the role label
+# decides Service membership, the selector labels decide which pods are instances.
+RESERVED_LABEL_KEYS = (
+    c.LABEL_NAME,
+    c.LABEL_INSTANCE,
+    c.LABEL_COMPONENT,
+    c.LABEL_MANAGED_BY,
+    c.LABEL_PART_OF,
+    c.LABEL_POD_INDEX,
+    "statefulset.kubernetes.io/pod-name",
+    "controller-revision-hash",
 )
-_CEL_OWNED_KEYS = "[" + ", ".join(f"'{k}'" for k in OPERATOR_OWNED_CONFIG_KEYS) + "]"
+# Whole key prefixes the operator (and kopf, its framework) keep for themselves.
+RESERVED_KEY_PREFIXES = (f"{c.API_GROUP}/", "kopf.zalando.org/")
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+SafeText = Annotated[str, StringConstraints(pattern=mycnf.SAFE_TEXT_PATTERN)]
+ConfigKey = Annotated[str, StringConstraints(pattern=mycnf.KEY_PATTERN, max_length=mycnf.KEY_MAX_LENGTH)]
+ConfigValue = Annotated[
+    str, StringConstraints(pattern=mycnf.SAFE_TEXT_PATTERN, max_length=mycnf.VALUE_MAX_LENGTH)
+]
+LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN, max_length=317)]
+LabelValue = Annotated[str, StringConstraints(pattern=LABEL_VALUE_PATTERN, max_length=63)]
+AnnotationValue = Annotated[str, StringConstraints(max_length=4096)]
+
+
+def reserved_key(key: str) -> bool:
+    """Whether a label or annotation key belongs to the operator (podTemplate may not set it)."""
+    return key in RESERVED_LABEL_KEYS or key.startswith(RESERVED_KEY_PREFIXES)
+
+
+def _cel_reserved(var: str) -> str:
+    keys = "[" + ", ".join(f"'{k}'" for k in RESERVED_LABEL_KEYS) + "]"
+    prefixes = " || ".join(f"{var}.startsWith('{p}')" for p in RESERVED_KEY_PREFIXES)
+    return f"!({var} in {keys} || {prefixes})"
+
+
+def check_cluster_name(name: str) -> str | None:
+    """Why a MysqlCluster name cannot be used (the CRD's metadata.name rule), or None."""
+    if len(name) > CLUSTER_NAME_MAX_LENGTH:
+        return (
+            f"metadata.name: at most {CLUSTER_NAME_MAX_LENGTH} characters (its pods carry the label "
+            f"controller-revision-hash=<name>-<hash>, at most 63); {name!r} has {len(name)}"
+        )
+    if not re.fullmatch(CLUSTER_NAME_PATTERN, name):
+        return (
+            "metadata.name: must be a DNS-1035 label (lower-case letters, digits and '-', starting "
+            f"with a letter), as the Services named after it are; got {name!r}"
+        )
+    return None
+
+
 _SERIES_SHOWN = ", ".join(f"{a}.{b}" for a, b in MYSQL_SERIES)
 _CEL_MYSQL_SERIES = "[" + ", ".join(f"'{a}.{b}'" for a, b in MYSQL_SERIES) + "]"
 _CEL_MYSQL_UPGRADES = (
@@ -95,7 +137,7 @@ def quantity_value(quantity: str) -> float:
 
 def fold_config_key(key: str) -> str:
     """mysqld treats `-` and `_` in option names alike."""
-    return key.replace("-", "_")
+    return mycnf.fold_key(key)
 
 
 class ReplicationMode(StrEnum):
@@ -173,21 +215,70 @@ class Resources(_Model):
 
 
 class PodTemplate(_Model):
-    """Overrides merged into every instance pod."""
+    """Overrides merged into every instance pod.
 
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    The operator's own label and annotation keys are refused (the role label decides which pods a
+    Service sends clients to). `serviceAccountName` is allowed (an image pull Secret may come with
+    it) but its token is never mounted: database pods run with automountServiceAccountToken false,
+    so a ServiceAccount named here lends the pods none of its API rights.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.labels) || self.labels.all(k, " + _cel_reserved("k") + ")",
+                    "podTemplate.labels may not set the operator's own label keys ("
+                    + ", ".join((*RESERVED_LABEL_KEYS, *(p + "*" for p in RESERVED_KEY_PREFIXES)))
+                    + ")",
+                    fieldPath=".labels",
+                ),
+                cel(
+                    "!has(self.annotations) || self.annotations.all(k, " + _cel_reserved("k") + ")",
+                    "podTemplate.annotations may not set the operator's own keys ("
+                    + ", ".join(p + "*" for p in RESERVED_KEY_PREFIXES)
+                    + ")",
+                    fieldPath=".annotations",
+                ),
+            ]
+        }
+    )
+
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=64)
+    annotations: dict[LabelKey, AnnotationValue] = Field(default_factory=dict, max_length=64)
+    node_selector: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=64)
     tolerations: list[dict[str, Any]] = Field(
-        default_factory=list, json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}}
+        default_factory=list,
+        max_length=64,
+        json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}},
     )
     affinity: dict[str, Any] | None = Field(
         default=None,
         description="Replaces the default (preferred anti-affinity across nodes).",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
-    priority_class_name: str | None = None
-    service_account_name: str | None = None
+    topology_spread_constraints: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Replaces the default (spread across zones and nodes, maxSkew 1, ScheduleAnyway); "
+        "an empty list: no spread constraints.",
+        json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}},
+    )
+    priority_class_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    service_account_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="ServiceAccount of the database pods (e.g. for its imagePullSecrets). Its token "
+        "is never mounted: the pods run with automountServiceAccountToken false.",
+    )
+
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _no_reserved_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(k for k in value if reserved_key(k))
+        if reserved:
+            raise ValueError(f"may not set the operator's own keys: {', '.join(reserved)}")
+        return value
 
 
 class Replication(_Model):
@@ -248,7 +339,7 @@ class Service(_Model):
     node_port: int | None = Field(
         default=None, ge=30000, le=32767, description="Fixed node port of the -primary Service."
     )
-    annotations: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[LabelKey, AnnotationValue] = Field(default_factory=dict, max_length=64)
 
 
 class Monitoring(_Model):
@@ -260,11 +351,115 @@ class Monitoring(_Model):
         "read-only grants; its password is the credentials Secret's exporter-password).",
     )
     exporter_image: str = Field(
-        default="prom/mysqld-exporter:v0.14.0",
+        default="prom/mysqld-exporter:v0.18.0",
         pattern=IMAGE_PATTERN,
         max_length=512,
-        description="Image of the sidecar (configured by DATA_SOURCE_NAME, as v0.14 is).",
+        description="Image of the sidecar, configured by a mounted option file "
+        "(--config.my-cnf; v0.14 and later).",
     )
+
+
+class NetworkPolicySpec(_Model):
+    """The NetworkPolicy the operator keeps for each cluster (enforced where the network plugin does)."""
+
+    enabled: bool = Field(default=True, description="Keep a NetworkPolicy for the cluster's pods.")
+    clients_from: list[dict[str, Any]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="NetworkPolicyPeers (podSelector/namespaceSelector/ipBlock) allowed to reach 3306. "
+        "Empty: any client. The cluster's own pods, its backup Jobs and the operator are always allowed.",
+        json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}},
+    )
+    metrics_from: list[dict[str, Any]] = Field(
+        default_factory=lambda: [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ],
+        max_length=32,
+        description="NetworkPolicyPeers allowed to scrape the exporter port (9104). Default: the "
+        "namespace named monitoring.",
+        json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}},
+    )
+
+
+class IssuerRef(_Model):
+    """The cert-manager issuer that signs the server certificate."""
+
+    name: str = Field(description="Name of the Issuer or ClusterIssuer.", max_length=253,
+                      pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    kind: Literal["Issuer", "ClusterIssuer"] = "Issuer"
+    group: str = Field(default="cert-manager.io", max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+class CertManager(_Model):
+    """Ask cert-manager for the server certificate: the operator creates a `Certificate` object."""
+
+    issuer_ref: IssuerRef
+
+
+class Tls(_Model):
+    """TLS for clients, replication and CLONE. Default: on, with a CA and server certificate the
+    operator issues and rotates per cluster."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!(has(self.secretName) && has(self.certManager))",
+                    "tls.secretName and tls.certManager are exclusive: choose one source",
+                    fieldPath=".secretName",
+                ),
+                cel(
+                    "self.enabled || !self.requireSecureTransport",
+                    "tls.requireSecureTransport needs tls.enabled",
+                    fieldPath=".requireSecureTransport",
+                ),
+            ]
+        }
+    )
+    enabled: bool = Field(default=True, description="Serve TLS and use it for replication and CLONE.")
+    secret_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="An existing Secret with ca.crt, tls.crt and tls.key (you rotate it; the operator "
+        "reloads mysqld when it changes). Default: the operator issues <cluster>-tls from its own "
+        "per-cluster CA <cluster>-ca.",
+    )
+    cert_manager: CertManager | None = Field(
+        default=None, description="Have cert-manager issue <cluster>-tls (a Certificate object)."
+    )
+    require_secure_transport: bool = Field(
+        default=False,
+        description="Refuse every client connection that is not TLS (require_secure_transport).",
+    )
+    additional_names: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Extra DNS names or IP addresses for the server certificate (e.g. a LoadBalancer's).",
+        json_schema_extra={"items": {"type": "string", "maxLength": 253,
+                                     "pattern": r"^[A-Za-z0-9*]([-A-Za-z0-9.:*]*[A-Za-z0-9])?$"}},
+    )
+    duration_days: int = Field(
+        default=90, ge=1, le=825, description="Lifetime of the server certificate; it is re-issued "
+        "(and mysqld reloaded, without a restart) when less than a third remains."
+    )
+
+    @field_validator("additional_names")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        bad = [n for n in value if not re.fullmatch(r"[A-Za-z0-9*]([-A-Za-z0-9.:*]*[A-Za-z0-9])?", n)
+               or len(n) > 253]
+        if bad:
+            raise ValueError(f"tls.additionalNames must be DNS names or IP addresses: {', '.join(bad)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Tls:
+        if self.secret_name and self.cert_manager is not None:
+            raise ValueError("tls.secretName and tls.certManager are exclusive: choose one source")
+        if self.require_secure_transport and not self.enabled:
+            raise ValueError("tls.requireSecureTransport needs tls.enabled")
+        return self
 
 
 _SPEC_RULES: list[JsonValue] = [
@@ -315,14 +510,10 @@ _SPEC_RULES: list[JsonValue] = [
         fieldPath=".restoreFrom",
     ),
     cel(
-        "!has(self.mysqlConfig) || self.mysqlConfig.all(k, k.matches('" + CONFIG_KEY_PATTERN + "'))",
-        "mysqlConfig keys must be lower-case option names matching " + CONFIG_KEY_PATTERN,
-        fieldPath=".mysqlConfig",
-    ),
-    cel(
-        "!has(self.mysqlConfig) || "
-        "self.mysqlConfig.all(k, !(k.replace('-', '_') in " + _CEL_OWNED_KEYS + "))",
-        "mysqlConfig may not set keys the operator owns: " + ", ".join(OPERATOR_OWNED_CONFIG_KEYS),
+        "!has(self.mysqlConfig) || self.mysqlConfig.all(k, " + mycnf.cel_key_allowed("k") + ")",
+        "mysqlConfig may not set keys the operator owns, nor file, plugin, init, path or grant keys, "
+        "in any spelling mysqld accepts (loose-/skip-/disable-/enable-/maximum- prefixes, '-' or '_', "
+        "abbreviations): " + ", ".join(mycnf.DENIED_KEYS),
         fieldPath=".mysqlConfig",
     ),
 ]
@@ -334,6 +525,12 @@ class MysqlClusterSpec(_Model):
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _SPEC_RULES})
 
     instances: int = Field(default=3, ge=1, le=9, description="Number of mysqld instances (1 primary).")
+    suspend: bool = Field(
+        default=False,
+        description="Maintenance: while true the operator changes nothing of this cluster (no object "
+        "applied, no failover or switchover, no backup); it only observes and reports. Turning it "
+        "off resumes from what it observes.",
+    )
     flavor: Flavor = Field(
         default=Flavor.MYSQL, description="mysql (8.4 or 9.7 LTS) or mariadb (10.11+). Immutable."
     )
@@ -357,18 +554,18 @@ class MysqlClusterSpec(_Model):
     )
     storage: Storage = nested(Storage)
     resources: Resources = nested(Resources)
-    mysql_config: dict[str, str] = Field(
+    mysql_config: dict[ConfigKey, ConfigValue] = Field(
         default_factory=dict,
-        description="Extra my.cnf [mysqld] keys. Keys the operator owns are refused.",
-        json_schema_extra={
-            "maxProperties": 200,
-            "additionalProperties": {"type": "string", "maxLength": 1024},
-        },
+        max_length=mycnf.MAX_KEYS,
+        description="Extra my.cnf [mysqld] keys. Keys the operator owns and keys that reach files, "
+        "plugins, start-up SQL or grant checks are refused; values are one line each.",
     )
     pod_template: PodTemplate = nested(PodTemplate)
     replication: Replication = nested(Replication)
     service: Service = nested(Service)
     monitoring: Monitoring = nested(Monitoring)
+    tls: Tls = nested(Tls)
+    network_policy: NetworkPolicySpec = nested(NetworkPolicySpec)
     backup: BackupSchedule | None = Field(
         default=None, description="Scheduled backups, their retention and binlog archiving (PITR)."
     )
@@ -380,13 +577,12 @@ class MysqlClusterSpec(_Model):
 
     @field_validator("mysql_config")
     @classmethod
-    def _no_operator_owned_keys(cls, value: dict[str, str]) -> dict[str, str]:
-        owned = sorted(k for k in value if fold_config_key(k) in OPERATOR_OWNED_CONFIG_KEYS)
-        if owned:
-            raise ValueError(f"mysqlConfig may not set keys the operator owns: {', '.join(owned)}")
-        bad = sorted(k for k in value if not re.fullmatch(CONFIG_KEY_PATTERN, k))
-        if bad:
-            raise ValueError(f"mysqlConfig keys must match {CONFIG_KEY_PATTERN}: {', '.join(bad)}")
+    def _no_refused_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        refused = [reason for reason in (mycnf.refusal(k) for k in sorted(value)) if reason]
+        if refused:
+            raise ValueError(
+                "mysqlConfig may not set keys the operator owns or refuses: " + "; ".join(refused)
+            )
         return value
 
     @model_validator(mode="after")
@@ -495,6 +691,7 @@ class Phase(StrEnum):
     INVALID = "Invalid"
     RESTORING = "Restoring"
     RESTORE_FAILED = "RestoreFailed"
+    SUSPENDED = "Suspended"
 
 
 class Condition(_Model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mysql_operator.api import mycnf
 from mysql_operator.api.crd import mysqlcluster_crd
 
 _CONSTRAINTS = ("minimum", "maximum", "pattern", "maxLength", "maxProperties", "enum")
@@ -65,5 +66,27 @@ def render_reference() -> str:
         "",
         "Status fields: " + ", ".join(f"`status.{name}`" for name in schema["status"]["properties"]) + ".",
         "",
+        *_refused_keys(),
     ]
     return "\n".join(lines)
+
+
+def _refused_keys() -> list[str]:
+    """The mysqlConfig keys refused, and why (from api/mycnf.py, the lists both checks use)."""
+    owned = ", ".join(f"`{key}`" for key in mycnf.OPERATOR_OWNED_KEYS)
+    return [
+        "`spec.mysqlConfig` keys are compared the way mysqld reads them: `-` and `_` alike, after "
+        "stripping any of the prefixes " + ", ".join(f"`{p}-`" for p in mycnf.OPTION_PREFIXES) + ", "
+        "and as abbreviations (a key that is the start of a refused name is refused too, except the "
+        "real options " + ", ".join(f"`{k}`" for k in mycnf.EXACT_NAMES) + "). Values may not hold "
+        "control characters (a newline would start a new my.cnf line).",
+        "",
+        f"Owned by the operator: {owned}.",
+        "",
+        "| refused key | why |",
+        "| --- | --- |",
+        *(f"| `{key}` | {why} |" for key, why in mycnf.DANGEROUS_KEYS.items()),
+        *(f"| `{prefix}*` | a refused family (Galera: runs commands, loads a provider library) |"
+          for prefix in mycnf.DANGEROUS_PREFIXES),
+        "",
+    ]

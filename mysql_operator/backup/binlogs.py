@@ -38,7 +38,7 @@ class ArchiveResult:
 
 def _closed_binlogs(instance: Instance) -> tuple[list[tuple[str, int]], int]:
     """Flush the binlog, then every file but the new current one with its size; and the server_id."""
-    with open_session(instance.host, instance.login, port=instance.port) as session:
+    with open_session(instance.host, instance.login, port=instance.port, tls=instance.tls()) as session:
         session.execute(Statement("FLUSH BINARY LOGS"))
         rows = session.query(Statement("SHOW BINARY LOGS"))
         info = session.query_one(Statement("SELECT @@server_id AS server_id"))

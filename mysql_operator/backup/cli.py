@@ -76,6 +76,7 @@ def instance_from_env(env: Mapping[str, str]) -> Instance:
         login=Login(_require(env, "DB_USER"), env.get("DB_PASSWORD", "")),
         flavor=flavor,
         name=env.get("DB_INSTANCE_NAME", ""),
+        ssl_ca=env.get("DB_SSL_CA", ""),
     )
 
 
@@ -153,6 +154,12 @@ def _parser() -> argparse.ArgumentParser:
         "retention", parents=[common], help="delete all but the newest N complete backups"
     )
     keep.add_argument("--keep", type=int, required=True)
+    keep.add_argument(
+        "--spare",
+        action="append",
+        default=[],
+        help="a backup a restore still reads: not deleted (repeatable)",
+    )
 
     commands.add_parser(
         "list", parents=[common], help="list complete backups, leftovers and archived binlogs"
@@ -231,10 +238,11 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
             "replayed": result.replayed,
         }
     if args.command == "retention":
-        plan = apply_retention(storage, args.keep)
+        plan = apply_retention(storage, args.keep, args.spare)
         return {
             "result": "Pruned",
             "kept": plan.keep,
+            "spared": plan.spared,
             "deleted": plan.delete_backups,
             "deletedLeftovers": plan.delete_leftovers,
             "deletedObjects": len(plan.delete_keys),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mysql_operator.conventions import MYSQL_PORT, Flavor
 from mysql_operator.mysql.session import Login
+from mysql_operator.tls.client import ClientTls
 
 # Environment variables a child tool must not inherit: ours, and the legacy ones the tools read.
 _SCRUBBED_ENV = (
@@ -48,10 +49,15 @@ class Instance:
     flavor: Flavor
     port: int = MYSQL_PORT
     name: str = field(default="")
+    ssl_ca: str = ""  # a CA file: connect over TLS and verify the server's chain (the host is an IP)
 
     @property
     def label(self) -> str:
         return self.name or f"{self.host}:{self.port}"
+
+    def tls(self) -> ClientTls | None:
+        """TLS for pymysql sessions to this instance (the CA only: the host is a pod IP)."""
+        return ClientTls(Path(self.ssl_ca).read_text()) if self.ssl_ca else None
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,11 @@ def defaults_text(instance: Instance) -> str:
         f"port={int(instance.port)}",
         "protocol=TCP",
     ]
+    if instance.ssl_ca:
+        # TLS, verifying the chain against the cluster's CA. Not the name: the host is a pod IP,
+        # which no certificate of the cluster carries (tls/issue.py).
+        lines.append(f"ssl-ca={option_value(instance.ssl_ca)}")
+        lines += ["ssl-mode=VERIFY_CA"] if Flavor(instance.flavor) == Flavor.MYSQL else ["ssl"]
     return "\n".join(lines) + "\n"
 
 

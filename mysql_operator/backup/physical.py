@@ -129,7 +129,7 @@ class _Source:
 
 
 def _source(instance: Instance) -> _Source:
-    with open_session(instance.host, instance.login, port=instance.port) as session:
+    with open_session(instance.host, instance.login, port=instance.port, tls=instance.tls()) as session:
         rows = session.query(Statement("SELECT SCHEMA_NAME AS name FROM information_schema.SCHEMATA"))
         info = session.query_one(
             Statement("SELECT VERSION() AS version, @@server_id AS server_id, @@log_bin AS log_bin")
@@ -248,7 +248,7 @@ def _clone_local(instance: Instance, scratch: Path) -> tuple[str | None, int | N
     clone reports no position). The roll forward starts there and skips, by GTID, whatever the copy
     already holds (`gtid_replay_command`)."""
     try:
-        with open_session(instance.host, instance.login, port=instance.port) as session:
+        with open_session(instance.host, instance.login, port=instance.port, tls=instance.tls()) as session:
             row = session.query_one(Statement("SHOW BINARY LOG STATUS"))
             session.execute(Statement("CLONE LOCAL DATA DIRECTORY = %s", (str(scratch),)))
     except MysqlError as error:

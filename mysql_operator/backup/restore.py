@@ -150,7 +150,7 @@ def _fetch_binlogs(storage: Storage, files: list[ArchivedBinlog], into: Path) ->
 
 
 def _user_databases(instance: Instance) -> list[str]:
-    with open_session(instance.host, instance.login, port=instance.port) as session:
+    with open_session(instance.host, instance.login, port=instance.port, tls=instance.tls()) as session:
         rows = session.query(Statement("SELECT SCHEMA_NAME AS name FROM information_schema.SCHEMATA"))
     return sorted(str(r["name"]) for r in rows if str(r["name"]).lower() not in SYSTEM_DATABASES)
 
@@ -320,7 +320,7 @@ def restore(
 
 def _gtid_executed(instance: Instance) -> str:
     try:
-        with open_session(instance.host, instance.login, port=instance.port) as session:
+        with open_session(instance.host, instance.login, port=instance.port, tls=instance.tls()) as session:
             row = session.query_one(Statement("SELECT @@GLOBAL.gtid_executed AS gtids"))
     except MysqlError as error:
         raise RestoreFailed(f"cannot read the restored instance's GTIDs: {error}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from mysql_operator.backup.catalog import Catalog, scan, sidecar_key
@@ -12,13 +13,19 @@ from mysql_operator.backup.storage import Storage
 @dataclass
 class RetentionPlan:
     keep: list[str] = field(default_factory=list)  # backup names, oldest first
+    spared: list[str] = field(default_factory=list)  # older than the newest N, kept for a restore
     delete_backups: list[str] = field(default_factory=list)
     delete_leftovers: list[str] = field(default_factory=list)
     delete_keys: list[str] = field(default_factory=list)  # every object to delete, backups' first
 
 
-def plan_retention(catalog: Catalog, keep: int, all_keys: list[str]) -> RetentionPlan:
+def plan_retention(
+    catalog: Catalog, keep: int, all_keys: list[str], spare: Collection[str] = ()
+) -> RetentionPlan:
     """What to delete so that the newest `keep` complete backups remain (pure).
+
+    Backups named in `spare` (a restore still reads them) stay too, with the binlogs after them: a
+    restore started from a backup must not lose it, or the binlogs it replays, half way.
 
     - complete backups beyond the newest `keep`: all their objects, the manifest first, so an
       interrupted deletion leaves an incomplete backup, never a manifest without its dump;
@@ -31,10 +38,14 @@ def plan_retention(catalog: Catalog, keep: int, all_keys: list[str]) -> Retentio
         raise ValueError("retention keeps at least one backup")
     plan = RetentionPlan()
     complete = catalog.complete  # oldest first
-    kept = complete[-keep:]
+    kept = list(complete[-keep:])
     plan.keep = [m.name for m in kept]
     newest = complete[-1].finished if complete else None
     for manifest in complete[:-keep]:
+        if manifest.name in spare:
+            plan.spared.append(manifest.name)
+            kept.append(manifest)
+            continue
         plan.delete_backups.append(manifest.name)
         prefix = location_of(manifest.name) + "/"
         keys = sorted(
@@ -61,11 +72,11 @@ def plan_retention(catalog: Catalog, keep: int, all_keys: list[str]) -> Retentio
     return plan
 
 
-def apply_retention(storage: Storage, keep: int) -> RetentionPlan:
+def apply_retention(storage: Storage, keep: int, spare: Collection[str] = ()) -> RetentionPlan:
     """Delete what `plan_retention` chose from `storage`; returns the plan."""
     catalog = scan(storage)
     all_keys = [o.key for o in storage.list("backups/")]
-    plan = plan_retention(catalog, keep, all_keys)
+    plan = plan_retention(catalog, keep, all_keys, spare)
     for key in plan.delete_keys:
         storage.delete(key)
     return plan

@@ -122,7 +122,7 @@ class DumpStream:
 
 def _databases(instance: Instance) -> tuple[list[str], str, int, bool]:
     """User databases, server version, server_id, whether the binlog is on."""
-    with open_session(instance.host, instance.login, port=instance.port) as session:
+    with open_session(instance.host, instance.login, port=instance.port, tls=instance.tls()) as session:
         rows = session.query(Statement("SELECT SCHEMA_NAME AS name FROM information_schema.SCHEMATA"))
         info = session.query_one(
             Statement("SELECT VERSION() AS version, @@server_id AS server_id, @@log_bin AS log_bin")

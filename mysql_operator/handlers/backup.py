@@ -28,9 +28,10 @@ from mysql_operator.api.backup import (
 from mysql_operator.api.models import MysqlClusterSpec
 from mysql_operator.backup.cron import is_due
 from mysql_operator.handlers.jobs import FAILED, RUNNING, SUCCEEDED, read_job
+from mysql_operator.handlers.suspend import is_suspended
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.dialect import dialect_for
-from mysql_operator.mysql.session import Login, MysqlError, Timeouts, open_session
+from mysql_operator.mysql.session import Login, MysqlError, SqlError, Timeouts, open_session
 from mysql_operator.mysql.users import ensure_backup_user
 from mysql_operator.resources.backup_job import (
     LABEL_BACKUP,
@@ -47,6 +48,7 @@ from mysql_operator.resources.backup_job import (
 )
 from mysql_operator.resources.credentials import decode_secret_data, new_password
 from mysql_operator.resources.statefulset import credentials_secret
+from mysql_operator.tls.manifests import server_secret_name
 
 CLUSTER_CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
 BACKUP_CR = (c.API_GROUP, c.API_VERSION, BACKUP_PLURAL)
@@ -129,6 +131,20 @@ def retention_due(
     return None if newest == retained_after else newest
 
 
+def backups_restores_read(clusters: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The MysqlBackups that restores of these MysqlClusters may still read (pure): retention spares
+    them, else a restore whose Job has not yet read its backup (instance 0 still starting) or is
+    replaying its binlogs finds it gone. A restore ends Completed or Failed (handlers/restore.py)."""
+    ended = (BackupPhase.COMPLETED.value, BackupPhase.FAILED.value)
+    names = set()
+    for cluster in clusters:
+        backup = ((cluster.get("spec") or {}).get("restoreFrom") or {}).get("backup")
+        phase = ((cluster.get("status") or {}).get("restore") or {}).get("phase")
+        if backup and phase not in ended and not (cluster.get("metadata") or {}).get("deletionTimestamp"):
+            names.add(str(backup))
+    return sorted(names)
+
+
 def binlog_source(backups: Sequence[Mapping[str, Any]], storage: BackupStorage) -> str | None:
     """The instance whose binlogs are archived: where the newest complete backup in the cluster's
     storage was taken (a point-in-time restore replays that instance's binlogs from the dump on)."""
@@ -157,6 +173,8 @@ def _cluster(kube: Kube, namespace: str, name: str) -> tuple[dict[str, Any], Mys
     body = kube.get(API_VERSION, c.KIND, namespace, name)
     if body is None:
         raise NotYet(f"MysqlCluster {name} does not exist (yet)")
+    if is_suspended(body.get("spec") or {}):
+        raise NotYet(f"MysqlCluster {name} is suspended (spec.suspend)")
     try:
         return body, MysqlClusterSpec.model_validate(body.get("spec") or {})
     except ValidationError as error:
@@ -181,25 +199,64 @@ def backup_password(kube: Kube, namespace: str, cluster: str, spec: MysqlCluster
     return secret_name, data[c.KEY_BACKUP_PASSWORD]
 
 
-def instance_login(
-    kube: Kube, namespace: str, cluster: str, spec: MysqlClusterSpec, pod_name: str
-) -> DatabaseLogin:
-    """The backup user's login on `pod_name`, made sure to exist there (as root, unlogged)."""
+def _pod_ip(kube: Kube, namespace: str, pod_name: str) -> str:
     pod = kube.get("v1", "Pod", namespace, pod_name)
     host = ((pod or {}).get("status") or {}).get("podIP")
     if not host:
         raise NotYet(f"instance {pod_name} has no IP")
+    return str(host)
+
+
+# MySQL answers a write refused by (super_)read_only with ER_OPTION_PREVENTS_STATEMENT.
+_READ_ONLY_REFUSAL = 1290
+
+
+def instance_login(
+    kube: Kube,
+    namespace: str,
+    cluster: str,
+    spec: MysqlClusterSpec,
+    pod_name: str,
+    primary: str | None = None,
+) -> DatabaseLogin:
+    """The backup user's login on `pod_name`, made sure to exist there.
+
+    Made as the operator's user, unlogged, on that instance; where the instance refuses it (a MySQL
+    replica under super_read_only), made logged on `primary` so it replicates, and the caller retries
+    later."""
+    host = _pod_ip(kube, namespace, pod_name)
     secret_name, password = backup_password(kube, namespace, cluster, spec)
+    login = DatabaseLogin(host, pod_name, c.BACKUP_USER, secret_name, c.KEY_BACKUP_PASSWORD)
+    try:
+        with open_session(host, Login(c.BACKUP_USER, password), timeouts=Timeouts(), secrets=(password,)):
+            return login  # already there with this password: nothing to write
+    except MysqlError:
+        pass
     secret = kube.get("v1", "Secret", namespace, secret_name) or {}
-    root = decode_secret_data(secret.get("data")).get(c.KEY_ROOT_PASSWORD, "")
+    # The operator's user (root is local to its pod only).
+    admin_password = decode_secret_data(secret.get("data")).get(c.KEY_OPERATOR_PASSWORD, "")
+    admin = Login(c.OPERATOR_USER, admin_password)
+    dialect = dialect_for(spec.flavor)
     try:
         with open_session(
-            host, Login(c.ROOT_USER, root), timeouts=Timeouts(), secrets=(password,)
+            host, admin, timeouts=Timeouts(), secrets=(password, admin.password)
         ) as session:
-            ensure_backup_user(session, dialect_for(spec.flavor), password)
+            ensure_backup_user(session, dialect, password)
+        return login
+    except SqlError as error:
+        if error.code != _READ_ONLY_REFUSAL or not primary or primary == pod_name:
+            raise NotYet(f"cannot prepare the backup user on {pod_name}: {error}") from None
     except MysqlError as error:
         raise NotYet(f"cannot prepare the backup user on {pod_name}: {error}") from None
-    return DatabaseLogin(host, pod_name, c.BACKUP_USER, secret_name, c.KEY_BACKUP_PASSWORD)
+    try:
+        with open_session(
+            _pod_ip(kube, namespace, primary), admin, timeouts=Timeouts(),
+            secrets=(password, admin.password),
+        ) as session:
+            ensure_backup_user(session, dialect, password, logged=True)
+    except MysqlError as error:
+        raise NotYet(f"cannot prepare the backup user on the primary {primary}: {error}") from None
+    raise NotYet(f"backup user made on the primary {primary}; waiting for it to replicate to {pod_name}")
 
 
 def _start_backup(
@@ -218,7 +275,7 @@ def _start_backup(
     pod = choose_instance(cluster_status.get("instances") or [], cluster_status.get("primary"), preferred)
     if pod is None:
         raise NotYet(f"MysqlCluster {spec.cluster} has no ready instance to back up")
-    login = instance_login(kube, namespace, spec.cluster, cluster_spec, pod)
+    login = instance_login(kube, namespace, spec.cluster, cluster_spec, pod, cluster_status.get("primary"))
     job = job_name(name, "backup")
     request = JobRequest(
         kind=JobKind.BACKUP,
@@ -232,6 +289,7 @@ def _start_backup(
         owner=owner_reference(API_VERSION, BACKUP_KIND, name, str(meta["uid"])),
         login=login,
         labels={LABEL_BACKUP: name[:63]},
+        tls_secret=server_secret_name(cluster_spec, spec.cluster),
     )
     kube.create_if_absent(build_job(request))
     patch.meta.labels[LABEL_CLUSTER] = spec.cluster
@@ -380,7 +438,7 @@ def backup_schedule(
     **_: Any,
 ) -> None:
     """Scheduled backups (MysqlBackup objects when due), retention after each, binlog archiving."""
-    if meta.get("deletionTimestamp"):
+    if meta.get("deletionTimestamp") or is_suspended(spec):
         return
     try:
         cluster_spec = MysqlClusterSpec.model_validate(dict(spec))
@@ -398,7 +456,7 @@ def backup_schedule(
         # 1. the schedule: a MysqlBackup when a fire time has passed and there is something to back up
         last = state.get("lastScheduleTime")
         created = parse_time(str(meta.get("creationTimestamp") or now_iso()))
-        due = is_due(schedule.schedule, parse_time(last) if last else None, now, created)
+        due = is_due(schedule.schedule, parse_time(last) if last else None, now, created, schedule.time_zone)
         if due and status.get("primary"):
             backup_name = scheduled_backup_name(name, now)
             kube.create_if_absent(
@@ -443,7 +501,10 @@ def backup_schedule(
                         cluster=name,
                         flavor=cluster_spec.flavor,
                         image=job_image(memo),
-                        args=retention_args(schedule.retention),
+                        args=retention_args(
+                            schedule.retention,
+                            backups_restores_read(kube.list(API_VERSION, c.KIND, ns, {})),
+                        ),
                         storage=schedule.storage,
                         owner=_cluster_owner(meta),
                     )
@@ -470,7 +531,7 @@ def backup_schedule(
         )
         if source and interval_passed and not state.get("archiveJob"):
             try:
-                login = instance_login(kube, ns, name, cluster_spec, source)
+                login = instance_login(kube, ns, name, cluster_spec, source, status.get("primary"))
             except (NotYet, BackupNotPossible) as error:
                 state["lastBinlogArchive"] = f"waiting: {error}"
             else:
@@ -488,6 +549,7 @@ def backup_schedule(
                             storage=schedule.storage,
                             owner=_cluster_owner(meta),
                             login=login,
+                            tls_secret=server_secret_name(cluster_spec, name),
                         )
                     )
                 )

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from mysql_operator import conventions as c
 from mysql_operator import metrics
+from mysql_operator.api.models import check_cluster_name
+from mysql_operator.handlers import suspend
 from mysql_operator.handlers.objects import (
     InvalidSpec,
     accepted_spec,
     apply_objects,
+    dry_run_objects,
     encode_accepted_spec,
     ensure_credentials,
     parse_spec,
@@ -32,9 +36,13 @@ from mysql_operator.status import (
     set_condition,
     status_fields,
 )
+from mysql_operator.tls.ensure import ensure_tls
+from mysql_operator.tls.manifests import server_secret_name
 
 CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
 RETRY_SECONDS = 10
+# API answers that the same request will always get: 400 Bad Request, 422 Invalid.
+PERMANENT_API_STATUSES = (400, 422)
 CREDENTIALS_RETRY_SECONDS = 10
 
 
@@ -91,13 +99,21 @@ def reconcile(
     metrics.RECONCILES.labels(ref.namespace, ref.name).inc()
     generation = meta.get("generation")
     now = now_iso()
-    conditions = _conditions(status)
+    suspended = suspend.is_suspended(spec)
+    conditions = suspend.suspended_conditions(_conditions(status), suspended, generation, now)
+    metrics.SUSPENDED.labels(ref.namespace, ref.name).set(int(suspended))
+    if suspended:  # report it and change nothing (handlers/suspend.py)
+        patch.status.update({"conditions": conditions, "phase": suspend.PHASE_SUSPENDED})
+        return
     # What the transition rules compare against: the spec last accepted and acted on (kept in status,
     # so a refused update in between or an operator restart does not move the baseline), else kopf's
     # old value (registered with field="spec", `old` is the old spec itself).
     accepted = accepted_spec(status)
     old_spec = accepted if accepted else (dict(old) if isinstance(old, Mapping) and old else None)
     try:
+        name_problem = check_cluster_name(ref.name)
+        if name_problem:
+            raise InvalidSpec(name_problem)
         cluster_spec = parse_spec(dict(spec), old_spec)
     except InvalidSpec as error:
         # A spec the schema let through but we cannot act on: say so, change nothing, do not retry.
@@ -110,8 +126,8 @@ def reconcile(
         patch.status["observedGeneration"] = generation
         return
     conditions = set_condition(conditions, VALID, True, "SpecValid", "spec accepted", generation, now)
-    patch.status["acceptedSpec"] = encode_accepted_spec(cluster_spec)
     try:
+        dry_run_objects(kube, ref, cluster_spec, pods)
         credentials = ensure_credentials(kube, ref, cluster_spec)
         # The topology loop reads the Secret once and keeps it: this handler may just have changed it.
         SECRETS.forget(ref.namespace, credentials.secret)
@@ -138,7 +154,14 @@ def reconcile(
             # Nothing else is created; look again soon, so fixing the Secret is enough.
             raise kopf.TemporaryError(credentials.message, delay=CREDENTIALS_RETRY_SECONDS)
         else:
-            applied = apply_objects(kube, ref, cluster_spec, pods, logger)
+            tls = ensure_tls(kube, ref, cluster_spec, datetime.now(UTC))
+            if tls.issued:
+                # The topology loop keeps the server Secret cached (watch.SECRETS): read it anew.
+                SECRETS.forget(ref.namespace, server_secret_name(cluster_spec, ref.name) or "")
+                kopf.info(body, reason="CertificateIssued", message=tls.message)
+            elif not tls.ok:
+                kopf.warn(body, reason="TlsNotReady", message=tls.message)
+            applied = apply_objects(kube, ref, cluster_spec, pods, logger, credentials.data)
             kopf.info(body, reason="Applied", message=f"applied {len(applied)} objects: {', '.join(applied)}")
             conditions = set_condition(
                 conditions, RESOURCES_READY, True, "Applied", "owned objects applied", generation, now
@@ -146,7 +169,22 @@ def reconcile(
         ready = ready_instances(statefulset)
     except KubeError as error:
         metrics.RECONCILE_ERRORS.labels(ref.namespace, ref.name).inc()
-        raise kopf.TemporaryError(str(error), delay=RETRY_SECONDS) from None
+        if error.status not in PERMANENT_API_STATUSES:
+            raise kopf.TemporaryError(str(error), delay=RETRY_SECONDS) from None
+        # The API refuses what this spec builds: retrying the same spec cannot help, a new spec can
+        # (an update handler runs again then). Say what to change, once, and stop.
+        message = f"the API server refused an object built from this cluster: {error}; change the spec"
+        logger.warning("%s", message)
+        kopf.warn(body, reason="ObjectRefused", message=message)
+        conditions = set_condition(
+            conditions, RESOURCES_READY, False, "ObjectRefused", message, generation, now
+        )
+        patch.status["conditions"] = conditions
+        patch.status["phase"] = "Invalid"
+        patch.status["observedGeneration"] = generation
+        return
+    # Accepted only once the API took what it builds: a refused spec never becomes the baseline.
+    patch.status["acceptedSpec"] = encode_accepted_spec(cluster_spec)
     patch.status["credentialsSecret"] = credentials.secret
     patch.status["observedGeneration"] = generation
     if status.get("topology"):

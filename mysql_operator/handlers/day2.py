@@ -1,6 +1,6 @@
 """Day-2 glue: scaling, rolling restarts, seeding and live configuration, around the topology pass.
 
-The topology timer (handlers/topology.py) asks `topology_options` what to pass to the pass and calls
+The topology loop (handlers/topology.py) asks `topology_options` what to pass to the pass and calls
 `after_topology` with its outcome: the StatefulSet's replicas follow spec.instances once the primary
 is off the ordinals being removed, and pods on an old revision are deleted in the rollout's order.
 What one cluster needs between passes (its background seeds, the primary a rollout wants) lives

@@ -23,6 +23,7 @@ from mysql_operator.api.backup import BACKUP_KIND, BackupPhase, BackupStorage, R
 from mysql_operator.api.models import MysqlClusterSpec, Phase
 from mysql_operator.handlers.backup import API_VERSION, job_image, now_iso
 from mysql_operator.handlers.jobs import RUNNING, SUCCEEDED, read_job
+from mysql_operator.handlers.suspend import is_suspended
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.resources.backup_job import (
     DatabaseLogin,
@@ -35,15 +36,17 @@ from mysql_operator.resources.backup_job import (
 )
 from mysql_operator.resources.statefulset import credentials_secret
 from mysql_operator.status import CREDENTIALS_READY, condition_is, set_condition
+from mysql_operator.tls.manifests import server_secret_name
 from mysql_operator.topology.reconcile import TopologyMemory
 
 CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
 RESTORED = "Restored"
 INTERVAL_SECONDS = 3.0
-COMPLETED = "Completed"
-FAILED_PHASE = "Failed"
-RUNNING_PHASE = "Running"
-PENDING_PHASE = "Pending"
+# status.restore.phase takes the names of a MysqlBackup's phases (handlers/backup.py reads them too)
+COMPLETED = BackupPhase.COMPLETED.value
+FAILED_PHASE = BackupPhase.FAILED.value
+RUNNING_PHASE = BackupPhase.RUNNING.value
+PENDING_PHASE = BackupPhase.PENDING.value
 
 # exit code of the restore command -> condition reason
 _REASONS = {3: "BackupNotUsable", 4: "RestoreRefused", 5: "RestorePartial"}
@@ -117,12 +120,12 @@ def _start_job(
     source: RestoreSource,
     host: str,
 ) -> str:
-    """Create the restore Job (once): as root, into instance 0."""
+    """Create the restore Job (once): as the operator's user (root is local only), into instance 0."""
     assert spec.restore_from is not None
     name = str(meta["name"])
     job = job_name(name, "restore")
     login = DatabaseLogin(
-        host, c.pod_name(name, 0), c.ROOT_USER, credentials_secret(spec, name), c.KEY_ROOT_PASSWORD
+        host, c.pod_name(name, 0), c.OPERATOR_USER, credentials_secret(spec, name), c.KEY_OPERATOR_PASSWORD
     )
     request = JobRequest(
         kind=JobKind.RESTORE,
@@ -135,6 +138,7 @@ def _start_job(
         storage=source.storage,
         owner=owner_reference(API_VERSION, c.KIND, name, str(meta["uid"])),
         login=login,
+        tls_secret=server_secret_name(spec, name),
     )
     kube.create_if_absent(build_job(request))
     return job
@@ -159,7 +163,7 @@ def restore(
     **_: Any,
 ) -> None:
     """One step of the restore of a new cluster."""
-    if meta.get("deletionTimestamp"):
+    if meta.get("deletionTimestamp") or is_suspended(spec):
         return
     try:
         cluster_spec = MysqlClusterSpec.model_validate(dict(spec))

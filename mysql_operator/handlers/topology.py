@@ -30,21 +30,32 @@ from mysql_operator.api.models import MysqlClusterSpec
 from mysql_operator.handlers import day2
 from mysql_operator.handlers.objects import InvalidSpec, encode_accepted_spec, parse_spec
 from mysql_operator.handlers.restore import restore_finished
+from mysql_operator.handlers.suspend import observe_suspended, without_fenced
 from mysql_operator.handlers.watch import NODES, SECRETS, WAKES, ClusterKey
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.dialect import dialect_for
 from mysql_operator.mysql.session import Login, MysqlError, open_session
 from mysql_operator.mysql.users import ensure_exporter_user
+from mysql_operator.resources.meta import ClusterRef
 from mysql_operator.resources.statefulset import credentials_secret
 from mysql_operator.status import (
     DEGRADED,
     READY,
     REPLICATING,
     RESOURCES_READY,
+    VALID,
     condition_is,
     now_iso,
     set_condition,
 )
+from mysql_operator.tls.ensure import (
+    client_tls,
+    ensure_replication_tls,
+    ensure_tls,
+    reload_if_stale,
+    serves_current,
+)
+from mysql_operator.tls.manifests import pod_mounts_tls, server_secret_name
 from mysql_operator.topology.drain import drain_switchover_target, placements, primary_node
 from mysql_operator.topology.pacing import PROBE_INTERVAL, next_pass_in
 from mysql_operator.topology.reconcile import (
@@ -55,23 +66,33 @@ from mysql_operator.topology.reconcile import (
     TransitionRecord,
     reconcile_topology,
 )
+from mysql_operator.topology.seeding import SeedWorkers
 
 CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
 HISTORY_LENGTH = 10
 log = logging.getLogger(__name__)
 
 
-def pod_endpoint(pod: Mapping[str, Any], instances: int) -> InstanceEndpoint | None:
+def pod_endpoint(
+    pod: Mapping[str, Any], instances: int, tls_secret: Mapping[str, str] | None = None
+) -> InstanceEndpoint | None:
     """An instance the operator can talk to: a pod of a wanted ordinal that has an IP. A terminating
     pod is one too while its mysqld answers: it must be observed (and fenced, or switched over from)
-    rather than ignored while it still takes writes."""
+    rather than ignored while it still takes writes.
+
+    Over TLS (verified: the cluster's CA, the pod's DNS name) when the pod was started with the
+    certificate mounted; a pod from before TLS was turned on is still reached as it serves."""
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
     if not status.get("podIP"):
         return None
     ordinal = c.ordinal_of_pod(meta["name"])
     if ordinal >= instances:
         return None
-    return InstanceEndpoint(ordinal=ordinal, pod_name=meta["name"], host=status["podIP"],
+    tls = None
+    if tls_secret and pod_mounts_tls(pod):
+        cluster = (meta.get("labels") or {}).get(c.LABEL_INSTANCE) or meta["name"].rsplit("-", 1)[0]
+        tls = client_tls(tls_secret, cluster, str(meta.get("namespace")), ordinal)
+    return InstanceEndpoint(ordinal=ordinal, pod_name=meta["name"], host=status["podIP"], tls=tls,
                             terminating=bool(meta.get("deletionTimestamp")))
 
 
@@ -172,7 +193,9 @@ def topology_status(
         history = [*history, history_entry(result.transition, pod_names, cluster)][-HISTORY_LENGTH:]
     # Until the cluster has been Ready once, being short of Ready is still starting up.
     been_ready = previous_phase in ("Ready", "Degraded", "FailingOver")
-    if ready:
+    if condition_is(conditions, VALID, "False"):
+        phase = "Invalid"  # the reconcile handler refused the spec: say so until it is fixed
+    elif ready:
         phase = "Ready"
     elif not been_ready:
         phase = "Initializing"
@@ -192,8 +215,8 @@ def topology_status(
     }
 
 
-# Per cluster uid: the (pod, host) pairs whose exporter user is known to exist.
-_EXPORTER_USERS: dict[str, set[tuple[str, str]]] = {}
+# Per cluster uid: the (pod, host, data generation) whose exporter user is known to exist.
+_EXPORTER_USERS: dict[str, set[tuple[str, str, int]]] = {}
 
 
 def ensure_exporter_users(
@@ -203,25 +226,129 @@ def ensure_exporter_users(
     secret_data: Mapping[str, str],
     spec: MysqlClusterSpec,
     logger: logging.Logger,
+    seeds: SeedWorkers,
 ) -> None:
-    """Create the mysqld_exporter user on every reachable instance once (unlogged, read-only grants)."""
+    """Create the mysqld_exporter user on every reachable instance once per data generation (unlogged,
+    read-only grants). A seed replaces an instance's data, users included, and a donor copied while
+    its user was being created may lack it: an instance being seeded is left alone, and once seeded
+    it is a new generation whose user is created again."""
     password = secret_data.get(c.KEY_EXPORTER_PASSWORD)
     if not password:
         return
     done = _EXPORTER_USERS.setdefault(uid, set())
-    reachable = {inst.ordinal for inst in result.instances if inst.reachable}
-    root = Login(c.ROOT_USER, secret_data.get(c.KEY_ROOT_PASSWORD, ""))
+    seeding = seeds.running()
+    reachable = {inst.ordinal for inst in result.instances if inst.reachable} - set(seeding)
+    generations = seeds.data_generations()
+    admin = Login(c.OPERATOR_USER, secret_data.get(c.KEY_OPERATOR_PASSWORD, ""))
     for endpoint in endpoints:
-        key = (endpoint.pod_name, endpoint.host)
+        key = (endpoint.pod_name, endpoint.host, generations.get(endpoint.ordinal, 0))
         if key in done or endpoint.ordinal not in reachable:
             continue
         try:
-            with open_session(endpoint.host, root, port=endpoint.port, secrets=(password,)) as session:
+            with open_session(endpoint.host, admin, port=endpoint.port, secrets=(password, admin.password),
+                              tls=endpoint.tls) as session:
                 ensure_exporter_user(session, dialect_for(spec.flavor), password)
             done.add(key)
             logger.info("exporter user ready on %s", endpoint.pod_name)
         except MysqlError as error:
             logger.warning("exporter user on %s: %s", endpoint.pod_name, error)
+
+
+# Per cluster uid: when the certificates were last checked (monotonic seconds).
+_TLS_CHECKED: dict[str, float] = {}
+TLS_CHECK_SECONDS = 60.0
+
+
+def _tls_pass(
+    kube: Kube, body: kopf.Body, spec: MysqlClusterSpec, meta: Mapping[str, Any], namespace: str,
+    logger: logging.Logger,
+) -> dict[str, str]:
+    """Re-issue certificates that are due (at most once a minute per cluster), then the Secret's data.
+
+    The server Secret is read through the shared cache (watch.SECRETS) and read again on each
+    certificate check, so a pass (every 0.25 s within a grace) sends no request for it, and a
+    certificate rotated outside the operator (its own Secret, cert-manager) is seen within a minute."""
+    if not spec.tls.enabled:
+        return {}
+    uid, now = str(meta.get("uid")), time.monotonic()
+    cluster = str(meta["name"])
+    secret_name = server_secret_name(spec, cluster)
+    if not secret_name:
+        return {}
+    if now - _TLS_CHECKED.get(uid, -TLS_CHECK_SECONDS) >= TLS_CHECK_SECONDS:
+        ref = ClusterRef(name=cluster, namespace=namespace, uid=uid)
+        try:
+            outcome = ensure_tls(kube, ref, spec, datetime.now(UTC))
+            _TLS_CHECKED[uid] = now
+            SECRETS.forget(namespace, secret_name)
+        except KubeError as error:
+            logger.warning("TLS certificates not checked: %s", error)
+        else:
+            if outcome.issued:
+                kopf.info(body, reason="CertificateIssued", message=outcome.message)
+            elif not outcome.ok:
+                kopf.warn(body, reason="TlsNotReady", message=outcome.message)
+    try:
+        return SECRETS.get(kube, namespace, secret_name) or {}
+    except KubeError as error:
+        logger.warning("TLS Secret not read: %s", error)
+        return {}
+
+
+# Per (cluster uid, pod): the certificate last checked and when (monotonic seconds).
+_TLS_CHECKED_PODS: dict[tuple[str, str], tuple[str, float]] = {}
+TLS_POD_CHECK_SECONDS = 15.0
+
+
+def tls_per_instance(
+    uid: str,
+    endpoints: list[InstanceEndpoint],
+    result: TopologyResult,
+    secret_data: Mapping[str, str],
+    spec: MysqlClusterSpec,
+    cert_pem: str,
+    body: kopf.Body,
+    logger: logging.Logger,
+) -> None:
+    """Per reachable instance, every 15 s (or at once when the Secret's certificate changed): make a
+    replica's link to its source follow spec.tls, and make mysqld serve the Secret's certificate (a
+    live reload, no restart; kubelet may not have refreshed the mounted files yet: tried again)."""
+    reachable = {inst.ordinal for inst in result.instances if inst.reachable}
+    admin = Login(c.OPERATOR_USER, secret_data.get(c.KEY_OPERATOR_PASSWORD, ""))  # root is local only
+    dialect = dialect_for(spec.flavor)
+    now = time.monotonic()
+    tls_hosts = {e.host for e in endpoints if e.tls is not None}
+    for endpoint in endpoints:
+        key = (uid, endpoint.pod_name)
+        if endpoint.ordinal not in reachable:
+            continue
+        last_cert, last_time = _TLS_CHECKED_PODS.get(key, ("", -TLS_POD_CHECK_SECONDS))
+        if last_cert == cert_pem and now - last_time < TLS_POD_CHECK_SECONDS:
+            continue
+        _TLS_CHECKED_PODS[key] = (cert_pem, now)
+        reloaded, current, changed = False, True, None
+        try:
+            with open_session(endpoint.host, admin, port=endpoint.port, tls=endpoint.tls,
+                              secrets=(admin.password,)) as session:
+                changed = ensure_replication_tls(session, dialect, endpoint.tls is not None, tls_hosts)
+                if endpoint.tls is not None and cert_pem:
+                    reloaded = reload_if_stale(session, dialect, cert_pem)
+            if reloaded:
+                with open_session(endpoint.host, admin, port=endpoint.port, tls=endpoint.tls,
+                                  secrets=(admin.password,)) as session:
+                    current = serves_current(session, dialect, cert_pem)
+        except MysqlError as error:
+            logger.warning("TLS on %s: %s", endpoint.pod_name, error)
+            continue
+        if changed:
+            kopf.info(body, reason="ReplicationTlsChanged", message=f"{endpoint.pod_name}: {changed}")
+        if reloaded and current:
+            logger.info("TLS reloaded on %s", endpoint.pod_name)
+            kopf.info(body, reason="TlsReloaded",
+                      message=f"{endpoint.pod_name} serves the current certificate (reloaded, no restart)")
+        elif reloaded:
+            logger.info("TLS reload on %s: its mounted files still hold the previous certificate "
+                        "(kubelet refreshes them); trying again", endpoint.pod_name)
 
 
 def spec_accepted(status: Mapping[str, Any], spec: MysqlClusterSpec) -> bool:
@@ -239,6 +366,7 @@ def record_metrics(namespace: str, cluster: str, result: TopologyResult) -> None
     metrics.CLUSTER_READY.labels(namespace, cluster).set(1 if ready_fact and ready_fact.status else 0)
     for inst in result.instances:
         metrics.INSTANCE_UP.labels(namespace, cluster, inst.pod_name).set(1 if inst.reachable else 0)
+        metrics.PRIMARY.labels(namespace, cluster, inst.pod_name).set(int(inst.ordinal == result.primary))
         lag = metrics.REPLICATION_LAG
         if inst.ordinal != result.primary and inst.lag_seconds is not None:
             lag.labels(namespace, cluster, inst.pod_name).set(inst.lag_seconds)
@@ -359,6 +487,9 @@ def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float
         cluster_spec = parse_spec(work.spec)
     except InvalidSpec:
         return PROBE_INTERVAL  # reported by the reconcile handler; a spec change wakes the loop
+    if cluster_spec.suspend:  # observe over SQL and report, act on nothing (handlers/suspend.py)
+        write_status(kube, work, status, observe_suspended(kube, work.namespace, work.name, cluster_spec))
+        return PROBE_INTERVAL
     conditions = [dict(cond) for cond in (status.get("conditions") or [])]
     if not condition_is(conditions, "CredentialsReady"):
         return PROBE_INTERVAL
@@ -367,7 +498,8 @@ def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float
     ns, name, pods, statefulset = work.namespace, work.name, work.pods, work.statefulset
     # Pods above spec.instances still count while the StatefulSet keeps them (the primary may be one).
     kept = max(cluster_spec.instances, int(((statefulset or {}).get("spec") or {}).get("replicas") or 0))
-    endpoints = [e for e in (pod_endpoint(p, kept) for p in pods) if e is not None]
+    tls_secret = _tls_pass(kube, work.body, cluster_spec, meta, ns, logger)
+    endpoints = [e for e in (pod_endpoint(p, kept, tls_secret) for p in pods) if e is not None]
     if not endpoints:
         return PROBE_INTERVAL
     secret_data = SECRETS.get(kube, ns, credentials_secret(cluster_spec, name))
@@ -424,9 +556,11 @@ def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float
     for action in result.actions:
         logger.info("topology action: %s", action)
     record_metrics(ns, name, result)
+    tls_per_instance(work.uid, endpoints, result, secret_data, cluster_spec,
+                     tls_secret.get(c.KEY_TLS_CERT, ""), work.body, logger)
     if cluster_spec.monitoring.exporter:
-        ensure_exporter_users(work.uid, endpoints, result, secret_data, cluster_spec, logger)
-    apply_role_labels(kube, ns, pods, result, logger)
+        ensure_exporter_users(work.uid, endpoints, result, secret_data, cluster_spec, logger, state.seeds)
+    apply_role_labels(kube, ns, pods, meta, result, logger)
     # The pass took a while: start from the newest status the watch brought (the reconcile
     # handler's conditions for a new generation must not be overwritten with older ones).
     fresh = copy.deepcopy(dict(work.body.get("status") or {}))
@@ -437,16 +571,21 @@ def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float
         accepted = False
     if accepted:
         day2.after_topology(kube, work.body, cluster_spec, pods, statefulset, result, state, logger)
+    conditions = [dict(cond) for cond in (fresh.get("conditions") or [])]
     fields = topology_status(
         cluster_spec,
         name,
         result,
-        [dict(cond) for cond in (fresh.get("conditions") or [])],
+        conditions,
         list(fresh.get("roleChanges") or []),
         meta.get("generation"),
         now_iso(),
         fresh.get("phase"),
     )
+    if condition_is(conditions, VALID, "False") or condition_is(conditions, RESOURCES_READY, "False"):
+        # The reconcile handler refused the current spec: the instances keep running, but the phase
+        # keeps saying that the spec needs a change until it gets one.
+        fields["phase"] = "Invalid"
     write_status(kube, work, fresh, fields)
     for event in result.events:
         try:
@@ -457,11 +596,18 @@ def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float
 
 
 def apply_role_labels(
-    kube: Kube, ns: str, pods: list[dict[str, Any]], result: TopologyResult, logger: logging.Logger
+    kube: Kube,
+    ns: str,
+    pods: list[dict[str, Any]],
+    meta: Mapping[str, Any],
+    result: TopologyResult,
+    logger: logging.Logger,
 ) -> None:
-    """Move the role labels the Services select by; promotions only once every demotion landed."""
+    """Move the role labels the Services select by; promotions only once every demotion landed.
+    A pod the user fenced (`kubectl mysql fence`, the cluster's annotation) carries none."""
     current = {p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_ROLE) for p in pods}
-    demotions, promotions = role_label_changes(current, desired_role_labels(result))
+    wanted = without_fenced(desired_role_labels(result), meta)  # kubectl mysql fence (handlers/suspend.py)
+    demotions, promotions = role_label_changes(current, wanted)
     demoted = True
     for pod, role in demotions:
         try:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
 
 from mysql_operator.conventions import OPERATOR_USER, REPLICATION_USER, ROOT_USER
 from mysql_operator.mysql import gtid
-from mysql_operator.mysql.dialect import Dialect
+from mysql_operator.mysql.dialect import Dialect, SourceTls
 from mysql_operator.mysql.session import Login, Session, SqlError, Statement
 
 log = logging.getLogger(__name__)
@@ -79,25 +80,62 @@ def fence(session: Session, dialect: Dialect, *, kill_clients: bool = True, bind
     an acknowledgement holds the commit lock the switch needs, and the switch would wait for it
     forever; ended, its transaction was never acknowledged to the client. They are ended again
     after, for those that connected in between (and on MariaDB, where `read_only` does not bind
-    holders of READ_ONLY ADMIN such as root, ending them is what stops their writes). Semi-sync is
-    never turned off here: that would acknowledge the unreplicated writes."""
+    holders of READ_ONLY ADMIN such as root, ending them is what stops their writes). New client
+    sessions are refused meanwhile (MySQL's offline_mode). Semi-sync is never turned off while a
+    client could hear an OK: only to release commits whose clients were already ended (MySQL keeps
+    a killed session waiting for its acknowledgement, holding the commit lock).
+
+    Who can still write on a fenced MariaDB instance: only the operator's own user, which keeps
+    READ_ONLY ADMIN (it unfences, and creates users unlogged on read-only replicas) and whose
+    password only the operator uses. Root (localhost only) loses it for the fence; the application
+    user, MysqlUser users, the backup and exporter users never hold it."""
     session.execute(Statement("SET SESSION lock_wait_timeout=%s", (FENCE_LOCK_WAIT_SECONDS,)))
     if bind_root:
-        _fence_bypass(session, dialect, dialect.revoke_fence_bypass(ROOT_USER))
-    killed = end_client_connections(session, dialect) if kill_clients else 0
-    session.execute(*dialect.fence())
+        _fence_bypass(session, dialect, grant=False)
     if kill_clients:
-        killed += end_client_connections(session, dialect)
+        session.execute(*dialect.fence_gate(closed=True))  # no new client session from here on
+    try:
+        killed = end_client_connections(session, dialect) if kill_clients else 0
+        if kill_clients:
+            release_killed_ack_waiters(session, dialect)
+        session.execute(*dialect.fence())
+        if kill_clients:
+            killed += end_client_connections(session, dialect)
+    finally:
+        if kill_clients:
+            session.execute(*dialect.fence_gate(closed=False))
     return killed
 
 
-def _fence_bypass(session: Session, dialect: Dialect, statements: list[Statement]) -> None:
-    """Change the fence bypass unlogged (it must never become a transaction of its own); best
-    effort: an operator user created without GRANT OPTION cannot, and the fence goes on without."""
-    if not statements:
-        return
+def release_killed_ack_waiters(session: Session, dialect: Dialect) -> bool:
+    """Let commits whose sessions were killed while waiting for a semi-sync acknowledgement finish
+    locally, so the fence can take the commit lock. Safe only here: their clients are disconnected
+    (never told OK) and the gate refuses new sessions, so nobody is acknowledged a write that no
+    replica has; the instance is being fenced, and a deposed primary's extra transactions are
+    discarded on rejoin. Returns whether any was released."""
+    query = dialect.killed_ack_waiters_query
+    if query is None:
+        return False
+    row = session.query_one(query) or {}
+    if not int(row.get("n") or 0):
+        return False
+    session.execute(*dialect.disable_semi_sync_source())
+    return True
+
+
+def _fence_bypass(session: Session, dialect: Dialect, *, grant: bool) -> None:
+    """Take (or give back) the fence bypass of every account of root, unlogged (it must never become
+    a transaction of its own); best effort: the fence goes on without it. Root is created on
+    localhost only; an instance initialised earlier may also have root@'%'."""
+    change = dialect.restore_fence_bypass if grant else dialect.revoke_fence_bypass
+    if not change(ROOT_USER, "localhost"):
+        return  # the flavor's fence binds every user
     try:
-        session.execute(dialect.disable_binlog_for_session, *statements)
+        hosts = sorted({str(row["host"]) for row in session.query(dialect.users_query)
+                        if str(row["user"]) == ROOT_USER})
+        statements = [statement for host in hosts for statement in change(ROOT_USER, host)]
+        if statements:
+            session.execute(dialect.disable_binlog_for_session, *statements)
     except SqlError as error:
         log.warning("fence bypass of %s unchanged: %s", ROOT_USER, error)
     finally:
@@ -105,9 +143,9 @@ def _fence_bypass(session: Session, dialect: Dialect, statements: list[Statement
 
 
 def restore_fence_bypass(session: Session, dialect: Dialect) -> None:
-    """Root may write on a read-only instance again (the operator's own maintenance as root, e.g. a
-    seed, needs it); done when an instance becomes a replica or the primary."""
-    _fence_bypass(session, dialect, dialect.restore_fence_bypass(ROOT_USER))
+    """Root may write on a read-only instance again (someone in the pod administering it as root
+    needs it); done when an instance becomes a replica or the primary."""
+    _fence_bypass(session, dialect, grant=True)
 
 
 def end_client_connections(session: Session, dialect: Dialect) -> int:
@@ -152,8 +190,12 @@ def configure_replica(
     source_port: int,
     replication: Login,
     semi_sync: bool,
+    tls: bool = False,
 ) -> None:
-    """Make the instance a read-only replica of the source (GTID auto-positioning) and start it."""
+    """Make the instance a read-only replica of the source (GTID auto-positioning) and start it.
+
+    With `tls` the replica connects over TLS when its own server has a CA configured (see
+    `source_tls`)."""
     session.execute(*dialect.fence())
     restore_fence_bypass(session, dialect)
     stop_replica(session, dialect)
@@ -163,9 +205,26 @@ def configure_replica(
         session.execute(*dialect.enable_semi_sync_replica())
     session.execute(*dialect.prepare_replica_position(executed_gtids(session, dialect)))
     session.execute(
-        dialect.change_source(source_host, source_port, replication.user, replication.password)
+        dialect.change_source(source_host, source_port, replication.user, replication.password,
+                              source_tls(session, dialect, source_host) if tls else None)
     )
     start_replica(session, dialect)
+
+
+def source_tls(session: Session, dialect: Dialect, source_host: str) -> SourceTls | None:
+    """TLS for this replica's connection to `source_host`: the CA file this replica's own server was
+    started with (every instance mounts the same bundle), the source's name verified when it is a
+    name. None while the server has no CA configured (it has not restarted with TLS yet)."""
+    row = session.query_one(dialect.ssl_ca_query) or {}
+    ca_path = str(row.get("ssl_ca") or "")
+    if not ca_path:
+        return None
+    try:
+        ipaddress.ip_address(source_host)
+        by_name = False
+    except ValueError:
+        by_name = True
+    return SourceTls(ca_path=ca_path, verify_identity=by_name)
 
 
 def promote(session: Session, dialect: Dialect, *, semi_sync: bool = False) -> None:

@@ -39,6 +39,16 @@ class ReplicaStatus:
 
 
 @dataclass(frozen=True)
+class SourceTls:
+    """How a replica's connection to its source is secured: TLS with the CA file at `ca_path` (as the
+    replica's mysqld sees it), and the source's name checked against its certificate when
+    `verify_identity` (only when the source host is a name; an IP is never in the certificate)."""
+
+    ca_path: str
+    verify_identity: bool
+
+
+@dataclass(frozen=True)
 class SemiSyncState:
     """Semi-sync variables and status of one instance."""
 
@@ -132,7 +142,19 @@ class Dialect(ABC):
 
     # Replication --------------------------------------------------------------------------------
     @abstractmethod
-    def change_source(self, host: str, port: int, user: str, password: str) -> Statement: ...
+    def change_source(
+        self, host: str, port: int, user: str, password: str, tls: SourceTls | None = None
+    ) -> Statement: ...
+
+    # The CA file this server was started with (empty: no TLS configured), and the statements that
+    # make it serve the certificate files anew without a restart.
+    ssl_ca_query = Statement("SELECT @@global.ssl_ca AS ssl_ca")
+    served_certificate_query = Statement("SHOW GLOBAL STATUS LIKE 'Ssl_server_not_after'")
+    reload_tls: Statement
+
+    @abstractmethod
+    def change_source_tls(self, tls: SourceTls | None) -> Statement:
+        """Only the TLS part of a replica's source configuration (the replica must be stopped)."""
 
     @abstractmethod
     def prepare_replica_position(self, gtid_executed: str) -> list[Statement]:
@@ -162,12 +184,21 @@ class Dialect(ABC):
     def unfence(self) -> list[Statement]:
         """Make the instance writable."""
 
-    def revoke_fence_bypass(self, user: str) -> list[Statement]:
-        """Statements (run unlogged, by the operator) that make the fence bind `user` too."""
+    def revoke_fence_bypass(self, user: str, host: str) -> list[Statement]:
+        """Statements (run unlogged, by the operator) that make the fence bind `user`@`host` too."""
         return []  # MySQL: super_read_only binds every user
 
-    def restore_fence_bypass(self, user: str) -> list[Statement]:
-        """Give `user` back what `revoke_fence_bypass` took (the instance serves again)."""
+    def fence_gate(self, closed: bool) -> list[Statement]:
+        """Refuse (closed) or allow again new client sessions while a fence is being put up."""
+        return []
+
+    # Sessions killed while their commit waits for a semi-sync acknowledgement; MySQL keeps them
+    # waiting (holding the commit lock the fence needs) though their clients are gone. None: this
+    # flavor releases a killed waiter by itself.
+    killed_ack_waiters_query: Statement | None = None
+
+    def restore_fence_bypass(self, user: str, host: str) -> list[Statement]:
+        """Give `user`@`host` back what `revoke_fence_bypass` took (the instance serves again)."""
         return []
 
     # Semi-sync ----------------------------------------------------------------------------------
@@ -202,9 +233,6 @@ class Dialect(ABC):
 
     def grant_replication(self, user: str) -> Statement:
         return Statement("GRANT REPLICATION SLAVE ON *.* TO %s@'%%'", (user,))
-
-    @abstractmethod
-    def grant_operator(self, user: str) -> list[Statement]: ...
 
     @abstractmethod
     def grant_exporter(self, user: str) -> Statement:
@@ -271,12 +299,30 @@ class MysqlDialect(Dialect):
     def gtid_from_row(self, row: dict[str, Any]) -> str:
         return gtid.format_mysql(gtid.parse_mysql(_text(row.get("gtid_executed"))))
 
-    def change_source(self, host: str, port: int, user: str, password: str) -> Statement:
+    reload_tls = Statement("ALTER INSTANCE RELOAD TLS")
+
+    def change_source(
+        self, host: str, port: int, user: str, password: str, tls: SourceTls | None = None
+    ) -> Statement:
+        secure = ("", ()) if tls is None else (
+            ", SOURCE_SSL=1, SOURCE_SSL_CA=%s, SOURCE_SSL_VERIFY_SERVER_CERT=%s",
+            (tls.ca_path, 1 if tls.verify_identity else 0),
+        )
         return Statement(
             "CHANGE REPLICATION SOURCE TO SOURCE_HOST=%s, SOURCE_PORT=%s, SOURCE_USER=%s, "
             "SOURCE_PASSWORD=%s, SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1, "
-            "SOURCE_CONNECT_RETRY=1, SOURCE_RETRY_COUNT=86400",
-            (host, int(port), user, password),
+            "SOURCE_CONNECT_RETRY=1, SOURCE_RETRY_COUNT=86400" + secure[0],
+            (host, int(port), user, password, *secure[1]),
+        )
+
+    def change_source_tls(self, tls: SourceTls | None) -> Statement:
+        if tls is None:
+            return Statement(
+                "CHANGE REPLICATION SOURCE TO SOURCE_SSL=0, SOURCE_SSL_CA='', SOURCE_SSL_VERIFY_SERVER_CERT=0"
+            )
+        return Statement(
+            "CHANGE REPLICATION SOURCE TO SOURCE_SSL=1, SOURCE_SSL_CA=%s, SOURCE_SSL_VERIFY_SERVER_CERT=%s",
+            (tls.ca_path, 1 if tls.verify_identity else 0),
         )
 
     def prepare_replica_position(self, gtid_executed: str) -> list[Statement]:
@@ -300,6 +346,14 @@ class MysqlDialect(Dialect):
 
     def fence(self) -> list[Statement]:
         return [Statement("SET GLOBAL super_read_only=ON")]
+
+    def fence_gate(self, closed: bool) -> list[Statement]:
+        return [Statement(f"SET GLOBAL offline_mode={'ON' if closed else 'OFF'}")]
+
+    killed_ack_waiters_query = Statement(
+        "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST "
+        "WHERE COMMAND = 'Killed' AND STATE LIKE 'Waiting for semi-sync ACK%%'"
+    )
 
     def unfence(self) -> list[Statement]:
         return [Statement("SET GLOBAL super_read_only=OFF"), Statement("SET GLOBAL read_only=OFF")]
@@ -353,29 +407,20 @@ class MysqlDialect(Dialect):
     )
     install_clone = Statement("INSTALL PLUGIN clone SONAME 'mysql_clone.so'")
 
-    def clone_from(self, donor_host: str, donor_port: int, login_user: str, password: str) -> list[Statement]:
+    def clone_from(
+        self, donor_host: str, donor_port: int, login_user: str, password: str, ca_path: str = ""
+    ) -> list[Statement]:
         """On the recipient: accept the donor, then copy its whole data directory (the server
-        restarts by itself at the end, so the session is lost; that is expected)."""
+        restarts by itself at the end, so the session is lost; that is expected). With `ca_path`
+        the copy travels over TLS and the donor's certificate must be signed by that CA."""
+        secure = [Statement("SET GLOBAL clone_ssl_ca = %s", (ca_path,))] if ca_path else []
         return [
             Statement("SET GLOBAL clone_valid_donor_list = %s", (f"{donor_host}:{int(donor_port)}",)),
+            *secure,
             Statement(
-                "CLONE INSTANCE FROM %s@%s:%s IDENTIFIED BY %s",
+                "CLONE INSTANCE FROM %s@%s:%s IDENTIFIED BY %s" + (" REQUIRE SSL" if ca_path else ""),
                 (login_user, donor_host, int(donor_port), password),
             ),
-        ]
-
-    def grant_operator(self, user: str) -> list[Statement]:
-        return [
-            Statement(
-                "GRANT PROCESS, RELOAD, REPLICATION CLIENT ON *.* TO %s@'%%'",
-                (user,),
-            ),
-            Statement(
-                "GRANT REPLICATION_SLAVE_ADMIN, SYSTEM_VARIABLES_ADMIN, CONNECTION_ADMIN, BINLOG_ADMIN "
-                "ON *.* TO %s@'%%'",
-                (user,),
-            ),
-            Statement("GRANT INSERT, DELETE ON mysql.plugin TO %s@'%%'", (user,)),
         ]
 
     def grant_exporter(self, user: str) -> Statement:
@@ -407,11 +452,29 @@ class MariadbDialect(Dialect):
             _text(row.get("gtid_current_pos")),
         )
 
-    def change_source(self, host: str, port: int, user: str, password: str) -> Statement:
+    reload_tls = Statement("FLUSH SSL")
+
+    def change_source(
+        self, host: str, port: int, user: str, password: str, tls: SourceTls | None = None
+    ) -> Statement:
+        secure = ("", ()) if tls is None else (
+            ", MASTER_SSL=1, MASTER_SSL_CA=%s, MASTER_SSL_VERIFY_SERVER_CERT=%s",
+            (tls.ca_path, 1 if tls.verify_identity else 0),
+        )
         return Statement(
             "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, MASTER_PASSWORD=%s, "
-            "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
-            (host, int(port), user, password),
+            "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1" + secure[0],
+            (host, int(port), user, password, *secure[1]),
+        )
+
+    def change_source_tls(self, tls: SourceTls | None) -> Statement:
+        if tls is None:
+            return Statement(
+                "CHANGE MASTER TO MASTER_SSL=0, MASTER_SSL_CA='', MASTER_SSL_VERIFY_SERVER_CERT=0"
+            )
+        return Statement(
+            "CHANGE MASTER TO MASTER_SSL=1, MASTER_SSL_CA=%s, MASTER_SSL_VERIFY_SERVER_CERT=%s",
+            (tls.ca_path, 1 if tls.verify_identity else 0),
         )
 
     def prepare_replica_position(self, gtid_executed: str) -> list[Statement]:
@@ -444,11 +507,11 @@ class MariadbDialect(Dialect):
 
     # read_only does not bind READ_ONLY ADMIN (root has it through ALL PRIVILEGES): while an old
     # primary is fenced, root loses it, so new root sessions cannot write either (MDEV-29596).
-    def revoke_fence_bypass(self, user: str) -> list[Statement]:
-        return [Statement("REVOKE READ_ONLY ADMIN ON *.* FROM %s@'%%'", (user,))]
+    def revoke_fence_bypass(self, user: str, host: str) -> list[Statement]:
+        return [Statement("REVOKE READ_ONLY ADMIN ON *.* FROM %s@%s", (user, host))]
 
-    def restore_fence_bypass(self, user: str) -> list[Statement]:
-        return [Statement("GRANT READ_ONLY ADMIN ON *.* TO %s@'%%'", (user,))]
+    def restore_fence_bypass(self, user: str, host: str) -> list[Statement]:
+        return [Statement("GRANT READ_ONLY ADMIN ON *.* TO %s@%s", (user, host))]
 
     def install_semi_sync(self, installed: set[str]) -> list[Statement]:
         return []  # built into the server since 10.3
@@ -483,17 +546,6 @@ class MariadbDialect(Dialect):
             *(Statement(f"DROP DATABASE IF EXISTS {quote_any_identifier(d)}") for d in databases),
             Statement("RESET MASTER"),
             Statement("SET GLOBAL gtid_slave_pos = ''"),
-        ]
-
-    def grant_operator(self, user: str) -> list[Statement]:
-        return [
-            Statement(
-                # GRANT OPTION: the fence takes root's READ_ONLY ADMIN away and gives it back.
-                "GRANT PROCESS, RELOAD, BINLOG ADMIN, BINLOG MONITOR, REPLICATION MASTER ADMIN, "
-                "REPLICATION SLAVE ADMIN, SLAVE MONITOR, READ_ONLY ADMIN, CONNECTION ADMIN "
-                "ON *.* TO %s@'%%' WITH GRANT OPTION",
-                (user,),
-            )
         ]
 
     def grant_exporter(self, user: str) -> Statement:

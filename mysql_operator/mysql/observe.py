@@ -17,6 +17,7 @@ from mysql_operator.mysql.session import (
     Timeouts,
     open_session,
 )
+from mysql_operator.tls.client import ClientTls
 
 
 @dataclass(frozen=True)
@@ -143,12 +144,28 @@ def observe_instance(
     *,
     port: int = 3306,
     timeouts: Timeouts | None = None,
+    tls: ClientTls | None = None,
 ) -> InstanceObservation:
     """Connect to an instance and observe it; never raises for an unreachable instance."""
     logged_in = False
     try:
-        with open_session(host, login, port=port, timeouts=timeouts) as session:
+        with open_session(host, login, port=port, timeouts=timeouts, tls=tls) as session:
             logged_in = True
             return read_observation(session, dialect, ordinal)
     except MysqlError as error:
+        if logged_in and isinstance(error, InstanceUnreachable):
+            # A statement outlived the read timeout: slow (busy) or stalled since the login? A busy
+            # server still greets a new connection at once; a stalled one says nothing.
+            logged_in = _greets(host, login, port, timeouts or Timeouts(), tls)
         return unreachable(ordinal, host, error, logged_in=logged_in)
+
+
+def _greets(host: str, login: Login, port: int, timeouts: Timeouts, tls: ClientTls | None) -> bool:
+    """Whether the server completes a fresh handshake within the connect timeout."""
+    try:
+        with open_session(host, login, port=port, timeouts=timeouts, tls=tls):
+            return True
+    except InstanceUnreachable:
+        return False
+    except MysqlError:
+        return True  # it answered (too many connections, a refused login): alive

@@ -51,6 +51,7 @@ class SeedEndpoint:
     host: str
     login: Login
     port: int = MYSQL_PORT
+    ca_pem: str = ""  # the cluster's CA bundle: the tools connect over TLS and verify the chain
 
 
 def user_databases(session: Session, dialect: Dialect) -> list[str]:
@@ -118,10 +119,21 @@ def stream_dump(donor: SeedEndpoint, target: SeedEndpoint, timeout: float) -> fl
     """
     started = time.monotonic()
     secrets = (donor.login.password, target.login.password)
-    source = Instance(donor.host, donor.login, Flavor.MARIADB, donor.port)
-    sink = Instance(target.host, target.login, Flavor.MARIADB, target.port)
+    with tempfile.TemporaryDirectory(prefix="mysqlop-seed-") as work:
+        ca_file = ""
+        if donor.ca_pem:  # the tools verify both servers' chains against the cluster's CA
+            ca_file = str(Path(work) / "ca.crt")
+            Path(ca_file).write_text(donor.ca_pem)
+        source = Instance(donor.host, donor.login, Flavor.MARIADB, donor.port, ssl_ca=ca_file)
+        sink = Instance(target.host, target.login, Flavor.MARIADB, target.port, ssl_ca=ca_file)
+        return _stream(source, sink, work, started, timeout, secrets)
+
+
+def _stream(
+    source: Instance, sink: Instance, work: str, started: float, timeout: float, secrets: tuple[str, ...]
+) -> float:
+    """Pipe mariadb-dump of `source` into mariadb on `sink` (both through option files in `work`)."""
     with (
-        tempfile.TemporaryDirectory(prefix="mysqlop-seed-") as work,
         defaults_file(source, work) as source_defaults,
         defaults_file(sink, work) as sink_defaults,
     ):
@@ -151,13 +163,13 @@ def stream_dump(donor: SeedEndpoint, target: SeedEndpoint, timeout: float) -> fl
                     process.kill()
                     process.wait()
                 raise SeedError(
-                    f"copy from {donor.host} to {target.host} took longer than {timeout:.0f}s"
+                    f"copy from {source.host} to {sink.host} took longer than {timeout:.0f}s"
                 ) from None
         load_code, dump_code = codes
         if dump_code != 0:
-            raise SeedError(f"dump of {donor.host} failed ({dump_code}): {_tail(dump_err, secrets)}")
+            raise SeedError(f"dump of {source.host} failed ({dump_code}): {_tail(dump_err, secrets)}")
         if load_code != 0:
-            raise SeedError(f"load into {target.host} failed ({load_code}): {_tail(load_err, secrets)}")
+            raise SeedError(f"load into {sink.host} failed ({load_code}): {_tail(load_err, secrets)}")
     return time.monotonic() - started
 
 
@@ -190,15 +202,16 @@ def restore_binlog_state(session: Session, donor_state: str) -> str:
 CLONE_DONE_RESTART_BY_CONTAINER = 3707
 
 
-def clone(session: Session, dialect: Dialect, donor: SeedEndpoint) -> None:
+def clone(session: Session, dialect: Dialect, donor: SeedEndpoint, tls: bool = False) -> None:
     """MySQL: copy the donor's data directory into this instance with the clone plugin.
 
     The recipient restarts when the clone is done (itself under a supervisor, else through its
     container's restart), so a lost connection or error 3707 at the end is success.
+    With `tls` the copy is TLS, verified with the recipient's own CA file (when it has one).
     """
     if not isinstance(dialect, MysqlDialect):
         raise SeedError("CLONE INSTANCE is MySQL only")
-    statements = clone_statements(session, dialect, donor)
+    statements = clone_statements(session, dialect, donor, tls)
     try:
         session.execute(*statements)
     except InstanceUnreachable:
@@ -209,11 +222,16 @@ def clone(session: Session, dialect: Dialect, donor: SeedEndpoint) -> None:
         log.info("instance %s: clone complete; mysqld stops and its container restarts it", session.host)
 
 
-def clone_statements(session: Session, dialect: MysqlDialect, donor: SeedEndpoint) -> list[Statement]:
+def clone_statements(
+    session: Session, dialect: MysqlDialect, donor: SeedEndpoint, tls: bool = False
+) -> list[Statement]:
     """The recipient's statements: load the plugin if missing, accept the donor, clone."""
     installed = session.query_one(dialect.clone_plugin_query) is not None
     statements = [] if installed else [dialect.install_clone]
-    return statements + dialect.clone_from(donor.host, donor.port, donor.login.user, donor.login.password)
+    ca_path = str((session.query_one(dialect.ssl_ca_query) or {}).get("ssl_ca") or "") if tls else ""
+    return statements + dialect.clone_from(
+        donor.host, donor.port, donor.login.user, donor.login.password, ca_path
+    )
 
 
 def prepare_clone_donor(session: Session, dialect: MysqlDialect) -> None:

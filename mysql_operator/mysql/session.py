@@ -14,6 +14,7 @@ import pymysql
 import pymysql.cursors
 
 from mysql_operator.conventions import MYSQL_PORT
+from mysql_operator.tls.client import ClientTls
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +157,12 @@ def open_session(
     timeouts: Timeouts | None = None,
     unix_socket: str | None = None,
     secrets: Iterable[str] = (),
+    tls: ClientTls | None = None,
 ) -> Iterator[Session]:
     """A session to `host` as `login`, closed on exit.
 
+    With `tls` the session is TLS or nothing: the server must present a certificate of the given CA
+    (and name, when set); a server that offers no TLS is refused, never talked to in plaintext.
     Any failure to open the session is InstanceUnreachable, except a refused login (AccessDenied).
     `secrets` are extra strings (other passwords sent in statements) scrubbed from error texts.
     Raises InstanceUnreachable, AccessDenied or SqlError.
@@ -173,10 +177,14 @@ def open_session(
             password=login.password,
             unix_socket=unix_socket,
             connect_timeout=max(1, round(limits.connect)),
-            read_timeout=limits.read,
+            # The handshake waits for the server's greeting with the read timeout: a stalled server
+            # (SIGSTOP, an I/O freeze) accepts the TCP connection and then says nothing, so the
+            # greeting gets the connect timeout; statements get the read timeout below.
+            read_timeout=limits.connect,
             write_timeout=limits.write,
             autocommit=True,
             charset="utf8mb4",
+            **({"ssl": tls.context()} if tls is not None else {}),
         )
     except pymysql.err.MySQLError as error:
         raise _translate(error, host, scrub, None) from None
@@ -187,7 +195,14 @@ def open_session(
         # instance we cannot use: it must never escape a handler as an unexpected exception.
         detail = f"{host}: login failed: {type(error).__name__}: {error}"
         raise InstanceUnreachable(redact(detail, scrub)) from None
+    connection._read_timeout = limits.read  # pymysql keeps the per-statement timeout here
+    connection._sock.settimeout(limits.read)
     session = Session(connection, host, scrub)
+    # pymysql refuses a server without TLS once an SSLContext is given; older releases fell back to
+    # plaintext, so check what was negotiated rather than trust the library's version.
+    if tls is not None and not getattr(connection, "_secure", False):
+        session.close()
+        raise InstanceUnreachable(f"{host}: the server did not negotiate TLS")
     try:
         yield session
     finally:

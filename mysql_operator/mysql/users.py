@@ -81,19 +81,41 @@ class ClusterCredentials:
         return (self.root_password, self.replication_password, self.operator_password, self.app_password)
 
 
+# The operator's user administers every instance (users, replication, seeding, live configuration,
+# MysqlDatabase/MysqlUser) so that root never has to be reachable from the network. On MariaDB it
+# keeps READ_ONLY ADMIN through a fence: it unfences, and creates users unlogged on read-only
+# replicas; the fence ends every other client's session and takes root's bypass (mysql/actions.py).
+# The image's first start grants these (resources/config.py, the initdb script); an instance that
+# lacks the user (initialised before, with root@'%') gets it here, as root.
+ADMIN_PRIVILEGES: dict[Flavor, tuple[str, ...]] = {
+    Flavor.MYSQL: ("ALL PRIVILEGES",),
+    # READ_ONLY ADMIN: not in ALL PRIVILEGES on every 10.11+
+    Flavor.MARIADB: ("ALL PRIVILEGES", "READ_ONLY ADMIN"),
+}
+
+
+def admin_grants(flavor: Flavor, user: str) -> list[Statement]:
+    """The operator user's grants (with GRANT OPTION: it creates the other users)."""
+    return [
+        Statement(f"GRANT {privilege} ON *.* TO %s@'%%' WITH GRANT OPTION", (user,))
+        for privilege in ADMIN_PRIVILEGES[Flavor(flavor)]
+    ]
+
+
 def _existing_users(session: Session, dialect: Dialect) -> set[str]:
     return {str(row["user"]) for row in session.query(dialect.users_query) if str(row["host"]) == "%"}
 
 
 def ensure_system_users(session: Session, dialect: Dialect, credentials: ClusterCredentials) -> list[str]:
-    """Create the missing replication and operator users, unlogged. Needs a root session.
+    """Create the missing replication and operator users, unlogged. Needs a session of the operator's
+    user (or, on an instance initialised before the image created that user, of root).
 
     Returns the names of the users created.
     """
     existing = _existing_users(session, dialect)
     wanted: list[tuple[str, str, list[Statement]]] = [
         (REPLICATION_USER, credentials.replication_password, [dialect.grant_replication(REPLICATION_USER)]),
-        (OPERATOR_USER, credentials.operator_password, dialect.grant_operator(OPERATOR_USER)),
+        (OPERATOR_USER, credentials.operator_password, admin_grants(dialect.flavor, OPERATOR_USER)),
     ]
     created: list[str] = []
     session.execute(dialect.disable_binlog_for_session)
@@ -111,7 +133,7 @@ def ensure_system_users(session: Session, dialect: Dialect, credentials: Cluster
 def ensure_application(session: Session, dialect: Dialect, credentials: ClusterCredentials) -> list[str]:
     """Create the missing application database and user on the primary, logged so it replicates.
 
-    Needs a root session. Returns what was created (e.g. ["database shop", "user app"]).
+    Needs a session of the operator's user. Returns what was created (e.g. ["database shop", "user app"]).
     """
     created: list[str] = []
     database = credentials.app_database
@@ -154,13 +176,16 @@ def ensure_exporter_user(session: Session, dialect: Dialect, password: str) -> N
         session.execute(Statement("SET SESSION sql_log_bin=1"))
 
 
-def ensure_backup_user(session: Session, dialect: Dialect, password: str) -> None:
-    """Create (or re-password) the backup user with its read-only grants, unlogged. Needs root.
+def ensure_backup_user(session: Session, dialect: Dialect, password: str, *, logged: bool = False) -> None:
+    """Create (or re-password) the backup user with its read-only grants. Needs root.
 
-    Unlogged like the system users: the instance a backup is taken from is often a replica, where a
-    logged write would be an errant transaction. Each instance that serves a backup gets the user.
+    Unlogged by default, like the system users: the instance a backup is taken from is often a
+    replica, where a logged write would be an errant transaction. `logged=True` is for the primary
+    when a replica refuses the unlogged write (MySQL's super_read_only binds root too): the user then
+    reaches every instance through replication.
     """
-    session.execute(dialect.disable_binlog_for_session)
+    if not logged:
+        session.execute(dialect.disable_binlog_for_session)
     try:
         session.execute(
             dialect.create_user(BACKUP_USER, password),
@@ -168,4 +193,5 @@ def ensure_backup_user(session: Session, dialect: Dialect, password: str) -> Non
             Statement(f"GRANT {BACKUP_GRANTS[dialect.flavor]} ON *.* TO %s@'%%'", (BACKUP_USER,)),
         )
     finally:
-        session.execute(Statement("SET SESSION sql_log_bin=1"))
+        if not logged:
+            session.execute(Statement("SET SESSION sql_log_bin=1"))

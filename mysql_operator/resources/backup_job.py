@@ -10,6 +10,7 @@ command writes a compact JSON result to `/dev/termination-log`, kubelet copies i
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -80,6 +81,7 @@ class JobRequest:
     owner: dict[str, Any]  # an ownerReference: the MysqlBackup, or the MysqlCluster
     login: DatabaseLogin | None = None  # retention needs no database
     labels: dict[str, str] = field(default_factory=dict)
+    tls_secret: str | None = None  # the cluster's server certificate Secret: its ca.crt is mounted
 
 
 def job_name(base: str, suffix: str) -> str:
@@ -109,13 +111,17 @@ def archive_args(binlog_source: str) -> list[str]:
     return ["archive-binlogs", "--binlog-source", binlog_source]
 
 
-def retention_args(keep: int) -> list[str]:
-    return ["retention", "--keep", str(keep)]
+def retention_args(keep: int, spare: Sequence[str] = ()) -> list[str]:
+    """The retention command: keep the newest `keep`, and the backups in `spare` (restores read them)."""
+    return ["retention", "--keep", str(keep), *(arg for name in spare for arg in ("--spare", name))]
 
 
 def restore_args(location: str, point_in_time: str | None) -> list[str]:
     args = ["restore", "--backup", location]
     return [*args, "--point-in-time", point_in_time] if point_in_time else args
+
+
+TLS_CA_DIR = "/etc/mysql-operator/tls"
 
 
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
@@ -137,6 +143,8 @@ def job_env(request: JobRequest) -> list[dict[str, Any]]:
             _secret_env("DB_PASSWORD", login.secret, login.password_key),
             {"name": "DB_INSTANCE_NAME", "value": login.pod},
         ]
+        if request.tls_secret:
+            env.append({"name": "DB_SSL_CA", "value": f"{TLS_CA_DIR}/{c.KEY_TLS_CA}"})
     if request.storage.pvc is not None:
         env.append({"name": "BACKUP_PVC_ROOT", "value": PVC_ROOT})
     if request.storage.s3 is not None:
@@ -157,6 +165,18 @@ def build_job(request: JobRequest) -> dict[str, Any]:
         mounts.append({"name": "backups", "mountPath": PVC_ROOT})
         volumes.append(
             {"name": "backups", "persistentVolumeClaim": {"claimName": request.storage.pvc.claim_name}}
+        )
+    if request.tls_secret and request.login is not None:
+        # The CA only (never the server's key): the Job connects over TLS and verifies the server.
+        mounts.append({"name": "tls-ca", "mountPath": TLS_CA_DIR, "readOnly": True})
+        volumes.append(
+            {
+                "name": "tls-ca",
+                "secret": {
+                    "secretName": request.tls_secret,
+                    "items": [{"key": c.KEY_TLS_CA, "path": c.KEY_TLS_CA}],
+                },
+            }
         )
     container = {
         "name": CONTAINER_NAME,

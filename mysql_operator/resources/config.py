@@ -7,10 +7,15 @@ from typing import Any
 
 from mysql_operator import conventions as c
 from mysql_operator.api.models import MysqlClusterSpec, ReplicationMode
+from mysql_operator.mysql.users import ADMIN_PRIVILEGES
 from mysql_operator.mysql.variables import is_dynamic
 from mysql_operator.resources.meta import ClusterRef
 
 CONFIG_KEY = "my.cnf"
+TLS_DIR = "/etc/mysql/tls"  # the server certificate Secret, mounted read-only (resources/statefulset.py)
+# Run once by the image's entrypoint when it initialises an empty data directory, after it created
+# root@localhost only and the operator's user (MYSQL_USER/MARIADB_USER, password from the Secret).
+INITDB_KEY = "10-mysqlop-admin.sql"
 
 _COMMON = {
     "log_bin": "mysql-bin",
@@ -59,7 +64,23 @@ def mysqld_options(spec: MysqlClusterSpec) -> list[tuple[str, str]]:
     options += [("plugin_load_add", plugin) for plugin in _PLUGINS[spec.flavor]]
     if spec.replication.mode == ReplicationMode.SEMI_SYNC:
         options += [("plugin_load_add", plugin) for plugin in _SEMI_SYNC_PLUGINS[spec.flavor]]
+    options += tls_options(spec)
     options += sorted(spec.mysql_config.items())
+    return options
+
+
+def tls_options(spec: MysqlClusterSpec) -> list[tuple[str, str]]:
+    """The server's certificate files (the same names for MySQL and MariaDB), and whether plaintext
+    clients are refused. The files are reloaded live on rotation (mysql/tls.py), never restarted."""
+    if not spec.tls.enabled:
+        return []
+    options = [
+        ("ssl_ca", f"{TLS_DIR}/{c.KEY_TLS_CA}"),
+        ("ssl_cert", f"{TLS_DIR}/{c.KEY_TLS_CERT}"),
+        ("ssl_key", f"{TLS_DIR}/{c.KEY_TLS_KEY}"),
+    ]
+    if spec.tls.require_secure_transport:
+        options.append(("require_secure_transport", "ON"))
     return options
 
 
@@ -80,10 +101,24 @@ def config_hash(spec: MysqlClusterSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def render_initdb_sql(spec: MysqlClusterSpec) -> str:
+    """The grants of the operator's user, run once at initialisation (no password in it).
+
+    Unlogged: every instance runs it, and a logged write would be an errant GTID transaction."""
+    user = f"'{c.OPERATOR_USER}'@'%'"
+    lines = [
+        "-- Managed by mysql-operator: the operator's own user administers the server; root stays local.",
+        "SET SESSION sql_log_bin = 0;",
+        *(f"GRANT {grant} ON *.* TO {user} WITH GRANT OPTION;" for grant in ADMIN_PRIVILEGES[spec.flavor]),
+        "SET SESSION sql_log_bin = 1;",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def build_config_map(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": ref.metadata(c.config_map_name(ref.name)),
-        "data": {CONFIG_KEY: render_my_cnf(spec)},
+        "data": {CONFIG_KEY: render_my_cnf(spec), INITDB_KEY: render_initdb_sql(spec)},
     }

@@ -6,8 +6,10 @@ from typing import Any
 
 from mysql_operator import conventions as c
 from mysql_operator.api.models import MysqlClusterSpec, PvcRetention
-from mysql_operator.resources.config import config_hash
+from mysql_operator.resources.config import CONFIG_KEY, INITDB_KEY, TLS_DIR, config_hash
+from mysql_operator.resources.credentials import EXPORTER_CONFIG_KEY
 from mysql_operator.resources.meta import ClusterRef
+from mysql_operator.tls.manifests import TLS_VOLUME, server_secret_name
 
 CONTAINER_NAME = "mysqld"
 DATA_VOLUME = "data"
@@ -17,7 +19,10 @@ CONFIG_DIR = "/etc/mysql/conf.d"
 MYSQL_UID = 999  # the mysql user of the official MySQL and MariaDB images
 ANNOTATION_CONFIG_HASH = f"{c.API_GROUP}/config-hash"
 
-_ROOT_PASSWORD_ENV = {c.Flavor.MYSQL: "MYSQL_ROOT_PASSWORD", c.Flavor.MARIADB: "MARIADB_ROOT_PASSWORD"}
+INITDB_VOLUME = "initdb"
+INITDB_DIR = "/docker-entrypoint-initdb.d"
+# The official images' variables, by flavor: MYSQL_ROOT_PASSWORD or MARIADB_ROOT_PASSWORD, ...
+_IMAGE_ENV_PREFIX = {c.Flavor.MYSQL: "MYSQL_", c.Flavor.MARIADB: "MARIADB_"}
 _ADMIN_TOOL = {c.Flavor.MYSQL: "mysqladmin", c.Flavor.MARIADB: "mariadb-admin"}
 
 
@@ -30,14 +35,19 @@ def _field_env(name: str, path: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
+def _secret_key_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
 def mysqld_env(spec: MysqlClusterSpec, cluster: str) -> list[dict[str, Any]]:
+    """The server's environment: what the image's first start creates (root on localhost only, the
+    operator's user, passwords by Secret reference), and the pod's identity."""
+    prefix, secret = _IMAGE_ENV_PREFIX[spec.flavor], credentials_secret(spec, cluster)
     return [
-        {
-            "name": _ROOT_PASSWORD_ENV[spec.flavor],
-            "valueFrom": {
-                "secretKeyRef": {"name": credentials_secret(spec, cluster), "key": c.KEY_ROOT_PASSWORD}
-            },
-        },
+        _secret_key_env(f"{prefix}ROOT_PASSWORD", secret, c.KEY_ROOT_PASSWORD),
+        {"name": f"{prefix}ROOT_HOST", "value": "localhost"},
+        {"name": f"{prefix}USER", "value": c.OPERATOR_USER},
+        _secret_key_env(f"{prefix}PASSWORD", secret, c.KEY_OPERATOR_PASSWORD),
         _field_env("POD_NAME", "metadata.name"),
         _field_env("POD_NAMESPACE", "metadata.namespace"),
         _field_env("POD_IP", "status.podIP"),
@@ -79,6 +89,23 @@ def default_affinity(cluster: str) -> dict[str, Any]:
     }
 
 
+SPREAD_TOPOLOGY_KEYS = ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+
+
+def default_topology_spread(cluster: str) -> list[dict[str, Any]]:
+    """Spread instances across zones, then nodes, as evenly as the scheduler can (a preference:
+    ScheduleAnyway, so a cluster with fewer zones or nodes than instances still schedules)."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": c.selector_labels(cluster)},
+        }
+        for key in SPREAD_TOPOLOGY_KEYS
+    ]
+
+
 def _resources(spec: MysqlClusterSpec) -> dict[str, Any]:
     return {
         "requests": spec.resources.requests.wire(),
@@ -87,33 +114,26 @@ def _resources(spec: MysqlClusterSpec) -> dict[str, Any]:
 
 
 EXPORTER_CONTAINER = "exporter"
+EXPORTER_CONFIG_VOLUME = "exporter-config"
+EXPORTER_CONFIG_DIR = "/etc/mysqld-exporter"
 
 
-def build_exporter_container(spec: MysqlClusterSpec, cluster: str) -> dict[str, Any]:
-    """The mysqld_exporter sidecar: reads this pod's mysqld as a read-only user, serves :9104/metrics."""
+def build_exporter_container(spec: MysqlClusterSpec) -> dict[str, Any]:
+    """The mysqld_exporter sidecar: reads this pod's mysqld as a read-only user, serves :9104/metrics.
+
+    Its login comes from a mounted option file (`--config.my-cnf`, the exporter-config Secret), never
+    from the environment (with TLS on, that file asks for TLS). It has no readiness probe: a pod's
+    readiness is the AND of its containers', and a metrics failure must never take an instance out of
+    its Service."""
     return {
         "name": EXPORTER_CONTAINER,
         "image": spec.monitoring.exporter_image,
         "imagePullPolicy": spec.image_pull_policy,
-        "env": [
-            _field_env("POD_IP", "status.podIP"),
-            {
-                "name": "EXPORTER_PASSWORD",
-                "valueFrom": {
-                    "secretKeyRef": {
-                        "name": credentials_secret(spec, cluster),
-                        "key": c.KEY_EXPORTER_PASSWORD,
-                    }
-                },
-            },
-            # kubelet expands $(VAR) from the variables above; the password never appears in the spec.
-            {
-                "name": "DATA_SOURCE_NAME",
-                "value": f"{c.EXPORTER_USER}:$(EXPORTER_PASSWORD)@($(POD_IP):{c.MYSQL_PORT})/",
-            },
-        ],
+        "args": [f"--config.my-cnf={EXPORTER_CONFIG_DIR}/{EXPORTER_CONFIG_KEY}"],
         "ports": [{"name": "metrics", "containerPort": c.EXPORTER_PORT, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 10},
+        "volumeMounts": [
+            {"name": EXPORTER_CONFIG_VOLUME, "mountPath": EXPORTER_CONFIG_DIR, "readOnly": True}
+        ],
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -138,6 +158,7 @@ def build_pod_template(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any
         "volumeMounts": [
             {"name": DATA_VOLUME, "mountPath": DATA_DIR},
             {"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": INITDB_VOLUME, "mountPath": INITDB_DIR, "readOnly": True},
         ],
         "startupProbe": ping_probe(spec, period=2, failures=150),
         "readinessProbe": ping_probe(spec, period=2, failures=2),
@@ -149,12 +170,31 @@ def build_pod_template(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any
             "runAsNonRoot": True,
         },
     }
+    config_map = c.config_map_name(ref.name)
+    volumes: list[dict[str, Any]] = [
+        {"name": name, "configMap": {"name": config_map, "items": [{"key": key, "path": key}]}}
+        for name, key in ((CONFIG_VOLUME, CONFIG_KEY), (INITDB_VOLUME, INITDB_KEY))
+    ]
+    tls_secret = server_secret_name(spec, ref.name)
+    if tls_secret:
+        # Not a subPath mount: kubelet then refreshes the files when the Secret is rotated, and the
+        # operator makes mysqld reload them. Group-readable for the mysql group (fsGroup).
+        container["volumeMounts"].append({"name": TLS_VOLUME, "mountPath": TLS_DIR, "readOnly": True})
+        volumes.append({"name": TLS_VOLUME, "secret": {"secretName": tls_secret, "defaultMode": 0o440}})
     containers = [container]
     if spec.monitoring.exporter:
-        containers.append(build_exporter_container(spec, ref.name))
+        containers.append(build_exporter_container(spec))
         annotations.update({"prometheus.io/scrape": "true", "prometheus.io/port": str(c.EXPORTER_PORT)})
+        volumes.append(
+            {
+                "name": EXPORTER_CONFIG_VOLUME,
+                "secret": {"secretName": c.exporter_secret_name(ref.name), "defaultMode": 0o440},
+            }
+        )
     pod_spec: dict[str, Any] = {
         "terminationGracePeriodSeconds": 60,
+        # mysqld never calls the Kubernetes API: no token in its pods, whatever ServiceAccount they run as.
+        "automountServiceAccountToken": False,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": MYSQL_UID,
@@ -163,8 +203,13 @@ def build_pod_template(ref: ClusterRef, spec: MysqlClusterSpec) -> dict[str, Any
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "affinity": overrides.affinity or default_affinity(ref.name),
+        "topologySpreadConstraints": (
+            default_topology_spread(ref.name)
+            if overrides.topology_spread_constraints is None
+            else list(overrides.topology_spread_constraints)
+        ),
         "containers": containers,
-        "volumes": [{"name": CONFIG_VOLUME, "configMap": {"name": c.config_map_name(ref.name)}}],
+        "volumes": volumes,
     }
     if overrides.node_selector:
         pod_spec["nodeSelector"] = dict(overrides.node_selector)

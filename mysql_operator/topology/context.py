@@ -14,6 +14,7 @@ from mysql_operator.mysql.dialect import Dialect
 from mysql_operator.mysql.observe import InstanceObservation, observe_instance, unreachable
 from mysql_operator.mysql.session import Login, MysqlError, Timeouts, open_session
 from mysql_operator.mysql.users import ClusterCredentials, ensure_system_users
+from mysql_operator.tls.client import ClientTls
 from mysql_operator.topology.decide import ClusterView, Problem, ReplicationMode
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class InstanceEndpoint:
     pod_name: str
     host: str
     port: int = MYSQL_PORT
+    tls: ClientTls | None = None  # None: plaintext (TLS off, or no CA known yet)
     terminating: bool = False  # the pod is being deleted: never a candidate, the primary moves off it
 
 
@@ -129,6 +131,7 @@ class Pass:
             port=endpoint.port,
             timeouts=self.timeouts,
             secrets=self.credentials.secrets,
+            tls=endpoint.tls,
         )
 
     def event(self, kind: str, reason: str, message: str) -> None:
@@ -143,11 +146,13 @@ class Pass:
         endpoint = self.endpoints[ordinal]
         observation = observe_instance(
             ordinal, endpoint.host, self.credentials.operator, self.dialect,
-            port=endpoint.port, timeouts=self.timeouts,
+            port=endpoint.port, timeouts=self.timeouts, tls=endpoint.tls,
         )
         if not observation.login_refused:
             return observation
-        # A fresh instance: only root exists. Create the operator's users, unlogged, then look again.
+        # An instance initialised before the image created the operator's user (root@'%' was made
+        # then): create the operator's users as root, unlogged, then look again. New instances have
+        # root on localhost only, and this login is refused like the first.
         try:
             with self.session(ordinal, self.credentials.root) as session:
                 created = ensure_system_users(session, self.dialect, self.credentials)
@@ -157,7 +162,7 @@ class Pass:
             self.event("Normal", "UsersCreated", f"instance {ordinal}: created {', '.join(created)}")
         return observe_instance(
             ordinal, endpoint.host, self.credentials.operator, self.dialect,
-            port=endpoint.port, timeouts=self.timeouts,
+            port=endpoint.port, timeouts=self.timeouts, tls=endpoint.tls,
         )
 
     def observe_all(self, ordinals: Sequence[int]) -> dict[int, InstanceObservation]:

@@ -61,7 +61,7 @@ def _act(work: Pass, action: Action, observed: Mapping[int, InstanceObservation]
     dialect = work.dialect
     semi = work.mode is ReplicationMode.SEMI_SYNC
     if isinstance(action, Bootstrap):
-        with work.session(action.ordinal, work.credentials.root) as session:
+        with work.session(action.ordinal) as session:
             ensure_system_users(session, dialect, work.credentials)
             actions.promote(session, dialect)
             created = ensure_application(session, dialect, work.credentials)
@@ -123,6 +123,9 @@ def fence(work: Pass, ordinal: int, reason: str, *, reachable: bool = True, bind
 def attach(work: Pass, action: AttachReplica | RepairReplica) -> None:
     source = work.endpoints[action.source]
     with work.session(action.ordinal) as session:
+        # The operator's user exists from the image's first start; the replication user is ours to
+        # create (unlogged, idempotent) before an instance replicates or can be promoted.
+        ensure_system_users(session, work.dialect, work.credentials)
         if isinstance(action, RepairReplica) and not action.repoint:
             actions.start_replica(session, work.dialect)
             work.event("Normal", "ReplicaRestarted", f"instance {action.ordinal}: {action.reason}")
@@ -130,6 +133,7 @@ def attach(work: Pass, action: AttachReplica | RepairReplica) -> None:
         actions.configure_replica(
             session, work.dialect, source_host=source.host, source_port=source.port,
             replication=work.credentials.replication, semi_sync=work.mode is ReplicationMode.SEMI_SYNC,
+            tls=source.tls is not None,
         )
     reason = "ReplicaAttached" if isinstance(action, AttachReplica) else "ReplicaRepointed"
     work.event("Normal", reason, f"instance {action.ordinal} replicates from {action.source} "
@@ -137,10 +141,12 @@ def attach(work: Pass, action: AttachReplica | RepairReplica) -> None:
 
 
 def ensure_application_on(work: Pass, ordinal: int) -> None:
-    """The application user/database exist on a new primary (a no-op when they replicated)."""
+    """The replication user (unlogged) and the application user/database exist on a new primary (a
+    no-op when they were there: an instance never attached, e.g. restored, lacks the first)."""
     try:
-        with work.session(ordinal, work.credentials.root) as session:
-            created = ensure_application(session, work.dialect, work.credentials)
+        with work.session(ordinal) as session:
+            created = ensure_system_users(session, work.dialect, work.credentials)
+            created += ensure_application(session, work.dialect, work.credentials)
     except MysqlError as error:
         work.problems.append(Problem("ApplicationUserUnchecked", str(error), ordinal))
         return

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mysql_operator.conventions import ANNOTATION_FENCED
 from mysql_operator.topology.memory import TopologyMemory
 
 PROBE_INTERVAL = 2.0  # seconds between SQL probes of a healthy cluster (no API request)
@@ -72,8 +73,9 @@ def pod_change_wakes(old: Mapping[str, Any] | None, new: Mapping[str, Any] | Non
 
 def cluster_signature(body: Mapping[str, Any]) -> tuple[Any, ...]:
     """What of the MysqlCluster makes its topology loop look again at once: a new generation, a
-    newly accepted spec, credentials becoming ready, a restore finishing. The loop's own status
-    writes (instances, conditions it owns, memory) are left out, so they never wake it."""
+    newly accepted spec, credentials becoming ready, a restore finishing, the pods a user fenced
+    (`kubectl mysql fence`, an annotation). The loop's own status writes (instances, conditions it
+    owns, memory) are left out, so they never wake it."""
     meta, status = body.get("metadata") or {}, body.get("status") or {}
     credentials = next((str(cond.get("status")) for cond in status.get("conditions") or ()
                         if cond.get("type") == "CredentialsReady"), "")
@@ -83,4 +85,5 @@ def cluster_signature(body: Mapping[str, Any]) -> tuple[Any, ...]:
         status.get("acceptedSpec"),
         credentials,
         (status.get("restore") or {}).get("phase"),
+        (meta.get("annotations") or {}).get(ANNOTATION_FENCED),
     )

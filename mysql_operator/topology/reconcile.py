@@ -150,7 +150,7 @@ def _apply_live_config(
 ) -> None:
     def apply(ordinal: int) -> str:
         try:
-            with work.session(ordinal, work.credentials.root) as session:
+            with work.session(ordinal) as session:
                 changed = variables.apply_live(session, work.dialect, wanted)
         except (MysqlError, ValueError) as error:
             return f"!{error}"

@@ -46,6 +46,7 @@ class SeedWorkers:
     def __init__(self, parallel: int = 2) -> None:
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="seed")
         self._jobs: dict[int, _Job] = {}
+        self._started: dict[int, int] = {}
         self._lock = threading.Lock()
 
     def start(self, ordinal: int, description: str, work: Callable[[], float]) -> bool:
@@ -54,7 +55,14 @@ class SeedWorkers:
             if ordinal in self._jobs:
                 return False
             self._jobs[ordinal] = _Job(description, time.monotonic(), self._pool.submit(work))
+            self._started[ordinal] = self._started.get(ordinal, 0) + 1
             return True
+
+    def data_generations(self) -> dict[int, int]:
+        """ordinal -> how many seeds were started for it: each replaced (or is replacing) its data, so
+        what was set up on the instance before (users created unlogged) may be gone."""
+        with self._lock:
+            return dict(self._started)
 
     def running(self) -> dict[int, str]:
         """ordinal -> what is being done, with the time it has taken so far."""
@@ -128,32 +136,33 @@ def seed_runner(work: Pass, action: Seed) -> Callable[[], float]:
         return open_session(endpoint.host, login, port=endpoint.port,
                             timeouts=timeouts or Timeouts(settings.connect_timeout, settings.read_timeout,
                                                           settings.read_timeout),
-                            secrets=creds.secrets)
+                            secrets=creds.secrets, tls=endpoint.tls)
 
+    # Every step logs in as the operator's user (root is local to its pod only). On MariaDB that user
+    # keeps READ_ONLY ADMIN through a fence, so it wipes and loads a fenced old primary too.
     def run() -> float:
         started = time.monotonic()
-        donor_end = seed.SeedEndpoint(donor.host, creds.root, donor.port)
+        ca_pem = donor.tls.ca_pem if donor.tls is not None else ""
+        donor_end = seed.SeedEndpoint(donor.host, creds.operator, donor.port, ca_pem)
         if isinstance(dialect, MysqlDialect):
-            with session(donor, creds.root) as donor_session:
+            with session(donor, creds.operator) as donor_session:
                 seed.prepare_clone_donor(donor_session, dialect)
-            with session(target, creds.root, seed_timeouts) as target_session:
-                seed.clone(target_session, dialect, donor_end)
+            with session(target, creds.operator, seed_timeouts) as target_session:
+                seed.clone(target_session, dialect, donor_end, tls=donor.tls is not None)
             return time.monotonic() - started  # it restarts; later passes attach it
         with session(target, creds.operator) as target_session:
-            actions.restore_fence_bypass(target_session, dialect)  # a fenced old primary is rebuilt
-        with session(target, creds.root) as target_session:
             dropped = seed.wipe(target_session, dialect)
         log.info("seed of instance %s: wiped (%d databases dropped)", action.ordinal, len(dropped))
-        with session(donor, creds.root) as donor_session:
+        with session(donor, creds.operator) as donor_session:
             history = seed.donor_binlog_state(donor_session)
-        seed.stream_dump(donor_end, seed.SeedEndpoint(target.host, creds.root, target.port),
+        seed.stream_dump(donor_end, seed.SeedEndpoint(target.host, creds.operator, target.port, ca_pem),
                          settings.seed_timeout)
-        with session(target, creds.root) as target_session:
+        with session(target, creds.operator) as target_session:
             seed.restore_binlog_state(target_session, history)
         with session(target, creds.operator) as target_session:
             actions.configure_replica(
                 target_session, dialect, source_host=source.host, source_port=source.port,
-                replication=creds.replication, semi_sync=semi_sync,
+                replication=creds.replication, semi_sync=semi_sync, tls=source.tls is not None,
             )
         return time.monotonic() - started
 

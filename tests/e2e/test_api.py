@@ -18,7 +18,7 @@ OWNED = [
     ("service", "{n}-replicas"),
     ("configmap", "{n}-config"),
     ("poddisruptionbudget", "{n}"),
-    ("secret", "{n}-credentials"),
+    ("networkpolicy", "{n}"),
 ]
 
 
@@ -68,9 +68,10 @@ def test_invalid_clusters_are_rejected_naming_the_field_and_nothing_is_created(o
 
 def test_transition_rules_refuse_immutable_changes(operator: Cluster) -> None:
     ns = operator.create_namespace("immutable")
-    operator.apply(cr("db", {"flavor": "mariadb", "instances": 1, "storage": {"size": "2Gi"}}), ns)
+    operator.apply(cr("db", {"flavor": "mysql", "image": "mysql:9.7", "instances": 1,
+                             "storage": {"size": "2Gi"}}), ns)
     for patch, expected in (
-        ({"flavor": "mysql"}, "flavor is immutable"),
+        ({"flavor": "mariadb"}, "flavor is immutable"),
         ({"storage": {"size": "1Gi"}}, "storage.size may grow but never shrink"),
         ({"replication": {"mode": "semi-sync"}}, "replication.mode cannot be changed"),
     ):
@@ -79,9 +80,12 @@ def test_transition_rules_refuse_immutable_changes(operator: Cluster) -> None:
         )
         assert result.returncode != 0 and expected in result.stderr, result.stderr
     # An image-only downgrade has no CEL rule: the operator refuses it, says why, and applies nothing.
-    before = operator.get("statefulset", "db", ns)["spec"]["template"]["spec"]["containers"][0]["image"]
+    before = wait_for(
+        lambda: operator.get("statefulset", "db", ns)["spec"]["template"]["spec"]["containers"][0]["image"],
+        120, "the StatefulSet of the accepted spec",
+    )
     operator.kubectl(
-        "patch", "mysqlcluster", "db", "-n", ns, "--type=merge", "-p", '{"spec": {"image": "mariadb:10.6"}}'
+        "patch", "mysqlcluster", "db", "-n", ns, "--type=merge", "-p", '{"spec": {"image": "mysql:8.4"}}'
     )
 
     def refused() -> dict[str, Any] | None:
@@ -103,7 +107,7 @@ def test_transition_rules_refuse_immutable_changes(operator: Cluster) -> None:
         ns,
         "--type=merge",
         "-p",
-        '{"spec": {"image": "mariadb:10.11", "instances": 2}}',
+        '{"spec": {"image": "mysql:9.7", "instances": 2}}',
     )
     wait_for(
         lambda: (c := operator.condition("db", ns, "Valid")) and c["status"] == "True", 60, "Valid again"
@@ -159,6 +163,11 @@ def test_mysql_example_creates_owned_objects_and_reports_its_pods_not_runnable(o
     assert {"CredentialsGenerated", "Applied"} <= reasons
     secret = operator.secret(f"{name}-credentials", ns)
     assert {"root-password", "replication-password", "operator-password", "app-password"} <= set(secret)
+    # Volumes retained (the default): the passwords that open them are not owned by the cluster.
+    meta = operator.get("secret", f"{name}-credentials", ns)["metadata"]
+    assert (
+        "ownerReferences" not in meta and meta["labels"]["app.kubernetes.io/managed-by"] == "mysql-operator"
+    )
     assert secret["app-user"] == "app" and secret["app-database"] == "shop"
 
 
@@ -220,3 +229,4 @@ def test_deleting_a_cluster_garbage_collects_every_owned_object(operator: Cluste
     wait_for(all_gone, 120, "garbage collection of every owned object")
     # pvcRetention defaults to Retain: the data volumes stay for a later cluster of the same name.
     assert len(operator.items("persistentvolumeclaims", ns)) == len(pvcs_before) > 0
+    assert operator.secret(f"{name}-credentials", ns), "and so do the credentials that open them"

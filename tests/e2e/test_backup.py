@@ -8,8 +8,8 @@ PersistentVolumeClaim of the sandbox's default StorageClass, mounted into the Jo
 
 Point in time: rows written, backed up, more written, a moment noted, more written, binlogs archived;
 a new cluster restored to that moment holds exactly the rows of that moment, table by table, row by
-row and by CHECKSUM TABLE. Also: scheduled backups and retention, a backup Job killed half way, a
-restore from a backup that does not exist.
+row and by CHECKSUM TABLE. Also: scheduled backups and retention (which spares a backup a restore
+still waits for), a backup Job killed half way, a restore from a backup that does not exist.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def shop(operator: Cluster, s3: S3Server, request: pytest.FixtureRequest) -> Ite
     )
     operator.wait_ready(SOURCE, shop.ns, timeout=420)
     operator.wait_ready(SCHEDULED, shop.ns, timeout=420)
-    with root_session(shop, SCHEDULED, f"{SCHEDULED}-0") as conn, conn.cursor() as cur:
+    with admin_session(shop, SCHEDULED, f"{SCHEDULED}-0") as conn, conn.cursor() as cur:
         create_tables(cur)
         cur.executemany(
             "INSERT INTO app.items (id, name, qty) VALUES (%s, %s, %s)",
@@ -161,9 +161,10 @@ def shop(operator: Cluster, s3: S3Server, request: pytest.FixtureRequest) -> Ite
     operator.kubectl("delete", "namespace", shop.ns, "--wait=false")  # flavors do not pile up
 
 
-def root_session(cluster: Shop, name: str, pod: str) -> Any:
-    root = cluster.secret(f"{name}-credentials", cluster.ns)["root-password"]
-    return connect(cluster.pod_ip(pod, cluster.ns), "root", root)
+def admin_session(cluster: Shop, name: str, pod: str) -> Any:
+    """The operator's user on `pod` (root is local to its pod only)."""
+    admin = cluster.secret(f"{name}-credentials", cluster.ns)["operator-password"]
+    return connect(cluster.pod_ip(pod, cluster.ns), "mysqlop_admin", admin)
 
 
 def create_tables(cur: Any) -> None:
@@ -176,7 +177,7 @@ def create_tables(cur: Any) -> None:
 
 def snapshot(cluster: Shop, name: str, pod: str) -> dict[str, Any]:
     """Every table of the app database: its CHECKSUM TABLE and all its rows in key order."""
-    with root_session(cluster, name, pod) as conn, conn.cursor() as cur:
+    with admin_session(cluster, name, pod) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'app' ORDER BY table_name"
         )
@@ -211,7 +212,7 @@ def seconds_between(start: str, end: str) -> float:
 
 def test_a_backup_to_s3_completes_from_a_replica_and_kubectl_shows_it(shop: Shop, s3: S3Server) -> None:
     primary = shop.status(SOURCE, shop.ns)["primary"]
-    with root_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
+    with admin_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
         create_tables(cur)
         cur.executemany(
             "INSERT INTO app.items (id, name, qty) VALUES (%s, %s, %s)",
@@ -241,7 +242,7 @@ def test_a_backup_to_s3_completes_from_a_replica_and_kubectl_shows_it(shop: Shop
 
 def test_point_in_time_restore_into_a_new_cluster_has_exactly_the_rows_of_that_moment(shop: Shop) -> None:
     primary = shop.status(SOURCE, shop.ns)["primary"]
-    with root_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
+    with admin_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
         cur.execute("UPDATE app.items SET qty = qty + 1 WHERE id <= 50")
         cur.execute("DELETE FROM app.items WHERE id > 190")
         cur.executemany(
@@ -255,7 +256,7 @@ def test_point_in_time_restore_into_a_new_cluster_has_exactly_the_rows_of_that_m
         time.sleep(0.1)
     expected = snapshot(shop, SOURCE, primary)
     assert set(expected) == {"items", "orders", "notes"}
-    with root_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
+    with admin_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
         cur.execute("UPDATE app.items SET name = 'too late' WHERE id <= 100")
         cur.execute("INSERT INTO app.notes VALUES (2, 'after the moment')")
         cur.execute("DROP TABLE app.orders")
@@ -289,23 +290,44 @@ def test_point_in_time_restore_into_a_new_cluster_has_exactly_the_rows_of_that_m
 
 
 def test_a_backup_job_killed_half_way_leaves_the_backup_failed(shop: Shop, s3: S3Server) -> None:
+    # The dump is stalled on the replica without writing there (a replica is read-only, and MySQL's
+    # super_read_only refuses even root's LOCK TABLES ... WRITE): an open transaction of the test
+    # holds app.items, an ALTER replicated from the primary queues for that table's exclusive
+    # metadata lock, and every later reader queues behind it. Whatever the dump does first on that
+    # replica waits: MySQL's mysqldump its FLUSH TABLES / FLUSH TABLES WITH READ LOCK, MariaDB's
+    # mariadb-dump (a consistent binlog snapshot, no global lock) its SELECT from app.items. Closing
+    # the test's session (the with-block, also on failure) lets the ALTER and the replica go on.
+    primary = shop.status(SOURCE, shop.ns)["primary"]
     replica = next(i["name"] for i in shop.status(SOURCE, shop.ns)["instances"] if i["role"] == "replica")
-    with root_session(shop, SOURCE, replica) as lock, lock.cursor() as cur:
-        cur.execute("LOCK TABLES app.items WRITE")  # the dump blocks on this table, half way
+    with admin_session(shop, SOURCE, replica) as hold, hold.cursor() as cur:
+        cur.execute("START TRANSACTION")
+        cur.execute("SELECT COUNT(*) FROM app.items")  # its metadata lock lasts until the session ends
+        with admin_session(shop, SOURCE, primary) as conn, conn.cursor() as writer:
+            writer.execute("ALTER TABLE app.items COMMENT = 'stalls a backup on the replica'")
+
+        def waiting(user_clause: str) -> bool:
+            cur.execute(
+                "SELECT COUNT(*) FROM information_schema.processlist "
+                f"WHERE {user_clause} AND state LIKE 'Waiting for%'"
+            )
+            return bool(cur.fetchone()[0])
+
+        wait_for(
+            lambda: waiting("info LIKE '%ALTER TABLE app.items%'"),
+            60,
+            "the replicated ALTER to wait for app.items",
+        )
         shop.apply(backup_manifest("src-killed", SOURCE), shop.ns)
         wait_backup(shop, "src-killed", ("Running",))
 
         def dumping() -> str | None:
-            cur.execute(
-                "SELECT COUNT(*) FROM information_schema.processlist WHERE user = 'mysqlop_backup' "
-                "AND state LIKE 'Waiting for%'"
-            )
-            if not cur.fetchone()[0]:
+            if not waiting("user = 'mysqlop_backup'"):
                 return None
             pods = shop.items("pods", shop.ns, "job-name=src-killed-backup")
             return str(pods[0]["metadata"]["name"]) if pods else None
 
-        pod = wait_for(dumping, 60, "the dump to wait on the locked table")
+        pod = wait_for(dumping, 120, "the dump to wait behind the ALTER, half way")
+        assert mysqlbackup(shop, "src-killed")["status"]["instance"] == replica
         assert shop.sandbox.kill_container(shop.ns, pod, "backup"), "the Job's process was killed"
     status = wait_backup(shop, "src-killed", ("Completed", "Failed"))
     assert status["phase"] == "Failed", status
@@ -347,26 +369,59 @@ def pvc_directory(cluster: Shop) -> Path:
 
 def test_scheduled_backups_fire_and_retention_prunes_objects_and_data(shop: Shop) -> None:
     seen: set[str] = set()
+    stored = pvc_directory(shop) / "sched" / "backups"
 
-    def pruned_after_three() -> dict[str, Any] | None:
+    def retention_state() -> dict[str, Any]:
+        return dict(shop.status(SCHEDULED, shop.ns).get("backup") or {})
+
+    def settled() -> tuple[dict[str, Any], list[dict[str, Any]], list[str]] | None:
+        """Objects and stored manifests read while no retention ran (the state is the same after as
+        before): a backup every minute, so the next backup and its retention may come at any time."""
+        state = retention_state()
         backups = shop.items("mysqlbackups", shop.ns, f"mysql.operator.dev/cluster={SCHEDULED}")
         seen.update(b["metadata"]["name"] for b in backups)
-        state = shop.status(SCHEDULED, shop.ns).get("backup") or {}
-        done = len(seen) >= 3 and state.get("retainedAfter") and not state.get("retentionJob")
-        return state if done and str(state.get("lastRetention", "")).startswith("kept 2") else None
+        done = state.get("retainedAfter") and not state.get("retentionJob")
+        if not (done and str(state.get("lastRetention", "")).startswith("kept 2")):
+            return None
+        listed = sorted(p.parent.name for p in stored.glob("*/manifest.json"))
+        after = retention_state()
+        same = after.get("retainedAfter") == state["retainedAfter"] and not after.get("retentionJob")
+        # and the next backup not complete yet, so its retention is not seconds away either
+        newer = [b for b in backups if b["metadata"]["name"] > str(state["retainedAfter"])]
+        quiet = not any((b.get("status") or {}).get("phase") == "Completed" for b in newer)
+        return (state, backups, listed) if same and quiet and len(seen) >= 3 else None
 
-    state = wait_for(pruned_after_three, 240, "3 scheduled backups and retention after the third", interval=2)
-    remaining = shop.items("mysqlbackups", shop.ns, f"mysql.operator.dev/cluster={SCHEDULED}")
-    complete = sorted(
-        b["metadata"]["name"] for b in remaining if (b.get("status") or {}).get("phase") == "Completed"
+    state, remaining, listed = wait_for(
+        settled, 240, "3 scheduled backups and retention after the third", interval=2
     )
-    assert len(complete) <= 2 and len(seen) >= 3, (seen, complete, state)
-    stored = pvc_directory(shop) / "sched" / "backups"
-    with_manifest = sorted(p.parent.name for p in stored.glob("*/manifest.json"))
+    # Retention ran after `retainedAfter` completed: what it decided covers the backups up to that
+    # one (names sort by fire time); a newer one may have completed since, its retention still due.
+    upto = str(state["retainedAfter"])
+    complete = sorted(
+        b["metadata"]["name"]
+        for b in remaining
+        if (b.get("status") or {}).get("phase") == "Completed" and b["metadata"]["name"] <= upto
+    )
+    assert len(complete) <= 2 and complete[-1] == upto and len(seen) >= 3, (seen, complete, state)
+    with_manifest = [name for name in listed if name <= upto]
     assert with_manifest == complete, "retention deleted the data of the pruned backups, and only theirs"
 
-    newest = complete[-1]
-    shop.apply(cluster_manifest(shop.flavor, "sched-copy", 1, restoreFrom={"backup": newest}), shop.ns)
+    # A restore that has not read its backup yet keeps it from retention: the oldest kept backup,
+    # next in line to go, stays while a new cluster restoring from it waits (suspended, so it waits
+    # for as long as the test needs); then that cluster is let go and restores it.
+    oldest = complete[0]
+    copy = cluster_manifest(shop.flavor, "sched-copy", 1, restoreFrom={"backup": oldest}, suspend=True)
+    shop.apply(copy, shop.ns)
+
+    def retention_after_a_newer_backup() -> dict[str, Any] | None:
+        now = retention_state()
+        done = str(now.get("retainedAfter") or "") > upto and not now.get("retentionJob")
+        return now if done and str(now.get("lastRetention", "")).startswith("kept 2") else None
+
+    later = wait_for(retention_after_a_newer_backup, 180, "retention after a newer scheduled backup", 2)
+    assert mysqlbackup(shop, oldest)["status"]["phase"] == "Completed", later
+    assert (stored / oldest / "manifest.json").exists(), "retention spared the backup a restore waits for"
+    shop.apply({**copy, "spec": {**copy["spec"], "suspend": False}}, shop.ns)
     shop.wait_ready("sched-copy", shop.ns, timeout=240)
     assert snapshot(shop, "sched-copy", "sched-copy-0") == snapshot(shop, SCHEDULED, f"{SCHEDULED}-0")
 

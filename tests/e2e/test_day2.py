@@ -36,6 +36,7 @@ from tests.e2e.conftest import (
 pytestmark = pytest.mark.e2e
 
 NAME = "d2"
+ADMIN = "mysqlop_admin"  # the operator's user: root is local to its pod only
 NODE_PORTS = {"mysql": 30417, "mariadb": 30418}
 ROLE = "mysql.operator.dev/role"
 MAX_WRITES = 20_000
@@ -158,10 +159,10 @@ def pod_names(cluster: D2) -> list[str]:
 
 
 def checksums(cluster: D2) -> dict[str, Any]:
-    root = secret(cluster, "root-password")
+    admin = secret(cluster, "operator-password")
     sums = {}
     for pod in pod_names(cluster):
-        with connect(cluster.pod_ip(pod, cluster.ns), "root", root, "app") as conn, conn.cursor() as cur:
+        with connect(cluster.pod_ip(pod, cluster.ns), ADMIN, admin, "app") as conn, conn.cursor() as cur:
             cur.execute("CHECKSUM TABLE app.writes")
             sums[pod] = cur.fetchone()[1]
     return sums
@@ -175,7 +176,7 @@ def converged(cluster: D2) -> bool:
 
 def variable(cluster: D2, pod: str, name: str) -> Any:
     with (
-        connect(cluster.pod_ip(pod, cluster.ns), "root", secret(cluster, "root-password")) as conn,
+        connect(cluster.pod_ip(pod, cluster.ns), ADMIN, secret(cluster, "operator-password")) as conn,
         conn.cursor() as cur,
     ):
         cur.execute(f"SELECT @@GLOBAL.{name}")
@@ -315,9 +316,9 @@ def test_major_downgrade_is_refused(d2: D2) -> None:
 def test_errant_replica_is_reported_then_reseeded(d2: D2) -> None:
     status = d2.status(NAME, d2.ns)
     victim = next(i["name"] for i in status["instances"] if i["role"] == "replica")
-    root = secret(d2, "root-password")
+    admin = secret(d2, "operator-password")
     with write_load(d2, "re-seed"):
-        with connect(d2.pod_ip(victim, d2.ns), "root", root, "app") as conn, conn.cursor() as cur:
+        with connect(d2.pod_ip(victim, d2.ns), ADMIN, admin, "app") as conn, conn.cursor() as cur:
             cur.execute("SET GLOBAL read_only=0")
             cur.execute("SET SESSION sql_log_bin=1")
             cur.execute("INSERT INTO writes VALUES (%s, 0)", (999_999_999,))
@@ -342,7 +343,7 @@ def test_errant_replica_is_reported_then_reseeded(d2: D2) -> None:
         wait_for(reseeded, 180, f"{victim} re-seeded")
         d2.wait_ready(NAME, d2.ns, timeout=120)
         print(f"re-seed of {victim}: {time.monotonic() - started:.1f}s from autoReseed on to Ready")
-    with connect(d2.pod_ip(victim, d2.ns), "root", root, "app") as conn, conn.cursor() as cur:
+    with connect(d2.pod_ip(victim, d2.ns), ADMIN, admin, "app") as conn, conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM writes WHERE id = 999999999")
         assert cur.fetchone()[0] == 0, "the errant row is gone"
 

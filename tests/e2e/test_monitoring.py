@@ -38,6 +38,10 @@ def test_exporter_sidecar_reports_each_instance_up_and_replication(operator: Clu
         pod = operator.get("pod", inst["name"], ns)
         names = [c["name"] for c in pod["spec"]["containers"]]
         assert names == ["mysqld", "exporter"]
+        exporter = pod["spec"]["containers"][1]
+        # Its login comes from the mounted option file; its health never decides Service membership.
+        assert "env" not in exporter and "readinessProbe" not in exporter
+        assert exporter["args"] == ["--config.my-cnf=/etc/mysqld-exporter/my.cnf"]
         url = f"http://{pod['status']['podIP']}:9104/metrics"
         # mysql_up is 1 only once the exporter logs in with its own user, which the operator creates.
         text = wait_for(

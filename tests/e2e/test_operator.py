@@ -60,6 +60,81 @@ def test_cluster_wide_operator_cannot_touch_kinds_it_does_not_need(operator: Clu
         assert not can_i(operator, account, verb, kind, "-n", "anywhere"), f"operator may {verb} {kind}"
 
 
+def operator_kubeconfig(cluster: Cluster, account: str, namespace: str, path: Path) -> Path:
+    """A kubeconfig that acts with a fresh token of the ServiceAccount (the apiserver decides)."""
+    token = cluster.kubectl("create", "token", account, "-n", namespace).strip()
+    admin = yaml.safe_load(cluster.sandbox.kubeconfig.read_text())["clusters"][0]["cluster"]
+    write_kubeconfig(path, admin["server"], Path(admin["certificate-authority"]), account, token=token)
+    return path
+
+
+def test_operator_token_may_write_only_objects_it_labels_and_never_in_protected_namespaces(
+    operator: Cluster, tmp_path: Path
+) -> None:
+    """RBAC lets the cluster-wide operator create Secrets and patch Pods anywhere; the chart's
+    ValidatingAdmissionPolicy narrows that to objects labelled managed-by=mysql-operator."""
+    ns = operator.create_namespace("vap")
+    as_operator = (
+        f"--kubeconfig={operator_kubeconfig(operator, 'mysql-operator', OPERATOR_NS, tmp_path / 'op')}"
+    )
+    operator.kubectl("create", "configmap", "users-own", "-n", ns, "--from-literal=a=b")
+    labelled = {"app.kubernetes.io/managed-by": "mysql-operator"}
+
+    def secret(name: str, namespace: str, labels: dict[str, str]) -> str:
+        return yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                "stringData": {"k": "v"},
+            }
+        )
+
+    attempts = [
+        ("create an unlabelled Secret", ["create", "-f", "-"], secret("stolen", ns, {})),
+        (
+            "create a labelled Secret in kube-system",
+            ["create", "-f", "-"],
+            secret("x", "kube-system", labelled),
+        ),
+        (
+            "label a user's ConfigMap to take it over",
+            ["label", "configmap", "users-own", "-n", ns, "app.kubernetes.io/managed-by=mysql-operator"],
+            None,
+        ),
+        (
+            "patch a user's ConfigMap",
+            ["patch", "configmap", "users-own", "-n", ns, "-p", '{"data":{"a":"c"}}'],
+            None,
+        ),
+        (
+            "patch a kube-system ConfigMap",
+            ["patch", "configmap", "kube-root-ca.crt", "-n", "kube-system", "-p", '{"data":{"x":"y"}}'],
+            None,
+        ),
+    ]
+    for what, args, text in attempts:
+        result = operator.kubectl_result(*args, as_operator, input=text)
+        assert result.returncode != 0, f"the operator's token may {what}"
+        assert "mysql-operator may" in result.stderr or "forbidden" in result.stderr.lower(), result.stderr
+    # RBAC (not the policy) refuses what the operator never needs at all.
+    for args in (
+        ["get", "nodes"],
+        ["create", "clusterrolebinding", "x", "--clusterrole=admin", "--user=x"],
+        ["delete", "secret", "anything", "-n", ns],
+        ["get", "secrets", "-n", ns],
+    ):
+        result = operator.kubectl_result(*args, as_operator)
+        assert result.returncode != 0 and "forbidden" in result.stderr.lower(), (args, result.stderr)
+    # The same token may do what the operator does: a labelled object in an ordinary namespace.
+    allowed = operator.kubectl_result("create", "-f", "-", as_operator, input=secret("mine", ns, labelled))
+    assert allowed.returncode == 0, allowed.stderr
+    assert operator.get("configmap", "users-own", ns)["data"] == {"a": "b"}, (
+        "the user's ConfigMap is unchanged"
+    )
+    operator.kubectl("delete", "namespace", ns, "--wait=false")
+
+
 def test_namespaced_install_upgrade_and_uninstall_with_rbac_enforced(
     operator: Cluster, tmp_path: Path
 ) -> None:

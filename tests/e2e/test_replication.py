@@ -72,11 +72,14 @@ def role_of(cluster: HA, pod: str) -> str | None:
 
 
 def checksums(cluster: HA) -> dict[str, tuple[Any, ...]]:
-    root = cluster.secret(f"{NAME}-credentials", cluster.ns)["root-password"]
+    admin = cluster.secret(f"{NAME}-credentials", cluster.ns)["operator-password"]
     sums = {}
     for ordinal in range(3):
         pod = f"{NAME}-{ordinal}"
-        with connect(cluster.pod_ip(pod, cluster.ns), "root", root, "app") as conn, conn.cursor() as cur:
+        with (
+            connect(cluster.pod_ip(pod, cluster.ns), "mysqlop_admin", admin, "app") as conn,
+            conn.cursor() as cur,
+        ):
             cur.execute("CHECKSUM TABLE app.items")
             sums[pod] = tuple(cur.fetchall())
     return sums

@@ -12,26 +12,26 @@ from collections.abc import Callable
 import pymysql
 import pytest
 
-from mysql_operator.conventions import KEY_OPERATOR_PASSWORD, OPERATOR_USER, Flavor
+from mysql_operator.conventions import KEY_APP_PASSWORD, KEY_APP_USER, KEY_OPERATOR_PASSWORD, OPERATOR_USER
 from mysql_operator.mysql import actions
 from mysql_operator.mysql.dialect import dialect_for
 from mysql_operator.mysql.session import Login, open_session
 from mysql_operator.topology.decide import ReplicationMode
 from mysql_operator.topology.reconcile import TopologyResult, reconcile_topology
 from tests.integration.conftest import CREDENTIALS, Cluster, ready, wait_for
-from tests.integration.servers import MariadbServer
+from tests.integration.servers import DbServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 
 
-def app_connection(server: MariadbServer) -> pymysql.connections.Connection:  # type: ignore[type-arg]
+def app_connection(server: DbServer) -> pymysql.connections.Connection:  # type: ignore[type-arg]
     return pymysql.connect(
         host=server.host, user=CREDENTIALS["app-user"], password=CREDENTIALS["app-password"],
         database="shop", connect_timeout=2, read_timeout=3, write_timeout=3, autocommit=True,
     )
 
 
-def ids(server: MariadbServer) -> set[int]:
+def ids(server: DbServer) -> set[int]:
     return {int(row[0]) for row in server.sql("SELECT id FROM shop.items")}  # type: ignore[call-overload]
 
 
@@ -185,7 +185,7 @@ class KubeletCluster(Cluster):
 
     def reconcile(self, switchover_to: int | None = None) -> TopologyResult:
         result = reconcile_topology(
-            self.endpoints, CREDENTIALS, Flavor.MARIADB, self.mode, self.memory, switchover_to,
+            self.endpoints, CREDENTIALS, self.flavor, self.mode, self.memory, switchover_to,
             time.time(), self.settings, fence_pod=self.fence_pod,
         )
         self.memory = result.memory
@@ -194,7 +194,7 @@ class KubeletCluster(Cluster):
 
 
 def test_unreachable_old_primary_is_fenced_at_pod_level_before_any_promotion(
-    servers: list[MariadbServer],
+    servers: list[DbServer],
 ) -> None:
     cluster = KubeletCluster(servers)
     cluster.fenced = []
@@ -221,14 +221,27 @@ def test_fence_binds_root_too_and_promotion_gives_it_back(cluster: Cluster) -> N
     result = cluster.reconcile_until(lambda r: ready(r) and not r.actions, timeout=90)
     primary = cluster.servers[result.primary or 0]
     primary.sql("CREATE TABLE IF NOT EXISTS shop.fence (id INT PRIMARY KEY)")
-    dialect = dialect_for(Flavor.MARIADB)
+    dialect = dialect_for(cluster.flavor)
     operator = Login(OPERATOR_USER, CREDENTIALS[KEY_OPERATOR_PASSWORD])
     with open_session(primary.host, operator) as session:
         actions.fence(session, dialect)
-    # A new root session (READ_ONLY ADMIN through ALL PRIVILEGES) cannot write on the fenced instance.
+    # A new root session (READ_ONLY ADMIN through ALL PRIVILEGES) cannot write on the fenced instance:
+    # neither root@'%' (instances initialised before root became local) nor root@localhost (the only
+    # root the image creates now; here over the server's socket), nor the application user.
     with pytest.raises(pymysql.err.OperationalError) as refused:
         primary.sql("INSERT INTO shop.fence VALUES (1)")
     assert refused.value.args[0] == 1290
+    local_root = pymysql.connect(unix_socket=str(primary.socket), user="root", password="", autocommit=True)
+    app = pymysql.connect(host=primary.host, user=CREDENTIALS[KEY_APP_USER],
+                          password=CREDENTIALS[KEY_APP_PASSWORD], database="shop", autocommit=True)
+    for who, connection in (("root@localhost", local_root), ("the application user", app)):
+        with (
+            connection,
+            connection.cursor() as cursor,
+            pytest.raises(pymysql.err.OperationalError) as refused,
+        ):
+            cursor.execute("INSERT INTO shop.fence VALUES (1)")
+        assert refused.value.args[0] == 1290, who
     with open_session(primary.host, operator) as session:
         actions.promote(session, dialect)
     primary.sql("INSERT INTO shop.fence VALUES (2)")

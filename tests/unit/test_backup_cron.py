@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 import itertools
+import random
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from croniter import croniter
+from pydantic import ValidationError
 
+from mysql_operator.api.backup import _NEVER_FIRES, BackupSchedule
 from mysql_operator.backup.cron import CronError, CronSchedule, is_due, next_fire_time
 
 
@@ -85,9 +90,78 @@ def test_invalid_expressions_say_which_field_is_wrong(expression: str, message: 
         CronSchedule.parse(expression)
 
 
-def test_expression_that_never_fires_is_an_error() -> None:
+NEVER = ["0 0 30 2 *", "0 0 31 2 *", "0 0 30,31 feb *", "0 0 31 4,6,9,11 *", "0 0 31 apr *", "0 0 31 6 *"]
+
+
+@pytest.mark.parametrize("expression", NEVER)
+def test_expression_that_never_fires_is_refused_when_parsed(expression: str) -> None:
     with pytest.raises(CronError, match="never fires"):
-        next_fire_time("0 0 30 2 *", at("2026-01-01T00:00:00"))
+        CronSchedule.parse(expression)
+
+
+@pytest.mark.parametrize("expression", NEVER)
+def test_model_refuses_never_firing_schedule_and_the_crd_pattern_does_too(expression: str) -> None:
+    storage = {"pvc": {"claimName": "backups"}}
+    with pytest.raises(ValidationError, match="never fires"):
+        BackupSchedule.model_validate({"schedule": expression, "storage": storage})
+    # the same forms are refused by the CRD's CEL rule (RE2 and Python agree on these patterns)
+    assert any(re.search(pattern, expression) for pattern in _NEVER_FIRES)
+
+
+@pytest.mark.parametrize("expression", ["0 0 29 2 *", "0 0 30 2 1", "0 0 31 1,4 *", "0 0 30 * *"])
+def test_rare_but_possible_schedules_are_accepted(expression: str) -> None:
+    CronSchedule.parse(expression)
+    assert not any(re.search(pattern, expression) for pattern in _NEVER_FIRES)
+
+
+def test_unknown_time_zone_is_refused_by_the_model() -> None:
+    with pytest.raises(ValidationError, match="not a known IANA time zone"):
+        BackupSchedule.model_validate(
+            {"schedule": "@daily", "timeZone": "Mars/Olympus", "storage": {"pvc": {"claimName": "b"}}}
+        )
+
+
+def test_both_day_fields_restricted_means_either_as_in_vixie_cron_and_cronjobs() -> None:
+    # */2 in day-of-month is a restriction (as in croniter and Kubernetes CronJobs): the 1st, 3rd, ...
+    # OR any Monday. 2026-11-30 is a Monday, 2026-12-01 the 1st.
+    assert next_fire_time("0 0 */2 * 1", at("2026-11-29T00:00:00")) == at("2026-11-30T00:00:00")
+    assert next_fire_time("0 0 */2 * 1", at("2026-11-30T00:00:00")) == at("2026-12-01T00:00:00")
+
+
+def test_time_zone_fire_times_are_wall_clock_there_including_across_dst() -> None:
+    schedule = CronSchedule.parse("30 2 * * *", "Europe/Berlin")
+    assert schedule.next_after(at("2026-06-01T00:00:00")) == at("2026-06-01T00:30:00")  # CEST, +2
+    assert schedule.next_after(at("2026-12-01T00:00:00")) == at("2026-12-01T01:30:00")  # CET, +1
+
+
+EXPRESSIONS = [
+    "0 0 */2 * 1",
+    "0 0 13 * 5",
+    "*/7 3-5 * * *",
+    "15 4 1,15 * mon-fri",
+    "0 12 1 jan,jul *",
+    "5/20 * * * *",
+    "0 0 29 2 *",
+    "0 22 * * 0,7",
+    "@weekly",
+    "0 0 31 * *",
+]
+
+
+@pytest.mark.parametrize("expression", EXPRESSIONS)
+@pytest.mark.parametrize("zone", [None, "America/New_York", "Asia/Kolkata"])
+def test_fire_times_equal_croniters_over_sampled_start_times(expression: str, zone: str | None) -> None:
+    from zoneinfo import ZoneInfo
+
+    rng = random.Random(f"{expression}{zone}")
+    schedule = CronSchedule.parse(expression, zone)
+    fields = CronSchedule.parse(expression).fields
+    tz = ZoneInfo(zone) if zone else UTC
+    start = at("2020-01-01T00:00:00").timestamp()
+    for _ in range(300):
+        moment = datetime.fromtimestamp(start + rng.randrange(0, 10 * 365 * 86400), UTC)
+        expected = croniter(fields, moment.astimezone(tz)).get_next(datetime).astimezone(UTC)
+        assert schedule.next_after(moment) == expected, (expression, zone, moment)
 
 
 def test_is_due_collapses_missed_fire_times_into_one() -> None:

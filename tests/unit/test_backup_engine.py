@@ -452,6 +452,21 @@ def test_retention_keeps_newest_and_prunes_older_backups_leftovers_and_binlogs()
     assert not any("server-12" in k or "000008" in k for k in deleted_binlogs)
 
 
+def test_retention_spares_a_backup_a_restore_still_reads_and_the_binlogs_after_it() -> None:
+    backups = [
+        manifest(f"b{i}", T0 + timedelta(hours=i), binlog_file=f"mysql-bin.{i * 2:06d}") for i in range(1, 6)
+    ]
+    catalog = Catalog(complete=backups, binlogs={"server-11": [_archived(n) for n in range(1, 12)]})
+    keys = [k for m in backups for k in (m.dump_key, manifest_key(m.name))]
+    plan = plan_retention(catalog, keep=2, all_keys=keys, spare={"b2", "not-here"})
+    assert plan.keep == ["b4", "b5"] and plan.spared == ["b2"]
+    assert plan.delete_backups == ["b1", "b3"]
+    assert not any(k.startswith("backups/b2/") for k in plan.delete_keys)
+    # b2 starts at mysql-bin.000004: only 1..3 go, so a point-in-time restore from b2 replays the rest
+    deleted_binlogs = [k for k in plan.delete_keys if k.startswith("binlogs/")]
+    assert len(deleted_binlogs) == 6 and not any("000004" in k for k in deleted_binlogs)
+
+
 def test_retention_with_fewer_backups_than_kept_deletes_nothing_complete() -> None:
     catalog = Catalog(complete=[manifest("b1", T0)])
     plan = plan_retention(catalog, keep=7, all_keys=[])

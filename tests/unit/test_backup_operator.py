@@ -14,6 +14,7 @@ from mysql_operator.api.models import MysqlClusterSpec, check_update
 from mysql_operator.handlers.backup import (
     BackupNotPossible,
     backup_storage,
+    backups_restores_read,
     binlog_source,
     choose_instance,
     retention_due,
@@ -29,6 +30,7 @@ from mysql_operator.resources.backup_job import (
     build_job,
     job_name,
     restore_args,
+    retention_args,
 )
 
 S3 = {"endpoint": "http://127.0.0.1:9000", "bucket": "backups", "credentialsSecret": "s3-creds"}
@@ -201,6 +203,32 @@ def test_retention_runs_once_after_each_backup_beyond_the_count() -> None:
     assert retention_due(three, keep=2, retained_after="b3") is None
     assert retention_due(three, keep=3, retained_after=None) is None
     assert retention_due([*three[:2], backup("b4", "Failed", "4")], keep=2, retained_after=None) is None
+
+
+def test_retention_spares_the_backups_of_restores_not_yet_ended() -> None:
+    def restoring(
+        name: str, backup_name: str | None, phase: str | None, deleting: bool = False
+    ) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": name}
+        if deleting:
+            meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        spec = {"restoreFrom": {"backup": backup_name}} if backup_name else {}
+        status = {"restore": {"phase": phase}} if phase else {}
+        return {"metadata": meta, "spec": spec, "status": status}
+
+    clusters = [
+        restoring("new", "b3", None),  # instance 0 still starting: no restore status yet
+        restoring("loading", "b1", "Running"),
+        restoring("waiting", "b1", "Pending"),
+        restoring("done", "b2", "Completed"),
+        restoring("ghost", "b9", "Failed"),
+        restoring("gone", "b4", "Running", deleting=True),
+        restoring("plain", None, None),
+    ]
+    spared = backups_restores_read(clusters)
+    assert spared == ["b1", "b3"]
+    assert retention_args(2, spared) == ["retention", "--keep", "2", "--spare", "b1", "--spare", "b3"]
+    assert retention_args(2) == ["retention", "--keep", "2"]
 
 
 def test_binlogs_are_archived_from_the_instance_of_the_newest_backup_in_the_cluster_storage() -> None:

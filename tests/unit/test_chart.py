@@ -50,6 +50,8 @@ def test_cluster_wide_install_renders_least_privilege_rbac(helm: str) -> None:
         "Deployment",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ]
     rules = _rules(docs)
     for rule in rules:
@@ -59,6 +61,26 @@ def test_cluster_wide_install_renders_least_privilege_rbac(helm: str) -> None:
         assert not {"deletecollection", "escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
     secrets = next(r for r in rules if "secrets" in r["resources"])
     assert "list" not in secrets["verbs"] and "watch" not in secrets["verbs"]
+
+
+def test_admission_policy_scopes_the_operators_writes_to_its_labels(helm: str) -> None:
+    docs = render(helm)
+    (policy,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
+    (binding,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    (condition,) = policy["spec"]["matchConditions"]
+    assert "system:serviceaccount:mysql-operator:mysql-operator" in condition["expression"]
+    written = {r for rule in policy["spec"]["matchConstraints"]["resourceRules"] for r in rule["resources"]}
+    rbac_writes = {
+        r
+        for rule in _rules(docs)
+        if {"create", "patch", "delete"} & set(rule["verbs"])
+        for r in rule["resources"]
+        if not {"mysql.operator.dev", "kopf.dev"} & set(rule["apiGroups"]) and r != "events"
+    }
+    assert rbac_writes <= written, "every kind the operator may write is scoped by the policy"
+    assert "kube-system" in policy["spec"]["validations"][1]["expression"]
+    assert not [d for d in render(helm, "admissionPolicy.enabled=false") if "Admission" in d["kind"]]
 
 
 def test_namespaced_install_renders_roles_only_in_watched_namespaces(helm: str) -> None:

@@ -34,13 +34,20 @@ def test_committed_crds_match_the_models() -> None:
     )
     assert generated == render_crds()
     files = crd_files()
-    assert sorted(files) == ["mysqlbackups.yaml", "mysqlclusters.yaml"]
+    assert sorted(files) == [
+        "mysqlbackups.yaml",
+        "mysqlclusters.yaml",
+        "mysqldatabases.yaml",
+        "mysqlusers.yaml",
+    ]
     assert set(files) <= {p.name for p in (ROOT / "crds").glob("*.yaml")}
     for name, text in files.items():
         assert (ROOT / "crds" / name).read_text() == text, "run `make crd`"
     assert [doc["spec"]["names"]["kind"] for doc in yaml.safe_load_all(generated)] == [
         "MysqlCluster",
         "MysqlBackup",
+        "MysqlDatabase",
+        "MysqlUser",
     ]
 
 

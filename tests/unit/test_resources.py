@@ -247,3 +247,22 @@ def test_credentials_secret_manifest() -> None:
     assert secret["metadata"]["name"] == "shop-db-credentials"
     assert secret["stringData"] == {"root-password": "s3cret"}
     assert secret["metadata"]["ownerReferences"][0]["uid"] == "1234-uid"
+
+
+def test_instances_spread_across_zones_and_nodes_by_default_as_a_preference() -> None:
+    from mysql_operator.api.models import MysqlClusterSpec
+    from mysql_operator.resources.meta import ClusterRef
+    from mysql_operator.resources.statefulset import build_pod_template
+
+    ref = ClusterRef(name="shop", namespace="ns", uid="u")
+    spread = build_pod_template(ref, MysqlClusterSpec())["spec"]["topologySpreadConstraints"]
+    assert [(s["topologyKey"], s["maxSkew"], s["whenUnsatisfiable"]) for s in spread] == [
+        ("topology.kubernetes.io/zone", 1, "ScheduleAnyway"),
+        ("kubernetes.io/hostname", 1, "ScheduleAnyway"),
+    ]
+    assert all(s["labelSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "shop" for s in spread)
+    custom = [{"maxSkew": 2, "topologyKey": "rack", "whenUnsatisfiable": "DoNotSchedule"}]
+    spec = MysqlClusterSpec.model_validate({"podTemplate": {"topologySpreadConstraints": custom}})
+    assert build_pod_template(ref, spec)["spec"]["topologySpreadConstraints"] == custom
+    none = MysqlClusterSpec.model_validate({"podTemplate": {"topologySpreadConstraints": []}})
+    assert build_pod_template(ref, none)["spec"]["topologySpreadConstraints"] == []

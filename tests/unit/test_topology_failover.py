@@ -109,20 +109,27 @@ def test_defect3_semi_sync_failover_with_every_acknowledger_is_lossless() -> Non
 
 
 class RecordingSession:
-    """Records statements; answers the processlist query with `clients`."""
+    """Records statements (and their arguments); answers the processlist query with `clients` and
+    the users query with `users`."""
 
-    def __init__(self, clients: tuple[int, ...] = ()) -> None:
+    def __init__(self, clients: tuple[int, ...] = (), users: tuple[tuple[str, str], ...] = ()) -> None:
         self.sql: list[str] = []
+        self.args: list[tuple[Any, ...]] = []
         self.clients = clients
+        self.users = users
 
     def execute(self, *statements: Statement) -> None:
         self.sql.extend(s.sql for s in statements)
+        self.args.extend(tuple(s.args) for s in statements)
 
     def query(self, statement: Statement) -> list[dict[str, Any]]:
         self.sql.append(statement.sql)
+        self.args.append(tuple(statement.args))
         if "PROCESSLIST" in statement.sql:
             clients, self.clients = self.clients, ()
             return [{"id": i} for i in clients]
+        if "mysql.user" in statement.sql:
+            return [{"user": user, "host": host} for user, host in self.users]
         return []
 
     def query_one(self, statement: Statement) -> dict[str, Any] | None:
@@ -164,9 +171,9 @@ def test_defect4_busy_primary_never_fails_over() -> None:
 
 def test_defect4_sql_errors_are_busy_connection_failures_are_unreachable() -> None:
     assert busy(0).busy and busy(0).alive
-    gone = unreachable(0, "10.0.0.1", InstanceUnreachable("(2003) Can't connect"))
+    gone = unreachable(0, "127.0.0.1", InstanceUnreachable("(2003) Can't connect"))
     assert not gone.busy and not gone.alive
-    slow = unreachable(0, "10.0.0.1", InstanceUnreachable("(2013) Lost connection"), logged_in=True)
+    slow = unreachable(0, "127.0.0.1", InstanceUnreachable("(2013) Lost connection"), logged_in=True)
     assert slow.busy
 
 
@@ -293,14 +300,24 @@ def test_defect9_application_grant_escapes_the_underscore_wildcard() -> None:
 
 
 def test_defect9_mariadb_fence_takes_roots_read_only_bypass_unlogged_before_ending_sessions() -> None:
-    session = RecordingSession(clients=(7,))
+    # Root is created on localhost only; an instance initialised earlier may also have root@'%'.
+    users = (("root", "localhost"), ("root", "%"), ("mysqlop_admin", "%"), ("app", "%"))
+    session = RecordingSession(clients=(7,), users=users)
     actions.fence(session, MariadbDialect())  # type: ignore[arg-type]
-    revoke = session.sql.index("REVOKE READ_ONLY ADMIN ON *.* FROM %s@'%%'")
-    assert session.sql[revoke - 1] == "SET SESSION sql_log_bin=0"
-    assert revoke < min(i for i, sql in enumerate(session.sql) if sql.startswith("KILL"))
-    promoted = RecordingSession()
+    revokes = [i for i, sql in enumerate(session.sql) if sql == "REVOKE READ_ONLY ADMIN ON *.* FROM %s@%s"]
+    assert sorted(session.args[i] for i in revokes) == [("root", "%"), ("root", "localhost")]
+    assert session.sql[revokes[0] - 1] == "SET SESSION sql_log_bin=0"
+    assert max(revokes) < min(i for i, sql in enumerate(session.sql) if sql.startswith("KILL"))
+    promoted = RecordingSession(users=(("root", "localhost"),))
     actions.promote(promoted, MariadbDialect())  # type: ignore[arg-type]
-    assert "GRANT READ_ONLY ADMIN ON *.* TO %s@'%%'" in promoted.sql
+    grants = [i for i, sql in enumerate(promoted.sql) if sql == "GRANT READ_ONLY ADMIN ON *.* TO %s@%s"]
+    assert [promoted.args[i] for i in grants] == [("root", "localhost")]
+
+
+def test_mysql_fence_needs_no_bypass_change() -> None:
+    session = RecordingSession(users=(("root", "localhost"),))
+    actions.fence(session, MysqlDialect())  # type: ignore[arg-type]
+    assert not any("READ_ONLY ADMIN" in sql or "mysql.user" in sql for sql in session.sql)
 
 
 def test_defect9_mariadb_fence_ends_root_sessions_too() -> None:

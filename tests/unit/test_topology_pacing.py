@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mysql_operator.conventions import ANNOTATION_FENCED
 from mysql_operator.handlers.topology import status_changes
 from mysql_operator.topology.memory import TopologyMemory
 from mysql_operator.topology.pacing import (
@@ -77,6 +78,12 @@ def test_status_writes_of_the_loop_do_not_wake_it_but_an_accepted_spec_does() ->
     accepted = {**body, "status": {**body["status"], "acceptedSpec": "b"}}
     assert cluster_signature(body) != cluster_signature(accepted)
     assert cluster_signature(body) != cluster_signature({**body, "metadata": {"generation": 4}})
+
+
+def test_a_user_fence_wakes_the_loop() -> None:
+    body: dict[str, Any] = {"metadata": {"generation": 3}, "status": {"acceptedSpec": "a"}}
+    fenced = {**body, "metadata": {"generation": 3, "annotations": {ANNOTATION_FENCED: "db-1"}}}
+    assert cluster_signature(body) != cluster_signature(fenced)
 
 
 def test_an_unchanged_status_is_not_written() -> None:

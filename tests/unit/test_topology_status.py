@@ -12,7 +12,7 @@ from mysql_operator.handlers.topology import (
     pod_endpoint,
     topology_status,
 )
-from mysql_operator.status import RESOURCES_READY, set_condition
+from mysql_operator.status import RESOURCES_READY, VALID, set_condition
 from mysql_operator.topology.reconcile import (
     ConditionFact,
     InstanceStatus,
@@ -116,3 +116,12 @@ def test_failover_is_recorded_in_a_bounded_history() -> None:
     assert fields["roleChanges"][-1] == history_entry(record, {0: "db-0", 1: "db-1"}, "db")
     assert fields["roleChanges"][-1]["from"] == "db-0" and fields["roleChanges"][-1]["to"] == "db-1"
     assert fields["roleChanges"][-1]["seconds"] == 0.42
+
+
+def test_a_refused_spec_keeps_the_phase_invalid_whatever_the_topology_pass_sees() -> None:
+    # The reconcile handler writes Valid=False and phase Invalid; the timer must not overwrite it.
+    refused = set_condition(applied(), VALID, False, "InvalidSpec", "version change refused", 2, NOW)
+    healthy = result(0, (True, True, True))
+    assert topology_status(SPEC, "db", healthy, refused, [], 2, NOW, "Invalid")["phase"] == "Invalid"
+    accepted = set_condition(refused, VALID, True, "Accepted", "", 3, NOW)
+    assert topology_status(SPEC, "db", healthy, accepted, [], 3, NOW, "Invalid")["phase"] == "Ready"

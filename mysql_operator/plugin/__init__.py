@@ -1,0 +1,1 @@
+"""kubectl-mysql: the kubectl plugin (console script `kubectl-mysql`)."""

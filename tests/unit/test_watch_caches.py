@@ -7,6 +7,8 @@ import asyncio
 import base64
 from typing import Any
 
+import pytest
+
 from mysql_operator.handlers.objects import primary_ordinal, ready_instances
 from mysql_operator.handlers.watch import NodeCache, SecretCache, WakeBoard
 
@@ -83,3 +85,34 @@ def test_the_primary_ordinal_comes_from_the_role_labels_of_indexed_pods() -> Non
     assert primary_ordinal([pod("db-0", "replica")]) is None
     assert ready_instances({"status": {"readyReplicas": 2}}) == 2
     assert ready_instances(None) == 0
+
+
+class TlsSecretKube(CountingKube):
+    """A user's TLS Secret (spec.tls.secretName), every key present."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        keys = ("ca.crt", "tls.crt", "tls.key")
+        self.secret = {"data": {k: base64.b64encode(f"pem of {k}".encode()).decode() for k in keys}}
+
+
+def test_the_tls_secret_is_read_per_certificate_check_not_per_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from mysql_operator.api.models import MysqlClusterSpec
+    from mysql_operator.handlers import topology
+
+    spec = MysqlClusterSpec.model_validate(
+        {"flavor": "mariadb", "storage": {"size": "1Gi"}, "tls": {"secretName": "mine"}})
+    meta = {"name": "shop-db", "uid": "uid-tls-cache"}
+    kube, clock = TlsSecretKube(), [1000.0]
+    monkeypatch.setattr(topology.time, "monotonic", lambda: clock[0])
+    log = logging.getLogger("test")
+    for _ in range(40):  # 10 s of passes every 0.25 s (a primary within its grace)
+        data = topology._tls_pass(kube, {}, spec, meta, "tls-cache-test", log)  # type: ignore[arg-type]
+        assert data["ca.crt"] == "pem of ca.crt"
+        clock[0] += 0.25
+    assert kube.gets == 2  # the certificate check's read, then the cache's
+    clock[0] += topology.TLS_CHECK_SECONDS
+    topology._tls_pass(kube, {}, spec, meta, "tls-cache-test", log)  # type: ignore[arg-type]
+    assert kube.gets == 4  # a minute later: checked and read again (a rotated Secret is seen)

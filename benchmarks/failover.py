@@ -39,7 +39,10 @@ from tests.e2e.conftest import Cluster, cluster_spec, wait_for  # noqa: E402
 
 NS = "bench"
 NAME = "fo"
-NODE_PORT = 32150  # not the e2e tier's NodePorts: a benchmark and the e2e tier may run side by side
+# Not the e2e tier's NodePorts: a benchmark and the e2e tier may run side by side. NodePorts listen on
+# 127.0.0.1 whatever the sandbox, so two benchmarks side by side need --node-port apart.
+NODE_PORT = 32150
+# (NodePorts listen on 127.0.0.1: two benchmarks side by side need --node-port apart)
 FAULT_BOUND = 120.0  # seconds: no writable primary through the Service by then = a human was needed
 PAUSE_BOUND = 45.0  # a pause longer than the liveness probe's minute would become a restart
 RECOVER_BOUND = 180.0
@@ -61,7 +64,7 @@ class Series:
     notes: list[str] = field(default_factory=list)
 
 
-def manifest(flavor: str, mode: str, grace: int) -> dict[str, Any]:
+def manifest(flavor: str, mode: str, grace: int, node_port: int = NODE_PORT) -> dict[str, Any]:
     return {
         "apiVersion": "mysql.operator.dev/v1alpha1",
         "kind": "MysqlCluster",
@@ -72,7 +75,7 @@ def manifest(flavor: str, mode: str, grace: int) -> dict[str, Any]:
             # (the documented async loss window); without it a human decides, by design
             replication={"mode": mode, "failoverGraceSeconds": grace, "autoReseed": True},
             application={"database": "bench", "user": "bench"},
-            service={"type": "NodePort", "nodePort": NODE_PORT},
+            service={"type": "NodePort", "nodePort": node_port},
         ),
     }
 
@@ -95,10 +98,10 @@ def remove(faults: Faults, kind: str, pod: str) -> None:
         faults.heal(NS, pod)
 
 
-def run_round(cluster: Cluster, series: Series) -> bool:
+def run_round(cluster: Cluster, series: Series, node_port: int = NODE_PORT) -> bool:
     """One round; False when the cluster did not recover by itself (the series stops)."""
     faults = Faults(cluster.sandbox)
-    checker = ConsistencyChecker(cluster.sandbox, NS, NAME, NODE_PORT).start()
+    checker = ConsistencyChecker(cluster.sandbox, NS, NAME, node_port).start()
     checker.wait_acks(50)
     old = cluster.status(NAME, NS)["primary"]
     fault_at = time.monotonic()
@@ -129,13 +132,15 @@ def run_round(cluster: Cluster, series: Series) -> bool:
     return not verdict.needed_human
 
 
-def run_series(cluster: Cluster, flavor: str, mode: str, fault: str, rounds: int, grace: int) -> Series:
+def run_series(
+    cluster: Cluster, flavor: str, mode: str, fault: str, rounds: int, grace: int, node_port: int = NODE_PORT
+) -> Series:
     series = Series(flavor, mode, fault)
-    cluster.apply(manifest(flavor, mode, grace), NS)
+    cluster.apply(manifest(flavor, mode, grace, node_port), NS)
     try:
         cluster.wait_ready(NAME, NS, timeout=420)
         for _ in range(rounds):
-            if not run_round(cluster, series):
+            if not run_round(cluster, series, node_port):
                 series.notes.append(f"stopped after round {series.rounds}: the cluster needs a human")
                 break
     finally:
@@ -183,6 +188,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--grace", type=int, default=3, help="spec.replication.failoverGraceSeconds")
     parser.add_argument("--sandbox", default="bench-failover", help="sandbox name")
+    parser.add_argument("--node-port", type=int, default=NODE_PORT,
+                        help="the cluster's NodePort on 127.0.0.1 (two benchmarks side by side need two)")
     args = parser.parse_args()
     faults = args.faults.split(",")
     unknown = set(faults) - {"kill", "pause", "isolate"}
@@ -200,7 +207,8 @@ def main() -> int:
         for flavor in args.flavor.split(","):
             for mode in args.mode.split(","):
                 for fault in faults:
-                    rows.append(run_series(cluster, flavor, mode, fault, args.rounds, args.grace))
+                    rows.append(run_series(cluster, flavor, mode, fault, args.rounds, args.grace,
+                                           args.node_port))
                     print(table(rows, args.grace), file=sys.stderr, flush=True)  # so far
     finally:
         box.down()

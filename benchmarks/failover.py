@@ -138,7 +138,15 @@ def run_series(
     series = Series(flavor, mode, fault)
     cluster.apply(manifest(flavor, mode, grace, node_port), NS)
     try:
-        cluster.wait_ready(NAME, NS, timeout=420)
+        try:
+            cluster.wait_ready(NAME, NS, timeout=420)
+        except AssertionError:
+            status = cluster.status(NAME, NS)
+            print(f"# {flavor} {mode} {fault}: never Ready; phase {status.get('phase')}, conditions "
+                  f"{[(c['type'], c['status'], c.get('message')) for c in status.get('conditions') or []]}, "
+                  f"events {[e.get('message') for e in cluster.events(NS, NAME)][-8:]}",
+                  file=sys.stderr, flush=True)
+            raise
         for _ in range(rounds):
             if not run_round(cluster, series, node_port):
                 series.notes.append(f"stopped after round {series.rounds}: the cluster needs a human")

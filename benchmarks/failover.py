@@ -47,7 +47,10 @@ from tests.e2e.conftest import Cluster, cluster_spec, wait_for  # noqa: E402
 
 NS = "bench"
 NAME = "fo"
-NODE_PORT = 32150  # not the e2e tier's NodePorts: a benchmark and the e2e tier may run side by side
+# Not the e2e tier's NodePorts: a benchmark and the e2e tier may run side by side. NodePorts listen on
+# 127.0.0.1 whatever the sandbox, so two benchmarks side by side need --node-port apart.
+NODE_PORT = 32150
+# (NodePorts listen on 127.0.0.1: two benchmarks side by side need --node-port apart)
 FAULT_BOUND = 120.0  # seconds: no writable primary through the Service by then = a human was needed
 PAUSE_BOUND = 45.0  # a pause longer than the liveness probe's minute would become a restart
 RECOVER_BOUND = 180.0
@@ -69,7 +72,7 @@ class Series:
     notes: list[str] = field(default_factory=list)
 
 
-def manifest(flavor: str, mode: str, grace: int) -> dict[str, Any]:
+def manifest(flavor: str, mode: str, grace: int, node_port: int = NODE_PORT) -> dict[str, Any]:
     return {
         "apiVersion": "mysql.operator.dev/v1alpha1",
         "kind": "MysqlCluster",
@@ -80,7 +83,7 @@ def manifest(flavor: str, mode: str, grace: int) -> dict[str, Any]:
             # (the documented async loss window); without it a human decides, by design
             replication={"mode": mode, "failoverGraceSeconds": grace, "autoReseed": True},
             application={"database": "bench", "user": "bench"},
-            service={"type": "NodePort", "nodePort": NODE_PORT},
+            service={"type": "NodePort", "nodePort": node_port},
         ),
     }
 
@@ -131,10 +134,10 @@ def remove(faults: Faults, kind: str, pod: str) -> None:
         faults.heal(NS, pod)
 
 
-def run_round(cluster: Cluster, series: Series) -> bool:
+def run_round(cluster: Cluster, series: Series, node_port: int = NODE_PORT) -> bool:
     """One round; False when the cluster did not recover by itself (the series stops)."""
     faults = Faults(cluster.sandbox)
-    checker = ConsistencyChecker(cluster.sandbox, NS, NAME, NODE_PORT).start()
+    checker = ConsistencyChecker(cluster.sandbox, NS, NAME, node_port).start()
     checker.wait_acks(50)
     old = cluster.status(NAME, NS)["primary"]
     inject(faults, series.fault, old)
@@ -167,13 +170,23 @@ def run_round(cluster: Cluster, series: Series) -> bool:
     return not verdict.needed_human
 
 
-def run_series(cluster: Cluster, flavor: str, mode: str, fault: str, rounds: int, grace: int) -> Series:
+def run_series(
+    cluster: Cluster, flavor: str, mode: str, fault: str, rounds: int, grace: int, node_port: int = NODE_PORT
+) -> Series:
     series = Series(flavor, mode, fault)
-    cluster.apply(manifest(flavor, mode, grace), NS)
+    cluster.apply(manifest(flavor, mode, grace, node_port), NS)
     try:
-        cluster.wait_ready(NAME, NS, timeout=420)
+        try:
+            cluster.wait_ready(NAME, NS, timeout=420)
+        except AssertionError:
+            status = cluster.status(NAME, NS)
+            print(f"# {flavor} {mode} {fault}: never Ready; phase {status.get('phase')}, conditions "
+                  f"{[(c['type'], c['status'], c.get('message')) for c in status.get('conditions') or []]}, "
+                  f"events {[e.get('message') for e in cluster.events(NS, NAME)][-8:]}",
+                  file=sys.stderr, flush=True)
+            raise
         for _ in range(rounds):
-            if not run_round(cluster, series):
+            if not run_round(cluster, series, node_port):
                 series.notes.append(f"stopped after round {series.rounds}: the cluster needs a human")
                 break
     finally:
@@ -224,6 +237,8 @@ def main() -> int:
     parser.add_argument("--background", type=int, default=0, help="objects-only clusters managed beside")
     parser.add_argument("--unreachable", type=int, default=0,
                         help="clusters beside whose instance is isolated")
+    parser.add_argument("--node-port", type=int, default=NODE_PORT,
+                        help="the cluster's NodePort on 127.0.0.1 (two benchmarks side by side need two)")
     args = parser.parse_args()
     faults = args.faults.split(",")
     unknown = set(faults) - {"kill", "pause", "isolate"}
@@ -247,7 +262,8 @@ def main() -> int:
                 for fault in faults:
                     for pod in isolated:  # each series heals every rule when it ends
                         Faults(box).isolate(BACKGROUND_NS, pod)
-                    rows.append(run_series(cluster, flavor, mode, fault, args.rounds, args.grace))
+                    rows.append(run_series(cluster, flavor, mode, fault, args.rounds, args.grace,
+                                           args.node_port))
                     print(table(rows, args.grace), file=sys.stderr, flush=True)  # so far
     finally:
         box.down()

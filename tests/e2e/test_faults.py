@@ -34,10 +34,6 @@ FAILOVER_BOUND = 120.0  # seconds a fault may last before the round counts as ne
 MODES = ("async", "semi-sync")
 TOPOLOGIES = [(flavor, mode) for flavor in FLAVORS for mode in MODES]
 SEMI_SYNC = [(flavor, "semi-sync") for flavor in FLAVORS]
-# Open defect (issue 9): on MySQL in async mode a primary paused or isolated past the grace and then
-# back is not rejoined within the bound (its rebuild does not complete), so those two scenarios run on
-# the other three topologies until it is fixed; MySQL async still runs the kill and lag scenarios.
-STALL_TOPOLOGIES = [t for t in TOPOLOGIES if t != ("mysql", "async")]
 FIRST_NODE_PORT = 32140  # one NodePort per topology, on 127.0.0.1
 
 
@@ -264,7 +260,7 @@ def test_primary_killed_then_the_new_primary_killed(topo: Topology) -> None:
         assert topo.primary() != old
 
 
-@pytest.mark.parametrize("topology", STALL_TOPOLOGIES, ids=ids(STALL_TOPOLOGIES), indirect=True)
+@pytest.mark.parametrize("topology", TOPOLOGIES, ids=ids(TOPOLOGIES), indirect=True)
 def test_primary_paused_past_the_grace_period_then_resumed(topo: Topology) -> None:
     checker = topo.checker()
     old = topo.primary()
@@ -282,7 +278,7 @@ def test_primary_paused_past_the_grace_period_then_resumed(topo: Topology) -> No
     judge(checker, problems)
 
 
-@pytest.mark.parametrize("topology", STALL_TOPOLOGIES, ids=ids(STALL_TOPOLOGIES), indirect=True)
+@pytest.mark.parametrize("topology", TOPOLOGIES, ids=ids(TOPOLOGIES), indirect=True)
 def test_primary_isolated_then_healed(topo: Topology) -> None:
     checker = topo.checker()
     old = topo.primary()

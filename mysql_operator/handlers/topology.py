@@ -433,14 +433,15 @@ async def topology(
     **_: Any,
 ) -> None:
     """The topology loop of one cluster: a pass (observe -> decide -> act -> report) whenever a
-    watched change wakes it (watch.WAKES) or pacing.next_pass_in says it is time to look again."""
+    watched change wakes it (watch.WAKES) or pacing.next_pass_in says it is time to look again.
+    It ends when kopf stops it or when the cluster's deletion was watched (WakeBoard.gone)."""
     ns, name, uid = str(namespace), str(meta["name"]), str(meta.get("uid"))
     key = (ns, name)
     wake = WAKES.register(key)
     _MEMORY.pop(uid, None)  # a (re)started loop starts from the memory kept in status
     loop = asyncio.get_running_loop()
     try:
-        while not stopped:
+        while not stopped and not WAKES.is_gone(uid):
             wake.clear()
             work = PassInput(
                 body=body, namespace=ns, name=name, uid=uid,
@@ -456,6 +457,8 @@ async def topology(
             if delay > 0 and not wake.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=delay)
+        if WAKES.is_gone(uid):
+            logger.info("topology loop ends: the cluster was deleted")
     finally:
         WAKES.unregister(key, wake)
         _MEMORY.pop(uid, None)

@@ -35,17 +35,26 @@ SECRET_TTL = 300.0  # seconds: an unchanged credentials Secret is re-read this r
 NODE_TTL = 60.0  # seconds: a node's cordon is read this rarely, once for every cluster on it (a drain
 # waits on the primary's budget until the switchover, so a minute late costs a minute, not safety)
 
+GONE_TTL = 3600.0  # seconds a deleted cluster's uid is remembered (its loop ends within PROBE_INTERVAL)
+
 ClusterKey = tuple[str, str]  # (namespace, cluster name)
 
 
 class WakeBoard:
-    """One asyncio event per running topology loop; `wake` starts that loop's next pass now."""
+    """One asyncio event per running topology loop; `wake` starts that loop's next pass now.
+
+    It also says which clusters were deleted (`gone`): kopf stops a daemon only once its object
+    carries a deletionTimestamp, which a MysqlCluster deleted without a finalizer (ours carry none,
+    handlers/finalizers.py) never does, so its loop would run on, and a cluster created again under
+    the same name would have two loops."""
 
     def __init__(self) -> None:
         self._events: dict[ClusterKey, asyncio.Event] = {}
+        self._gone: dict[str, float] = {}  # uid -> when its deletion was seen (monotonic seconds)
 
     def register(self, key: ClusterKey) -> asyncio.Event:
-        event = self._events.get(key) or asyncio.Event()
+        """A new loop's event (its own: a loop of an older object of that name never shares it)."""
+        event = asyncio.Event()
         self._events[key] = event
         return event
 
@@ -60,6 +69,17 @@ class WakeBoard:
             return False
         event.set()
         return True
+
+    def gone(self, key: ClusterKey, uid: str, now: float | None = None) -> None:
+        """The cluster `uid` was deleted: its loop ends at its next wake-up (woken now)."""
+        now = time.monotonic() if now is None else now
+        # A deleted uid is kept long enough for a loop still in its initial delay to see it.
+        self._gone = {u: t for u, t in self._gone.items() if now - t < GONE_TTL}
+        self._gone[uid] = now
+        self.wake(key)
+
+    def is_gone(self, uid: str) -> bool:
+        return uid in self._gone
 
 
 WAKES = WakeBoard()
@@ -115,10 +135,12 @@ async def pod_changed(
 @kopf.on.event(*CR)
 async def cluster_changed(type: str | None, namespace: str | None, name: str | None, body: kopf.Body,
                           **_: Any) -> None:
-    """Wake a cluster's loop when its spec was accepted, its credentials got ready, and the like."""
+    """Wake a cluster's loop when its spec was accepted, its credentials got ready, and the like;
+    end it when the cluster was deleted."""
     key = (str(namespace), str(name))
     if type == "DELETED":
         _CLUSTER_SEEN.pop(key, None)
+        WAKES.gone(key, str((body.get("metadata") or {}).get("uid")))
         return
     signature = cluster_signature(body)
     if _CLUSTER_SEEN.get(key, signature) != signature:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mysql_operator.handlers.objects import primary_ordinal, ready_instances
-from mysql_operator.handlers.watch import NodeCache, SecretCache, WakeBoard
+from mysql_operator.handlers.watch import GONE_TTL, NodeCache, SecretCache, WakeBoard
 
 
 class CountingKube:
@@ -73,6 +73,22 @@ def test_a_wake_reaches_only_a_running_loop() -> None:
         return woke and event.is_set(), other, board.wake(("ns", "db"))
 
     assert asyncio.run(scenario()) == (True, False, False)
+
+
+def test_a_deleted_cluster_ends_its_loop_and_a_new_one_of_that_name_gets_its_own_event() -> None:
+    async def scenario() -> tuple[bool, bool, bool, bool, bool]:
+        board = WakeBoard()
+        old = board.register(("ns", "db"))
+        board.gone(("ns", "db"), "uid-old", now=0.0)
+        woken, gone = old.is_set(), board.is_gone("uid-old")
+        new = board.register(("ns", "db"))  # the cluster created again under that name
+        board.unregister(("ns", "db"), old)  # the old loop ends after the new one started
+        board.wake(("ns", "db"))
+        board.gone(("ns", "other"), "uid-other", now=GONE_TTL + 1)  # prunes what is long gone
+        fresh = new is not old and new.is_set()
+        return woken, gone, fresh, board.is_gone("uid-new"), board.is_gone("uid-old")
+
+    assert asyncio.run(scenario()) == (True, True, True, False, False)
 
 
 def pod(name: str, role: str | None) -> dict[str, Any]:

@@ -416,8 +416,14 @@ def _topology_pass(
     if not restore_finished(cluster_spec, status):
         return  # instance 0 is being restored (handlers/restore.py); it opens for writes only after
     kube: Kube = memo.kube
-    ns, name = str(namespace), str(meta["name"])
+    ns, name, uid = str(namespace), str(meta["name"]), str(meta.get("uid"))
     try:
+        live = kube.get(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, ns, name)
+        if not same_incarnation(live, uid):
+            # Deleted, being deleted, or re-created under the same name (a timer of the old one may
+            # still fire): its pods and status are another cluster's now.
+            logger.info("topology pass skipped: %s/%s is no longer the cluster with uid %s", ns, name, uid)
+            return
         pods = kube.list("v1", "Pod", ns, c.selector_labels(name))
         secret = kube.get("v1", "Secret", ns, credentials_secret(cluster_spec, name))
         statefulset = kube.get("apps/v1", "StatefulSet", ns, c.statefulset_name(name))
@@ -458,7 +464,8 @@ def _topology_pass(
 
     def checkpoint(memory: TopologyMemory) -> None:
         # The operation in progress reaches status before the promotion it announces.
-        kube.patch_status(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, ns, name, {"topology": memory.to_dict()})
+        kube.patch_status(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, ns, name, {"topology": memory.to_dict()},
+                          uid=uid, current=dict(status))
 
     result = reconcile_topology(
         endpoints,
@@ -506,6 +513,7 @@ def _topology_pass(
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     # The pass took a while: start from the newest conditions, so the reconcile handler's (Valid for
     # a new generation) are not overwritten with the ones read before the pass.
+    fresh: dict[str, Any] = {}
     try:
         fresh = kube.get(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, ns, name) or {}
         conditions = [dict(cond) for cond in ((fresh.get("status") or {}).get("conditions") or [])]
@@ -531,6 +539,18 @@ def _topology_pass(
         # The reconcile handler refused the current spec: the instances keep running, but the phase
         # keeps saying that the spec needs a change until it gets one.
         fields["phase"] = "Invalid"
-    for key, value in fields.items():
-        if status.get(key) != value:
-            patch.status[key] = value
+    current = dict(fresh.get("status") or status)
+    changed = {key: value for key, value in fields.items() if current.get(key) != value}
+    if changed:
+        try:
+            if not kube.patch_status(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, ns, name, changed,
+                                     uid=uid, current=current):
+                logger.info("status not written: %s/%s is no longer the cluster with uid %s", ns, name, uid)
+        except KubeError as error:
+            raise kopf.TemporaryError(f"status not written: {error}", delay=2) from None
+
+
+def same_incarnation(live: Mapping[str, Any] | None, uid: str) -> bool:
+    """Whether the object read now is the incarnation a handler was called for, not being deleted."""
+    metadata = (live or {}).get("metadata") or {}
+    return bool(live) and metadata.get("uid") == uid and not metadata.get("deletionTimestamp")

@@ -123,6 +123,9 @@ def topo(topology: Topology) -> Topology:
         topology.faults.heal_all()
         topology.cluster.kubectl("delete", "mysqlcluster", NAME, "-n", topology.namespace, "--wait=true",
                                  "--timeout=180s")
+        wait_for(lambda: not topology.cluster.kubectl("get", "pods,pvc", "-n", topology.namespace, "-o",
+                                                      "name").strip(),
+                 300, f"the pods and volumes of {topology.namespace}/{NAME} to be gone")
         topology.create()
     return topology
 

@@ -79,9 +79,10 @@ def run_operator(settings: OperatorSettings) -> None:
     import mysql_operator.handlers.schema
     import mysql_operator.handlers.topology  # noqa: F401
     from mysql_operator import logcontext, metrics
-    from mysql_operator.handlers.finalizers import release_timer_finalizers
+    from mysql_operator.handlers.finalizers import release_timer_finalizers, stop_timers_on_delete
 
     release_timer_finalizers()  # deleting a cluster never waits for the operator (handlers/finalizers.py)
+    stop_timers_on_delete()  # ... and its timers stop when it is gone
 
     if settings.log_format == "json":
         # kopf's JSON lines carry the object's namespace and name under "object" on every line about it.

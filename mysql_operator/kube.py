@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import client, config
@@ -170,11 +171,50 @@ class Kube:
         return bool((node.get("spec") or {}).get("unschedulable"))
 
     def patch_status(
-        self, api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any]
-    ) -> None:
-        """Merge-patch the status subresource (for a write that must land before the handler ends)."""
-        self._call("PATCH", _path(api_version, kind, namespace, name) + "/status",
-                   body={"status": status}, content_type="application/merge-patch+json")
+        self, api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any],
+        *, uid: str, current: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Patch the status subresource of the incarnation `uid` only (a JSON patch whose first step
+        tests the uid: a cluster deleted and re-created under the same name must never receive its
+        predecessor's status). A None value removes the key, if `current` (the status as last read)
+        has it. False when the object is gone or is another incarnation."""
+        operations = status_patch(uid, status, current)
+        try:
+            self._call("PATCH", _path(api_version, kind, namespace, name) + "/status",
+                       body=operations, content_type="application/json-patch+json")
+        except KubeError as error:
+            if error.status == 404:
+                return False
+            if error.status == 422:  # the uid test failed, or the status itself is invalid: which?
+                live = self.get(api_version, kind, namespace, name)
+                if ((live or {}).get("metadata") or {}).get("uid") != uid:
+                    return False
+            raise
+        return True
 
     def set_pod_label(self, namespace: str, pod: str, key: str, value: str) -> None:
         self.merge_patch("v1", "Pod", namespace, pod, {"metadata": {"labels": {key: value}}})
+
+
+def _pointer(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def status_patch(
+    uid: str, status: Mapping[str, Any], current: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The JSON patch (RFC 6902) that writes `status` keys on the object whose uid is `uid`: a test of
+    the uid first, so the whole patch fails on any other incarnation of the name. `current` is the
+    status as last read: None means no status yet (it is added whole)."""
+    operations: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/uid", "value": uid}]
+    if current is None:
+        operations.append({"op": "add", "path": "/status",
+                           "value": {k: v for k, v in status.items() if v is not None}})
+        return operations
+    for key, value in status.items():
+        path = f"/status/{_pointer(key)}"
+        if value is not None:
+            operations.append({"op": "add", "path": path, "value": value})
+        elif key in current:
+            operations.append({"op": "remove", "path": path})
+    return operations

@@ -17,7 +17,7 @@ import copy
 import logging
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -420,6 +420,14 @@ class PassInput:
     statefulset: dict[str, Any] | None
 
 
+class OtherIncarnation(Exception):
+    """The name of the loop's cluster holds another cluster now (deleted and created again), or none:
+    the pass stops where it is (before a promotion, at its checkpoint) and writes nothing."""
+
+    def __init__(self, work: PassInput) -> None:
+        super().__init__(f"{work.namespace}/{work.name} is no longer the cluster with uid {work.uid}")
+
+
 @kopf.daemon(*CR, initial_delay=0.5, cancellation_timeout=5.0)  # type: ignore[arg-type]
 async def topology(
     body: kopf.Body,
@@ -439,7 +447,7 @@ async def topology(
     key = (ns, name)
     wake = WAKES.register(key)
     _MEMORY.pop(uid, None)  # a (re)started loop starts from the memory kept in status
-    loop = asyncio.get_running_loop()
+    running: Future[float] | None = None
     try:
         while not stopped and not WAKES.is_gone(uid):
             wake.clear()
@@ -453,7 +461,8 @@ async def topology(
             )
             # The pass posts Events with kopf.event, which needs kopf's context: run it in a copy.
             context = contextvars.copy_context()
-            delay = await loop.run_in_executor(_POOL, context.run, _run_pass, work, memo, logger)
+            running = _POOL.submit(context.run, _run_pass, work, memo, logger)
+            delay = await asyncio.wrap_future(running)
             if delay > 0 and not wake.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=delay)
@@ -461,8 +470,17 @@ async def topology(
             logger.info("topology loop ends: the cluster was deleted")
     finally:
         WAKES.unregister(key, wake)
-        _MEMORY.pop(uid, None)
-        _WRITTEN.pop(uid, None)
+        # kopf cancels the loop of a deleted cluster: a pass still running in the pool forgets its
+        # cluster when it ends, not before (it would leave its memory behind).
+        if running is None:
+            _forget(uid)
+        else:
+            running.add_done_callback(lambda _: _forget(uid))
+
+
+def _forget(uid: str) -> None:
+    _MEMORY.pop(uid, None)
+    _WRITTEN.pop(uid, None)
 
 
 def _run_pass(work: PassInput, memo: kopf.Memo, logger: logging.Logger) -> float:
@@ -470,6 +488,9 @@ def _run_pass(work: PassInput, memo: kopf.Memo, logger: logging.Logger) -> float
     with logcontext.bound(work.namespace, work.name):
         try:
             return _topology_pass(work, memo.kube, logger)
+        except OtherIncarnation as error:
+            logger.info("topology pass stopped: %s", error)
+            return PROBE_INTERVAL
         except KubeError as error:
             logger.warning("topology pass: %s", error)
             return ERROR_DELAY
@@ -484,7 +505,10 @@ def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float
     Reads come from the live body and the watch indices (plus a cached Secret): a pass of an idle
     cluster sends the API server nothing; status is patched only where it changed."""
     status, meta = work.status, work.meta
-    if meta.get("deletionTimestamp"):
+    if not watched_incarnation(work):
+        # Deleted, being deleted, or re-created under the same name (kopf ends this loop): its pods
+        # and status are another cluster's now.
+        logger.info("topology pass skipped: %s", OtherIncarnation(work))
         return PROBE_INTERVAL
     try:
         cluster_spec = parse_spec(work.spec)
@@ -534,7 +558,10 @@ def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float
 
     def checkpoint(memory: TopologyMemory) -> None:
         # The operation in progress reaches status before the promotion it announces.
-        kube.patch_status(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, ns, name, {"topology": memory.to_dict()})
+        topology = {"topology": memory.to_dict()}
+        if not kube.patch_status(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, ns, name, topology,
+                                 uid=work.uid, current=status):
+            raise OtherIncarnation(work)  # no promotion for a cluster that is not this loop's any more
         _MEMORY[work.uid] = memory
 
     previous = _MEMORY.get(work.uid) or TopologyMemory.from_dict(status.get("topology"))
@@ -639,11 +666,42 @@ def status_changes(
 
 
 def write_status(kube: Kube, work: PassInput, fresh: Mapping[str, Any], fields: Mapping[str, Any]) -> None:
+    """Patch the status fields that changed, on the loop's incarnation only (Kube.patch_status tests
+    the uid first); OtherIncarnation when the name holds another cluster now, or none."""
+    api = f"{c.API_GROUP}/{c.API_VERSION}"
     version = str((work.body.get("metadata") or {}).get("resourceVersion"))
     last = _WRITTEN.get(work.uid)
     written = last[1] if last is not None and last[0] == version else None
     changes = status_changes(fresh, fields, written)
     if not changes:
         return
-    kube.patch_status(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, work.namespace, work.name, changes)
+    try:
+        done = kube.patch_status(api, c.KIND, work.namespace, work.name, changes, uid=work.uid, current=fresh)
+    except KubeError as error:
+        if error.status != 422:
+            raise
+        # The watch's copy may lag behind our own last write (a key it still shows was removed
+        # already, and a JSON patch cannot remove it twice): once more against the status read now.
+        live = kube.get(api, c.KIND, work.namespace, work.name)
+        if not same_incarnation(live, work.uid):
+            raise OtherIncarnation(work) from None
+        current = dict((live or {}).get("status") or {})
+        written, changes = None, {key: value for key, value in fields.items() if current.get(key) != value}
+        done = not changes or kube.patch_status(api, c.KIND, work.namespace, work.name, changes,
+                                                uid=work.uid, current=current)
+    if not done:
+        raise OtherIncarnation(work)
     _WRITTEN[work.uid] = (version, {**(written or {}), **changes})
+
+
+def same_incarnation(live: Mapping[str, Any] | None, uid: str) -> bool:
+    """Whether the object read now is the incarnation a handler was called for, not being deleted."""
+    metadata = (live or {}).get("metadata") or {}
+    return bool(live) and metadata.get("uid") == uid and not metadata.get("deletionTimestamp")
+
+
+def watched_incarnation(work: PassInput) -> bool:
+    """Whether the loop's cluster is still the one the watch shows under its name (no GET: the
+    watch stream saw every creation and deletion), and not being deleted."""
+    return WAKES.is_current((work.namespace, work.name), work.uid) and same_incarnation(
+        {"metadata": work.meta}, work.uid)

@@ -43,14 +43,17 @@ ClusterKey = tuple[str, str]  # (namespace, cluster name)
 class WakeBoard:
     """One asyncio event per running topology loop; `wake` starts that loop's next pass now.
 
-    It also says which clusters were deleted (`gone`): kopf stops a daemon only once its object
-    carries a deletionTimestamp, which a MysqlCluster deleted without a finalizer (ours carry none,
-    handlers/finalizers.py) never does, so its loop would run on, and a cluster created again under
-    the same name would have two loops."""
+    It also says which incarnation (uid) of a cluster's name the watch shows now (`seen`,
+    `is_current`) and which were deleted (`gone`): a loop acts only for the incarnation it was started
+    for. kopf stops a daemon only once its object carries a deletionTimestamp, which a MysqlCluster
+    deleted without a finalizer (ours carry none) gets only through finalizers.stop_timers_on_delete;
+    the loop also ends on the deletion it watched itself, so a cluster created again under the same
+    name never has two loops."""
 
     def __init__(self) -> None:
         self._events: dict[ClusterKey, asyncio.Event] = {}
         self._gone: dict[str, float] = {}  # uid -> when its deletion was seen (monotonic seconds)
+        self._current: dict[ClusterKey, str] = {}  # the uid the watch last showed under that name
 
     def register(self, key: ClusterKey) -> asyncio.Event:
         """A new loop's event (its own: a loop of an older object of that name never shares it)."""
@@ -76,10 +79,21 @@ class WakeBoard:
         # A deleted uid is kept long enough for a loop still in its initial delay to see it.
         self._gone = {u: t for u, t in self._gone.items() if now - t < GONE_TTL}
         self._gone[uid] = now
+        if self._current.get(key) == uid:  # not a newer incarnation whose creation was seen first
+            del self._current[key]
         self.wake(key)
 
     def is_gone(self, uid: str) -> bool:
         return uid in self._gone
+
+    def seen(self, key: ClusterKey, uid: str) -> None:
+        """The watch showed the cluster `uid` under the name `key` (it exists, maybe being deleted)."""
+        if uid not in self._gone:
+            self._current[key] = uid
+
+    def is_current(self, key: ClusterKey, uid: str) -> bool:
+        """Whether `uid` is the incarnation the watch shows under `key` now, and not deleted."""
+        return self._current.get(key) == uid and uid not in self._gone
 
 
 WAKES = WakeBoard()
@@ -142,6 +156,7 @@ async def cluster_changed(type: str | None, namespace: str | None, name: str | N
         _CLUSTER_SEEN.pop(key, None)
         WAKES.gone(key, str((body.get("metadata") or {}).get("uid")))
         return
+    WAKES.seen(key, str((body.get("metadata") or {}).get("uid")))
     signature = cluster_signature(body)
     if _CLUSTER_SEEN.get(key, signature) != signature:
         WAKES.wake(key)

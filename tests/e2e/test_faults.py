@@ -24,7 +24,7 @@ import pytest
 
 from sandbox.consistency import ConsistencyChecker, assert_consistent
 from sandbox.faults import FaultError, Faults, in_pod_cgroup, marker
-from tests.e2e.conftest import FLAVORS, Cluster, cluster_spec, connect, wait_for
+from tests.e2e.conftest import FLAVORS, Cluster, cluster_spec, connect, operator_log, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
@@ -123,6 +123,9 @@ def topo(topology: Topology) -> Topology:
         topology.faults.heal_all()
         topology.cluster.kubectl("delete", "mysqlcluster", NAME, "-n", topology.namespace, "--wait=true",
                                  "--timeout=180s")
+        wait_for(lambda: not topology.cluster.kubectl("get", "pods,pvc", "-n", topology.namespace, "-o",
+                                                      "name").strip(),
+                 300, f"the pods and volumes of {topology.namespace}/{NAME} to be gone")
         topology.create()
     return topology
 
@@ -356,3 +359,42 @@ def test_errant_transaction_on_a_replica_while_the_primary_restarts(topo: Topolo
     problems = [] if ack else [f"no write acknowledged within {FAILOVER_BOUND:.0f}s of the restart of "
                                f"{old} (errant transaction on {errant})"]
     judge(checker, problems)
+
+
+@pytest.mark.parametrize("topology", SEMI_SYNC, ids=ids(SEMI_SYNC), indirect=True)
+def test_a_cluster_recreated_under_the_same_name_inherits_nothing_from_the_old_one(topo: Topology) -> None:
+    """The old incarnation has a history (a failover); deleted and re-created at once under the same
+    name on fresh volumes, the new one bootstraps on instance 0 and takes writes without a failover,
+    fence or split brain: nothing of the old one's memory (status.topology) or passes reaches it."""
+    checker = topo.checker()
+    old = topo.primary()
+    fault_at = time.monotonic()
+    topo.faults.kill(topo.namespace, old, keep_down=True)
+    problems = writable_again(checker, fault_at, f"kill of {old}", old)
+    topo.cluster.sandbox.release_container(topo.namespace, old)
+    judge(checker, problems)
+    kubectl, ns = topo.cluster.kubectl, topo.namespace
+    old_uid = topo.cluster.get("mysqlcluster", NAME, ns)["metadata"]["uid"]
+    kubectl("delete", "mysqlcluster", NAME, "-n", ns, "--wait=true", "--timeout=180s")
+    wait_for(lambda: not kubectl("get", "pods,pvc", "-n", ns, "-o", "name").strip(), 300,
+             f"the pods and volumes of {ns}/{NAME} to be gone")
+    topo.create()
+    new_uid = topo.cluster.get("mysqlcluster", NAME, ns)["metadata"]["uid"]
+    assert new_uid != old_uid
+    checker = topo.checker()
+    checker.wait_acks(200, after=time.monotonic())
+    judge(checker, [])
+    status = topo.cluster.status(NAME, ns)
+    assert status["primary"] == f"{NAME}-0", status.get("roleChanges")
+    assert not status.get("roleChanges"), status["roleChanges"]
+    assert not (status.get("topology") or {}).get("deposed"), status["topology"]
+    reasons = {"FailoverCompleted", "InstanceFenced", "SplitBrain", "PrimaryLostHistory", "PodFenced",
+               "TransactionsDiscarded"}
+    inherited = [e for e in topo.cluster.events(ns, NAME)
+                 if e["involvedObject"].get("uid") == new_uid and e.get("reason") in reasons]
+    assert not inherited, json.dumps([(e["reason"], e.get("message")) for e in inherited])
+    # The old incarnation's timer stopped with it: it does not even look any more.
+    stale = f"no longer the cluster with uid {old_uid}"
+    before = operator_log(topo.cluster).count(stale)
+    time.sleep(3 * 2.0)  # three topology intervals
+    assert operator_log(topo.cluster).count(stale) == before, "the deleted cluster's timer still fires"

@@ -42,3 +42,36 @@ def test_releasing_a_private_registry_changes_only_its_timers_and_daemons() -> N
     assert release_timer_finalizers(registry) == [h.id for h in spawning]
     assert not any(h.requires_finalizer for h in registry._spawning.get_all_handlers())
     assert registry._changing.get_all_handlers()[0].requires_finalizer
+
+
+def test_a_deleted_event_reaches_kopf_as_a_deletion_in_progress_so_it_stops_the_timers() -> None:
+    """Without a finalizer the object has no deletion phase: only the DELETED event, whose body has
+    no deletionTimestamp, so kopf would never stop its timers. The wrapper kopf's reactor calls
+    marks it; every other event passes unchanged."""
+    import asyncio
+
+    from kopf._cogs.structs import finalizers as kopf_finalizers
+    from kopf._core.reactor import processing
+
+    from mysql_operator.handlers import finalizers
+
+    seen: list[dict[str, object]] = []
+
+    async def recording(*_: object, raw_event: dict[str, object], **__: object) -> None:
+        seen.append(raw_event)
+
+    saved = processing.process_resource_event
+    processing.process_resource_event = recording  # type: ignore[assignment]
+    try:
+        assert finalizers.stop_timers_on_delete()
+        assert not finalizers.stop_timers_on_delete()  # wrapped once
+        wrapped = processing.process_resource_event
+        body = {"metadata": {"name": "db", "uid": "u1"}}
+        asyncio.run(wrapped(raw_event={"type": "MODIFIED", "object": body}))
+        asyncio.run(wrapped(raw_event={"type": "DELETED", "object": body}))
+    finally:
+        processing.process_resource_event = saved
+    modified, deleted = seen
+    assert not kopf_finalizers.is_deletion_ongoing(modified["object"])  # type: ignore[arg-type]
+    assert kopf_finalizers.is_deletion_ongoing(deleted["object"])  # type: ignore[arg-type]
+    assert "deletionTimestamp" not in body["metadata"]  # the watch stream's own object is not changed

@@ -27,6 +27,7 @@ from mysql_operator.api.backup import (
 )
 from mysql_operator.api.models import MysqlClusterSpec
 from mysql_operator.backup.cron import is_due
+from mysql_operator.handlers import events
 from mysql_operator.handlers.jobs import FAILED, RUNNING, SUCCEEDED, read_job
 from mysql_operator.handlers.suspend import is_suspended
 from mysql_operator.kube import Kube, KubeError
@@ -303,7 +304,8 @@ def _start_backup(
             "message": f"Job {job} backs up instance {pod}",
         }
     )
-    kopf.info(body, reason="BackupStarted", message=f"Job {job} backs up {spec.cluster} from instance {pod}")
+    events.info(body, reason="BackupStarted",
+                message=f"Job {job} backs up {spec.cluster} from instance {pod}")
     logger.info("backup %s: Job %s on %s", name, job, pod)
 
 
@@ -322,7 +324,7 @@ def _follow_backup(
     if outcome.state == SUCCEEDED and result.get("result") == "Completed":
         fields = dict(result.get("status") or {})
         patch.status.update({**fields, "phase": BackupPhase.COMPLETED.value})
-        kopf.info(
+        events.info(
             body,
             reason="BackupCompleted",
             message=f"{fields.get('sizeHuman', '?')} at {fields.get('location', '?')}",
@@ -473,7 +475,7 @@ def backup_schedule(
             )
             state["lastScheduleTime"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
             state["lastScheduledBackup"] = backup_name
-            kopf.info(body, reason="BackupScheduled", message=f"MysqlBackup {backup_name} created")
+            events.info(body, reason="BackupScheduled", message=f"MysqlBackup {backup_name} created")
         # 2. retention, once after each scheduled backup completes; the engine picks what goes
         finished = _follow_side_job(kube, body, ns, state, "retentionJob")
         if finished is not None:
@@ -487,7 +489,7 @@ def backup_schedule(
                 else f"failed: {finished['message']}"
             )
             if deleted:
-                kopf.info(body, reason="BackupsPruned", message=f"retention deleted {', '.join(deleted)}")
+                events.info(body, reason="BackupsPruned", message=f"retention deleted {', '.join(deleted)}")
         scheduled = [b for b in backups if (b["metadata"].get("labels") or {}).get(LABEL_SCHEDULED) == "true"]
         newest = retention_due(scheduled, schedule.retention, state.get("retainedAfter"))
         if newest is not None and not state.get("retentionJob"):

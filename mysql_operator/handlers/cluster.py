@@ -12,7 +12,7 @@ import kopf
 from mysql_operator import conventions as c
 from mysql_operator import metrics
 from mysql_operator.api.models import check_cluster_name
-from mysql_operator.handlers import suspend
+from mysql_operator.handlers import events, suspend
 from mysql_operator.handlers.objects import (
     InvalidSpec,
     accepted_spec,
@@ -53,7 +53,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=c.API_GROUP, key="last-handled-configuration"
     )
-    # Events are what the handlers post on purpose (kopf.info/warn/event) and warnings; kopf's own
+    # Events are what the handlers post on purpose (events.info, kopf.warn) and warnings; kopf's own
     # "handler succeeded" lines would cost an API request each, per cluster, on every change.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
@@ -135,7 +135,7 @@ def reconcile(
             cond.get("type") == CREDENTIALS_READY and cond.get("status") == "False" for cond in conditions
         )
         if credentials.created:
-            kopf.info(body, reason="CredentialsGenerated", message=f"generated Secret {credentials.secret}")
+            events.info(body, reason="CredentialsGenerated", message=f"generated Secret {credentials.secret}")
         conditions = set_condition(
             conditions,
             CREDENTIALS_READY,
@@ -158,11 +158,12 @@ def reconcile(
             if tls.issued:
                 # The topology loop keeps the server Secret cached (watch.SECRETS): read it anew.
                 SECRETS.forget(ref.namespace, server_secret_name(cluster_spec, ref.name) or "")
-                kopf.info(body, reason="CertificateIssued", message=tls.message)
+                events.info(body, reason="CertificateIssued", message=tls.message)
             elif not tls.ok:
                 kopf.warn(body, reason="TlsNotReady", message=tls.message)
             applied = apply_objects(kube, ref, cluster_spec, pods, logger, credentials.data)
-            kopf.info(body, reason="Applied", message=f"applied {len(applied)} objects: {', '.join(applied)}")
+            events.info(body, reason="Applied",
+                        message=f"applied {len(applied)} objects: {', '.join(applied)}")
             conditions = set_condition(
                 conditions, RESOURCES_READY, True, "Applied", "owned objects applied", generation, now
             )

@@ -27,7 +27,7 @@ import kopf
 from mysql_operator import conventions as c
 from mysql_operator import logcontext, metrics
 from mysql_operator.api.models import MysqlClusterSpec
-from mysql_operator.handlers import day2
+from mysql_operator.handlers import day2, events
 from mysql_operator.handlers.objects import InvalidSpec, encode_accepted_spec, parse_spec
 from mysql_operator.handlers.restore import restore_finished
 from mysql_operator.handlers.suspend import observe_suspended, without_fenced
@@ -285,7 +285,7 @@ def _tls_pass(
             logger.warning("TLS certificates not checked: %s", error)
         else:
             if outcome.issued:
-                kopf.info(body, reason="CertificateIssued", message=outcome.message)
+                events.info(body, reason="CertificateIssued", message=outcome.message)
             elif not outcome.ok:
                 kopf.warn(body, reason="TlsNotReady", message=outcome.message)
     try:
@@ -341,11 +341,11 @@ def tls_per_instance(
             logger.warning("TLS on %s: %s", endpoint.pod_name, error)
             continue
         if changed:
-            kopf.info(body, reason="ReplicationTlsChanged", message=f"{endpoint.pod_name}: {changed}")
+            events.info(body, reason="ReplicationTlsChanged", message=f"{endpoint.pod_name}: {changed}")
         if reloaded and current:
             logger.info("TLS reloaded on %s", endpoint.pod_name)
-            kopf.info(body, reason="TlsReloaded",
-                      message=f"{endpoint.pod_name} serves the current certificate (reloaded, no restart)")
+            events.info(body, reason="TlsReloaded",
+                        message=f"{endpoint.pod_name} serves the current certificate (reloaded, no restart)")
         elif reloaded:
             logger.info("TLS reload on %s: its mounted files still hold the previous certificate "
                         "(kubelet refreshes them); trying again", endpoint.pod_name)

@@ -80,6 +80,7 @@ def run_operator(settings: OperatorSettings) -> None:
     import mysql_operator.handlers.topology  # noqa: F401
     from mysql_operator import logcontext, metrics
     from mysql_operator.handlers.finalizers import release_timer_finalizers, stop_timers_on_delete
+    from mysql_operator.handlers.watch import quiet_watch_handlers
 
     release_timer_finalizers()  # deleting a cluster never waits for the operator (handlers/finalizers.py)
     stop_timers_on_delete()  # ... and its timers stop when it is gone
@@ -91,6 +92,7 @@ def run_operator(settings: OperatorSettings) -> None:
         kopf.configure(log_format=kopf.LogFormat.FULL)
     logging.getLogger().setLevel(settings.log_level)
     logcontext.install()
+    quiet_watch_handlers()  # no line per watch event (handlers/watch.py)
     if settings.metrics_address:
         host, _, port = settings.metrics_address.rpartition(":")
         metrics.serve(host or "0.0.0.0", int(port))

@@ -12,12 +12,14 @@
   own Secret is picked up without the operator watching every Secret in the namespace.
 
 The wake-ups are asyncio events of the operator's event loop; the handlers here are async so they
-run on that loop (no thread hop, no API call).
+run on that loop (no thread hop, no API call). kopf's "Handler ... succeeded." line for each of their
+runs is dropped (`QuietWatchHandlers`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -97,6 +99,25 @@ class WakeBoard:
 
 
 WAKES = WakeBoard()
+
+
+class QuietWatchHandlers(logging.Filter):
+    """Drops kopf's "Handler 'pod_changed' succeeded." (and cluster_changed) lines. kopf logs one per
+    handler run, and these run on every watch event of every instance pod and cluster (each status
+    write included): at a few hundred clusters they would be most of the log, and a line about a Pod
+    would be the only one in a cluster's namespace not naming the cluster. Failures are still logged."""
+
+    QUIET = frozenset(f"Handler {name!r} succeeded." for name in ("pod_changed", "cluster_changed"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self.QUIET
+
+
+def quiet_watch_handlers(logger: logging.Logger | None = None) -> None:
+    """Install QuietWatchHandlers on kopf's per-object logger (once)."""
+    target = logger or logging.getLogger("kopf.objects")
+    if not any(isinstance(f, QuietWatchHandlers) for f in target.filters):
+        target.addFilter(QuietWatchHandlers())
 _POD_SEEN: dict[tuple[str, str], Mapping[str, Any]] = {}
 _CLUSTER_SEEN: dict[ClusterKey, tuple[Any, ...]] = {}
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from typing import Any
 
 import pytest
 
 from mysql_operator.handlers.objects import primary_ordinal, ready_instances
-from mysql_operator.handlers.watch import GONE_TTL, NodeCache, SecretCache, WakeBoard
+from mysql_operator.handlers.watch import GONE_TTL, NodeCache, SecretCache, WakeBoard, quiet_watch_handlers
 
 
 class CountingKube:
@@ -132,3 +133,21 @@ def test_the_tls_secret_is_read_per_certificate_check_not_per_pass(monkeypatch: 
     clock[0] += topology.TLS_CHECK_SECONDS
     topology._tls_pass(kube, {}, spec, meta, "tls-cache-test", log)  # type: ignore[arg-type]
     assert kube.gets == 4  # a minute later: checked and read again (a rotated Secret is seen)
+
+
+def test_kopf_success_lines_of_the_watch_handlers_are_dropped_and_the_rest_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("test.kopf.objects")
+    quiet_watch_handlers(logger)
+    quiet_watch_handlers(logger)  # once only
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        logger.info("Handler 'pod_changed' succeeded.")
+        logger.info("Handler 'cluster_changed' succeeded.")
+        logger.info("Handler 'reconcile' succeeded.")
+        logger.error("Handler 'pod_changed' failed with an exception and will stop now: boom")
+    assert [r.getMessage() for r in caplog.records] == [
+        "Handler 'reconcile' succeeded.",
+        "Handler 'pod_changed' failed with an exception and will stop now: boom",
+    ]
+    assert len(logger.filters) == 1

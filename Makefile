@@ -58,4 +58,4 @@ sandbox-down: venv
 	$(PY) -m sandbox.demo down --name $(SANDBOX)
 
 test: venv apt tools mysql lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests

@@ -415,6 +415,9 @@ class MysqlDialect(Dialect):
         the copy travels over TLS and the donor's certificate must be signed by that CA."""
         secure = [Statement("SET GLOBAL clone_ssl_ca = %s", (ca_path,))] if ca_path else []
         return [
+            # A fenced recipient (an errant replica, a deposed primary) has super_read_only on, which
+            # CLONE refuses (1290). read_only stays on, and the copy replaces every row anyway.
+            Statement("SET GLOBAL super_read_only = OFF"),
             Statement("SET GLOBAL clone_valid_donor_list = %s", (f"{donor_host}:{int(donor_port)}",)),
             *secure,
             Statement(

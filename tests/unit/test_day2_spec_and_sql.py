@@ -187,6 +187,7 @@ def test_mysql_wipe_and_clone_statements() -> None:
     dialect = MysqlDialect()
     assert dialect.wipe(["app"])[-1] == Statement("RESET BINARY LOGS AND GTIDS")
     assert dialect.clone_from("127.0.9.2", 3306, "root", "s3cret") == [
+        Statement("SET GLOBAL super_read_only = OFF"),
         Statement("SET GLOBAL clone_valid_donor_list = %s", ("127.0.9.2:3306",)),
         Statement("CLONE INSTANCE FROM %s@%s:%s IDENTIFIED BY %s", ("root", "127.0.9.2", 3306, "s3cret")),
     ]
@@ -208,7 +209,7 @@ def test_clone_installs_the_plugin_when_missing_then_clones() -> None:
     dialect = MysqlDialect()
     session = FakeSession({})
     seed.clone(session, dialect, seed.SeedEndpoint("127.0.9.2", Login("root", "pw")))  # type: ignore[arg-type]
-    assert [s.sql.split()[0] for s in session.executed] == ["INSTALL", "SET", "CLONE"]
+    assert [s.sql.split()[0] for s in session.executed] == ["INSTALL", "SET", "SET", "CLONE"]
 
 
 def test_live_config_statements_per_flavor() -> None:

@@ -272,7 +272,7 @@ def test_mariadb_replica_connects_over_tls_verifying_the_ca() -> None:
 def test_clone_requires_tls_with_the_ca_and_reload_statements_per_flavor() -> None:
     mysql = dialect_for(c.Flavor.MYSQL)
     statements = mysql.clone_from("127.0.0.1", 3306, "root", "pw", "/etc/mysql/tls/ca.crt")  # type: ignore[attr-defined]
-    assert statements[1].sql == "SET GLOBAL clone_ssl_ca = %s"
+    assert statements[2].sql == "SET GLOBAL clone_ssl_ca = %s"
     assert statements[-1].sql.endswith("REQUIRE SSL")
     assert mysql.reload_tls.sql == "ALTER INSTANCE RELOAD TLS"
     assert dialect_for(c.Flavor.MARIADB).reload_tls.sql == "FLUSH SSL"

@@ -54,6 +54,16 @@ def cluster_spec(flavor: str, **overrides: Any) -> dict[str, Any]:
     return spec
 
 
+def cluster_manifest(name: str, flavor: str, **overrides: Any) -> dict[str, Any]:
+    """A whole MysqlCluster object named `name` with `cluster_spec(flavor, **overrides)`."""
+    return {
+        "apiVersion": "mysql.operator.dev/v1alpha1",
+        "kind": "MysqlCluster",
+        "metadata": {"name": name},
+        "spec": cluster_spec(flavor, **overrides),
+    }
+
+
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
     """Poll until check() returns something truthy; fail naming what was awaited."""
     deadline = time.monotonic() + timeout

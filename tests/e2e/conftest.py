@@ -54,6 +54,16 @@ def cluster_spec(flavor: str, **overrides: Any) -> dict[str, Any]:
     return spec
 
 
+def cluster_manifest(name: str, flavor: str, **overrides: Any) -> dict[str, Any]:
+    """A whole MysqlCluster object named `name` with `cluster_spec(flavor, **overrides)`."""
+    return {
+        "apiVersion": "mysql.operator.dev/v1alpha1",
+        "kind": "MysqlCluster",
+        "metadata": {"name": name},
+        "spec": cluster_spec(flavor, **overrides),
+    }
+
+
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
     """Poll until check() returns something truthy; fail naming what was awaited."""
     deadline = time.monotonic() + timeout
@@ -197,3 +207,62 @@ def operator_log(cluster: Cluster) -> str:
 
 def example_path(name: str) -> Path:
     return ROOT / "examples" / name
+
+
+# ---- what a failed e2e test leaves in its report -----------------------------------------------------
+
+DIAGNOSTIC_LOG_LINES = 40
+
+
+def diagnostics(cluster: Cluster) -> str:
+    """Every MysqlCluster's phase, primary, conditions and instances, and the operator's last warnings:
+    enough to tell from a CI excerpt alone what the operator saw when a test failed."""
+    lines: list[str] = []
+    try:
+        listed = json.loads(cluster.kubectl("get", "mysqlclusters", "-A", "-o", "json", check=False) or "{}")
+    except ValueError:
+        listed = {}
+    for item in listed.get("items") or []:
+        meta, status = item["metadata"], item.get("status") or {}
+        lines.append(f"{meta['namespace']}/{meta['name']}: phase {status.get('phase')}, "
+                     f"primary {status.get('primary')}")
+        for cond in status.get("conditions") or []:
+            lines.append(f"  {cond.get('type')}={cond.get('status')} {cond.get('reason')}: "
+                         f"{str(cond.get('message'))[:300]}")
+        for inst in status.get("instances") or []:
+            lines.append(f"  {inst.get('name')} {inst.get('role')} ready={inst.get('ready')} "
+                         f"{str(inst.get('message') or '')[:200]}")
+        events = sorted((e for e in cluster.items("events", meta["namespace"])
+                         if e["involvedObject"].get("name") == meta["name"]),
+                        key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+        for event in events[-15:]:
+            stamp = str(event.get("lastTimestamp") or event.get("eventTime") or "")[11:19]
+            lines.append(f"  event {stamp} {event.get('reason')}: {str(event.get('message'))[:200]}")
+    warnings = []
+    for raw in operator_log(cluster).splitlines():
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            continue
+        if entry.get("severity") in ("warning", "error", "critical"):
+            warnings.append(f"{entry.get('timestamp', '')[11:23]} {entry.get('severity')} "
+                            f"{str(entry.get('message'))[:300]}")
+    lines.append(f"operator warnings (last {DIAGNOSTIC_LOG_LINES} of {len(warnings)}):")
+    lines.extend(warnings[-DIAGNOSTIC_LOG_LINES:])
+    return "\n".join(lines)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    found = [value for value in getattr(item, "funcargs", {}).values()
+             if isinstance(value, Cluster) or isinstance(getattr(value, "cluster", None), Cluster)]
+    if found:
+        cluster = found[0] if isinstance(found[0], Cluster) else found[0].cluster
+        try:
+            report.sections.append(("operator and clusters at the failure", diagnostics(cluster)))
+        except Exception as exc:  # diagnostics never hide the failure itself
+            report.sections.append(("operator and clusters at the failure", f"unavailable: {exc!r}"))

@@ -143,8 +143,9 @@ def writable_again(checker: ConsistencyChecker, fault_at: float, what: str, old:
 
 def judge(checker: ConsistencyChecker, problems: list[str]) -> None:
     verdict = checker.verify()
-    print(f"acknowledged {verdict.acknowledged}, lost {len(verdict.lost)}, split-brain samples "
-          f"{len(verdict.split_brain)}, recovered {verdict.recovered}", flush=True)
+    print(f"acknowledged {verdict.acknowledged}, lost {len(verdict.lost)} (reported discarded "
+          f"{verdict.reported_discarded}), split-brain samples {len(verdict.split_brain)}, "
+          f"recovered {verdict.recovered}", flush=True)
     verdict.problems[:0] = problems
     assert_consistent(verdict)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pymysql
 import pytest
 
-from tests.e2e.conftest import FLAVORS, Cluster, cluster_spec, connect, wait_for
+from tests.e2e.conftest import FLAVORS, Cluster, cluster_manifest, connect, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -14,17 +14,10 @@ NAME = "keep"
 
 
 def cluster(flavor: str) -> dict[str, object]:
-    return {
-        "apiVersion": "mysql.operator.dev/v1alpha1",
-        "kind": "MysqlCluster",
-        "metadata": {"name": NAME},
-        "spec": cluster_spec(
-            flavor,
-            instances=1,
-            storage={"size": "1Gi", "pvcRetention": "Retain"},
-            application={"database": "shop", "user": "app"},
-        ),
-    }
+    return cluster_manifest(
+        NAME, flavor, instances=1, storage={"size": "1Gi", "pvcRetention": "Retain"},
+        application={"database": "shop", "user": "app"},
+    )
 
 
 def primary_ip(operator: Cluster, ns: str) -> str:

@@ -33,7 +33,14 @@ from mysql_operator.backup.binlogs import archive_binlogs
 from mysql_operator.backup.catalog import read_manifest, scan
 from mysql_operator.backup.commands import Instance
 from mysql_operator.backup.manifest import BackupCorrupt, BackupError, BackupNotFound
-from mysql_operator.backup.physical import PhysicalRestoreFailed, take_physical_backup, unpack_physical
+from mysql_operator.backup.physical import (
+    COMPRESSIONS,
+    DEFAULT_PREPARE_MEMORY,
+    ZSTD,
+    PhysicalRestoreFailed,
+    take_physical_backup,
+    unpack_physical,
+)
 from mysql_operator.backup.restore import RestoreFailed, RestoreRefused, restore, roll_forward
 from mysql_operator.backup.retention import apply_retention
 from mysql_operator.backup.storage import DirectoryStorage, S3Location, S3Storage, Storage, StorageError
@@ -128,6 +135,8 @@ def _parser() -> argparse.ArgumentParser:
     take.add_argument("--datadir", type=Path, help="physical, MariaDB: the instance's data directory")
     take.add_argument("--scratch", type=Path,
                       help="physical, MySQL: where the donor's CLONE LOCAL writes (must not exist)")
+    take.add_argument("--compression", choices=COMPRESSIONS, default=ZSTD,
+                      help="physical: zstd (at --compress-level, every core) or none")
 
     archive = commands.add_parser(
         "archive-binlogs", parents=[common], help="copy closed binlog files to storage"
@@ -143,6 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     unpack.add_argument("--backup", required=True, help="location (backups/<name>) or name")
     unpack.add_argument("--datadir", type=Path, required=True, help="the stopped instance's data directory")
+    unpack.add_argument("--prepare-memory", type=int, default=DEFAULT_PREPARE_MEMORY,
+                        help="MariaDB: bytes of buffer pool for applying the copied redo")
 
     forward = commands.add_parser(
         "roll-forward", parents=[common], help="replay archived binlogs into the unpacked, started instance"
@@ -176,7 +187,8 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
     if args.command == "backup" and args.method == "physical":
         manifest = take_physical_backup(
             instance_from_env(env), storage, cluster=args.cluster, name=args.name, datadir=args.datadir,
-            scratch=args.scratch, binlog_source=args.binlog_source, compress_level=args.compress_level,
+            scratch=args.scratch, binlog_source=args.binlog_source, compression=args.compression,
+            compress_level=args.compress_level,
         )
         return {
             "result": "Completed",
@@ -185,7 +197,7 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
         }
     if args.command == "unpack":
         manifest = read_manifest(storage, args.backup)
-        unpack_physical(storage, manifest, args.datadir)
+        unpack_physical(storage, manifest, args.datadir, prepare_memory=args.prepare_memory)
         return {"result": "Unpacked", "backup": manifest.name, "datadir": str(args.datadir)}
     if args.command == "roll-forward":
         try:

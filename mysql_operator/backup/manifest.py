@@ -129,7 +129,8 @@ class Manifest(BaseModel):
             binlog_file=self.binlog_file,
             binlog_position=self.binlog_position,
             instance=self.instance,
-            message=f"{len(self.databases)} database(s), {human_size(self.uncompressed_size)} of SQL",
+            message=f"{len(self.databases)} database(s), {human_size(self.uncompressed_size)} of "
+                    + ("data files" if self.method == "physical" else "SQL"),
         )
         return status.wire()
 

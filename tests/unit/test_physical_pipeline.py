@@ -81,7 +81,8 @@ def store_tree(source: Path, storage: DirectoryStorage, compression: str) -> Man
     key = data_key("b1", TAR, compression)
     stream, _ = _stream(storage, key, [TOOLS.tar, "-C", str(source), "-cf", "-", "."],
                         compress_command(TOOLS, compression, 1), "tar", ())
-    return physical_manifest(key, stream.size, stream.uncompressed_size, stream.sha256.hexdigest(), compression)
+    return physical_manifest(key, stream.size, stream.uncompressed_size, stream.sha256.hexdigest(),
+                             compression)
 
 
 @pytest.mark.parametrize("compression", [ZSTD, NO_COMPRESSION])
@@ -111,7 +112,8 @@ def test_a_backup_of_an_earlier_version_gzip_restores(tmp_path: Path) -> None:
     data = gzip.compress((tmp_path / "pvc" / plain.dump_key).read_bytes(), compresslevel=1)
     key = data_key("b1", TAR, GZIP)
     storage.put_bytes(key, data)
-    manifest = physical_manifest(key, len(data), plain.uncompressed_size, hashlib.sha256(data).hexdigest(), GZIP)
+    digest = hashlib.sha256(data).hexdigest()
+    manifest = physical_manifest(key, len(data), plain.uncompressed_size, digest, GZIP)
     unpack_physical(storage, manifest, tmp_path / "datadir")
     assert read_tree(tmp_path / "datadir") == files
 
@@ -119,8 +121,8 @@ def test_a_backup_of_an_earlier_version_gzip_restores(tmp_path: Path) -> None:
 def test_a_failing_copy_tool_stores_nothing(tmp_path: Path) -> None:
     storage = DirectoryStorage(tmp_path / "pvc")
     with pytest.raises(PhysicalBackupFailed, match="exited with 3"):
-        _stream(storage, data_key("b1", TAR), ["sh", "-c", "head -c 3000000 /dev/urandom; echo bad >&2; exit 3"],
-                compress_command(TOOLS, ZSTD, 1), "tar", ())
+        failing = ["sh", "-c", "head -c 3000000 /dev/urandom; echo bad >&2; exit 3"]
+        _stream(storage, data_key("b1", TAR), failing, compress_command(TOOLS, ZSTD, 1), "tar", ())
     assert storage.list() == [] and list((tmp_path / "pvc").rglob("*.partial")) == []
 
 

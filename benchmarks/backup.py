@@ -24,6 +24,7 @@ their ratio are printed, with each step of ours (clone, stream, unpack, prepare,
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import random
 import shutil
@@ -43,6 +44,7 @@ from sandbox import mysql_root  # noqa: E402
 # play that directory (set before the backup modules read it).
 if "MYSQL_TOOLS_DIR" not in os.environ and mysql_root.is_built():
     _TOOLS_DIR = Path(tempfile.mkdtemp(prefix="bench-mysql-tools-"))
+    atexit.register(shutil.rmtree, _TOOLS_DIR, ignore_errors=True)
     mysql_root.write_wrappers(_TOOLS_DIR)
     os.environ["MYSQL_TOOLS_DIR"] = str(_TOOLS_DIR)
 

@@ -50,6 +50,14 @@ def grant_keys(grants: Iterable[Grant]) -> list[GrantKey]:
     ]
 
 
+def is_read_only(session: Session) -> bool:
+    """Whether the server refuses ordinary writes: a replica, or a fenced old primary. The operator's
+    user writes through MariaDB's read_only (it holds READ_ONLY ADMIN), so schema work checks this
+    first and never leaves a transaction on an instance that is not the serving primary."""
+    row = session.query_one(Statement("SELECT @@GLOBAL.read_only AS ro"))
+    return row is None or bool(int(row["ro"]))
+
+
 # ---- databases -------------------------------------------------------------------------------------
 
 

@@ -29,9 +29,11 @@ from mysql_operator.api.schema import (
     MysqlUserSpec,
     RetentionPolicy,
 )
+from mysql_operator.conventions import Flavor
 from mysql_operator.handlers.suspend import is_suspended
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql import schema as sql
+from mysql_operator.mysql.dialect import dialect_for
 from mysql_operator.mysql.session import Login, MysqlError, Session, Statement, open_session
 from mysql_operator.resources.credentials import decode_secret_data
 from mysql_operator.resources.statefulset import credentials_secret
@@ -56,6 +58,7 @@ class Primary:
     host: str
     pod: str
     login: Login = field(repr=False)
+    flavor: Flavor = field(kw_only=True)
 
 
 def find_primary(kube: Kube, namespace: str, cluster: str) -> Primary:
@@ -77,7 +80,7 @@ def find_primary(kube: Kube, namespace: str, cluster: str) -> Primary:
     password = decode_secret_data((secret or {}).get("data")).get(c.KEY_OPERATOR_PASSWORD)
     if not host or not password:
         raise NotYet(f"primary {pod} of MysqlCluster {cluster} is not reachable yet")
-    return Primary(str(host), str(pod), Login(c.OPERATOR_USER, password))
+    return Primary(str(host), str(pod), Login(c.OPERATOR_USER, password), flavor=spec.flavor)
 
 
 @contextmanager
@@ -86,6 +89,9 @@ def primary_session(primary: Primary, secrets: tuple[str, ...] = ()) -> Iterator
     may still name a primary that a failover or switchover has just fenced, and on MariaDB the
     operator's user would write through that fence, leaving an errant transaction on it."""
     with open_session(primary.host, primary.login, secrets=secrets) as session:
+        # The lock first: a fence from now on ends this session; then the check sees its read_only.
+        if not sql.take_schema_lock(session, dialect_for(primary.flavor)):
+            raise NotYet(f"another schema session holds {primary.pod}; next pass")
         if sql.is_read_only(session):
             raise NotYet(f"{primary.pod} is read-only: not the serving primary (a role change is under way)")
         yield session

@@ -24,7 +24,7 @@ from mysql_operator.handlers.restore import restore_finished
 from mysql_operator.handlers.suspend import observe_suspended, without_fenced
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.dialect import dialect_for
-from mysql_operator.mysql.session import Login, MysqlError, SqlError, open_session
+from mysql_operator.mysql.session import READ_ONLY_REFUSAL, Login, MysqlError, SqlError, open_session
 from mysql_operator.mysql.users import ensure_exporter_user
 from mysql_operator.resources.credentials import decode_secret_data
 from mysql_operator.resources.meta import ClusterRef
@@ -209,9 +209,6 @@ def topology_status(
 
 # Per cluster uid: the (pod, host, data generation) whose exporter user is known to exist.
 _EXPORTER_USERS: dict[str, set[tuple[str, str, int]]] = {}
-
-
-READ_ONLY_REFUSAL = 1290  # MySQL super_read_only refuses the statement
 
 
 def ensure_exporter_users(

@@ -48,6 +48,9 @@ MANAGED_BY = "mysql-operator"
 ROOT_USER = "root"
 REPLICATION_USER = "mysqlop_repl"
 OPERATOR_USER = "mysqlop_admin"
+# A named lock (GET_LOCK) every schema session of the operator holds on the primary: the fence ends
+# its holder with the client sessions, since the operator's user writes through MariaDB's read_only.
+SCHEMA_WORK_LOCK = "mysqlop_schema_work"
 EXPORTER_USER = "mysqlop_exporter"  # the mysqld_exporter sidecar (read-only monitoring grants)
 BACKUP_USER = "mysqlop_backup"  # the backup and binlog Jobs log in as this user (read-only grants)
 

@@ -32,7 +32,14 @@ from mysql_operator.handlers.jobs import FAILED, RUNNING, SUCCEEDED, read_job
 from mysql_operator.handlers.suspend import is_suspended
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.dialect import dialect_for
-from mysql_operator.mysql.session import Login, MysqlError, SqlError, Timeouts, open_session
+from mysql_operator.mysql.session import (
+    READ_ONLY_REFUSAL,
+    Login,
+    MysqlError,
+    SqlError,
+    Timeouts,
+    open_session,
+)
 from mysql_operator.mysql.users import ensure_backup_user
 from mysql_operator.resources.backup_job import (
     LABEL_BACKUP,
@@ -209,7 +216,6 @@ def _pod_ip(kube: Kube, namespace: str, pod_name: str) -> str:
 
 
 # MySQL answers a write refused by (super_)read_only with ER_OPTION_PREVENTS_STATEMENT.
-_READ_ONLY_REFUSAL = 1290
 
 
 def instance_login(
@@ -245,7 +251,7 @@ def instance_login(
             ensure_backup_user(session, dialect, password)
         return login
     except SqlError as error:
-        if error.code != _READ_ONLY_REFUSAL or not primary or primary == pod_name:
+        if error.code != READ_ONLY_REFUSAL or not primary or primary == pod_name:
             raise NotYet(f"cannot prepare the backup user on {pod_name}: {error}") from None
     except MysqlError as error:
         raise NotYet(f"cannot prepare the backup user on {pod_name}: {error}") from None

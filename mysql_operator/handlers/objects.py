@@ -21,6 +21,7 @@ from mysql_operator.resources.credentials import (
     credentials_owned,
     decode_secret_data,
     generated_values,
+    left_by_another_incarnation,
     missing_keys,
     owner_patch,
     unsafe_passwords,
@@ -114,6 +115,11 @@ def ensure_credentials(kube: Kube, ref: ClusterRef, spec: MysqlClusterSpec) -> C
             )
         return CredentialsOutcome(name, True, f"using Secret {name}", data=dict(data or {}))
     owned = credentials_owned(spec)
+    if existing is not None and left_by_another_incarnation(ref, existing):
+        # A cluster deleted and re-created at once: remove the old incarnation's Secret now rather
+        # than race the garbage collector, then generate this cluster's own.
+        kube.delete("v1", "Secret", ref.namespace, name, uid=(existing.get("metadata") or {}).get("uid"))
+        existing, data = None, None
     values = generated_values(spec, data)
     if existing is None:
         created = kube.create_if_absent(build_credentials_secret(ref, values, owned=owned))

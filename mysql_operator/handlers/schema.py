@@ -12,7 +12,8 @@ handler, filtered on the policy), so deleting a `Keep` object never waits for th
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +29,13 @@ from mysql_operator.api.schema import (
     MysqlUserSpec,
     RetentionPolicy,
 )
+from mysql_operator.conventions import Flavor
 from mysql_operator.handlers import events
 from mysql_operator.handlers.suspend import is_suspended
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql import schema as sql
-from mysql_operator.mysql.session import Login, MysqlError, Statement, open_session
+from mysql_operator.mysql.dialect import dialect_for
+from mysql_operator.mysql.session import Login, MysqlError, Session, Statement, open_session
 from mysql_operator.resources.credentials import decode_secret_data
 from mysql_operator.resources.statefulset import credentials_secret
 from mysql_operator.status import now_iso, set_condition
@@ -56,6 +59,7 @@ class Primary:
     host: str
     pod: str
     login: Login = field(repr=False)
+    flavor: Flavor = field(kw_only=True)
 
 
 def find_primary(kube: Kube, namespace: str, cluster: str) -> Primary:
@@ -77,7 +81,21 @@ def find_primary(kube: Kube, namespace: str, cluster: str) -> Primary:
     password = decode_secret_data((secret or {}).get("data")).get(c.KEY_OPERATOR_PASSWORD)
     if not host or not password:
         raise NotYet(f"primary {pod} of MysqlCluster {cluster} is not reachable yet")
-    return Primary(str(host), str(pod), Login(c.OPERATOR_USER, password))
+    return Primary(str(host), str(pod), Login(c.OPERATOR_USER, password), flavor=spec.flavor)
+
+
+@contextmanager
+def primary_session(primary: Primary, secrets: tuple[str, ...] = ()) -> Iterator[Session]:
+    """A session on the primary status names, refused (NotYet) when that server is read-only: status
+    may still name a primary that a failover or switchover has just fenced, and on MariaDB the
+    operator's user would write through that fence, leaving an errant transaction on it."""
+    with open_session(primary.host, primary.login, secrets=secrets) as session:
+        # The lock first: a fence from now on ends this session; then the check sees its read_only.
+        if not sql.take_schema_lock(session, dialect_for(primary.flavor)):
+            raise NotYet(f"another schema session holds {primary.pod}; next pass")
+        if sql.is_read_only(session):
+            raise NotYet(f"{primary.pod} is read-only: not the serving primary (a role change is under way)")
+        yield session
 
 
 def secret_password(kube: Kube, namespace: str, name: str, key: str) -> tuple[str, str]:
@@ -164,7 +182,7 @@ def database(
         return
     try:
         primary = find_primary(_kube(memo), str(namespace), cluster)
-        with open_session(primary.host, primary.login) as session:
+        with primary_session(primary) as session:
             exists = sql.database_exists(session, wanted.name)
             if exists and status.get("observedGeneration") == generation and status.get("ready"):
                 return
@@ -196,7 +214,7 @@ def database_deleted(
 def _drop(kube: Kube, namespace: str, cluster: str, statement: Statement, logger: logging.Logger) -> None:
     try:
         primary = find_primary(kube, namespace, cluster)
-        with open_session(primary.host, primary.login) as session:
+        with primary_session(primary) as session:
             session.execute(statement)
         logger.info("dropped on %s: %s", primary.pod, " ".join(statement.sql.split()[:3]))
     except NotYet as error:
@@ -254,7 +272,7 @@ def user(
         grants = sql.grant_keys(wanted.grants)
         applied = _applied_grants(status)
         current = status.get("observedGeneration") == generation and status.get("ready")
-        with open_session(primary.host, primary.login, secrets=(password,)) as session:
+        with primary_session(primary, secrets=(password,)) as session:
             exists = sql.user_exists(session, wanted.user, wanted.host)
             if exists and current and status.get("passwordSecretVersion") == version:
                 return

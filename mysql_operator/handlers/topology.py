@@ -34,7 +34,7 @@ from mysql_operator.handlers.suspend import observe_suspended, without_fenced
 from mysql_operator.handlers.watch import NODES, SECRETS, WAKES, ClusterKey
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.dialect import dialect_for
-from mysql_operator.mysql.session import Login, MysqlError, open_session
+from mysql_operator.mysql.session import READ_ONLY_REFUSAL, Login, MysqlError, SqlError, open_session
 from mysql_operator.mysql.users import ensure_exporter_user
 from mysql_operator.resources.meta import ClusterRef
 from mysql_operator.resources.statefulset import credentials_secret
@@ -245,11 +245,33 @@ def ensure_exporter_users(
         if key in done or endpoint.ordinal not in reachable:
             continue
         try:
+            with open_session(endpoint.host, Login(c.EXPORTER_USER, password), port=endpoint.port,
+                              secrets=(password,), tls=endpoint.tls):
+                done.add(key)  # there already, with this password (replicated, or a clone's copy)
+                continue
+        except MysqlError:
+            pass
+        try:
             with open_session(endpoint.host, admin, port=endpoint.port, secrets=(password, admin.password),
                               tls=endpoint.tls) as session:
                 ensure_exporter_user(session, dialect_for(spec.flavor), password)
             done.add(key)
             logger.info("exporter user ready on %s", endpoint.pod_name)
+        except SqlError as error:
+            primary = next((e for e in endpoints if e.ordinal == result.primary), None)
+            if error.code != READ_ONLY_REFUSAL or primary is None or primary is endpoint:
+                logger.warning("exporter user on %s: %s", endpoint.pod_name, error)
+                continue
+            # A MySQL replica under super_read_only (seeded before the user existed on its donor):
+            # made logged on the primary, it arrives by replication; the next pass finds it there.
+            try:
+                with open_session(primary.host, admin, port=primary.port,
+                                  secrets=(password, admin.password), tls=primary.tls) as session:
+                    ensure_exporter_user(session, dialect_for(spec.flavor), password, logged=True)
+                logger.info("exporter user made on the primary %s for %s", primary.pod_name,
+                            endpoint.pod_name)
+            except MysqlError as again:
+                logger.warning("exporter user on the primary %s: %s", primary.pod_name, again)
         except MysqlError as error:
             logger.warning("exporter user on %s: %s", endpoint.pod_name, error)
 

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from mysql_operator.conventions import OPERATOR_USER, REPLICATION_USER, ROOT_USER
+from mysql_operator.conventions import OPERATOR_USER, REPLICATION_USER, ROOT_USER, SCHEMA_WORK_LOCK
 from mysql_operator.mysql import gtid
 from mysql_operator.mysql.dialect import Dialect, SourceTls
 from mysql_operator.mysql.session import Login, Session, SqlError, Statement
@@ -149,11 +149,17 @@ def restore_fence_bypass(session: Session, dialect: Dialect) -> None:
 
 
 def end_client_connections(session: Session, dialect: Dialect) -> int:
-    """KILL every client connection but the operator's and replication's; how many were ended."""
+    """KILL every client connection but the operator's and replication's, and the operator's own
+    schema session (it holds SCHEMA_WORK_LOCK; its user writes through MariaDB's read_only, so it
+    must not outlive the fence); how many were ended."""
+    ids = [int(row["id"]) for row in session.query(dialect.client_connections_query(_SPARED_USERS))]
+    holder = session.query_one(dialect.lock_holder_query(SCHEMA_WORK_LOCK)) or {}
+    if holder.get("id") is not None and int(holder["id"]) != int(holder.get("own") or 0):
+        ids.append(int(holder["id"]))
     killed = 0
-    for row in session.query(dialect.client_connections_query(_SPARED_USERS)):
+    for connection_id in ids:
         try:
-            session.execute(dialect.kill_connection(int(row["id"])))
+            session.execute(dialect.kill_connection(connection_id))
             killed += 1
         except SqlError:  # the connection ended by itself meanwhile
             pass

@@ -279,6 +279,13 @@ class Dialect(ABC):
     def kill_connection(self, connection_id: int) -> Statement:
         return Statement("KILL CONNECTION %s", (int(connection_id),))
 
+    def lock_holder_query(self, name: str) -> Statement:
+        """The connection holding the named lock `name` (NULL when free), unless it is ours."""
+        return Statement("SELECT IS_USED_LOCK(%s) AS id, CONNECTION_ID() AS own", (name,))
+
+    def take_lock(self, name: str, wait_seconds: int) -> Statement:
+        return Statement("SELECT GET_LOCK(%s, %s) AS got", (name, int(wait_seconds)))
+
 
 class MysqlDialect(Dialect):
     """MySQL 8.4: REPLICA/SOURCE vocabulary, GTID auto-positioning, super_read_only."""

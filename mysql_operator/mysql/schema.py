@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from mysql_operator.api.schema import Grant, MysqlDatabaseSpec, MysqlUserSpec
-from mysql_operator.mysql.dialect import quote_any_identifier
+from mysql_operator.conventions import SCHEMA_WORK_LOCK
+from mysql_operator.mysql.dialect import Dialect, quote_any_identifier
 from mysql_operator.mysql.session import Session, SqlError, Statement
 
 
@@ -48,6 +49,21 @@ def grant_keys(grants: Iterable[Grant]) -> list[GrantKey]:
         GrantKey(grant_target(g), tuple(sorted(p.value for p in g.privileges)), g.with_grant_option)
         for g in grants
     ]
+
+
+def take_schema_lock(session: Session, dialect: Dialect, wait_seconds: int = 5) -> bool:
+    """Hold SCHEMA_WORK_LOCK for the session (one schema session per server at a time), so that a
+    fence of this server ends it; whether it was granted in time."""
+    row = session.query_one(dialect.take_lock(SCHEMA_WORK_LOCK, wait_seconds))
+    return row is not None and row.get("got") is not None and int(row["got"]) == 1
+
+
+def is_read_only(session: Session) -> bool:
+    """Whether the server refuses ordinary writes: a replica, or a fenced old primary. The operator's
+    user writes through MariaDB's read_only (it holds READ_ONLY ADMIN), so schema work checks this
+    first and never leaves a transaction on an instance that is not the serving primary."""
+    row = session.query_one(Statement("SELECT @@GLOBAL.read_only AS ro"))
+    return row is None or bool(int(row["ro"]))
 
 
 # ---- databases -------------------------------------------------------------------------------------

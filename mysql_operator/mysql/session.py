@@ -43,6 +43,11 @@ class AccessDenied(MysqlError):
     """The server refused the login (user missing or wrong password)."""
 
 
+# The server refuses a write under (super_)read_only (MySQL 1290): the one code both the backup and
+# exporter users fall back on (made logged on the primary instead).
+READ_ONLY_REFUSAL = 1290
+
+
 class SqlError(MysqlError):
     """The server answered a statement with an error."""
 

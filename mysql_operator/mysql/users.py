@@ -161,11 +161,14 @@ BACKUP_GRANTS = {
 }
 
 
-def ensure_exporter_user(session: Session, dialect: Dialect, password: str) -> None:
+def ensure_exporter_user(session: Session, dialect: Dialect, password: str, *, logged: bool = False) -> None:
     """Create (or re-password) the mysqld_exporter user with read-only grants, unlogged. Needs root.
 
-    Unlogged for the same reason as the system users: every instance gets it, replicas included."""
-    session.execute(dialect.disable_binlog_for_session)
+    Unlogged for the same reason as the system users: every instance gets it, replicas included.
+    `logged=True` is for the primary when a replica refuses the unlogged write (MySQL's
+    super_read_only binds the operator's user too): the user then reaches it through replication."""
+    if not logged:
+        session.execute(dialect.disable_binlog_for_session)
     try:
         session.execute(
             dialect.create_user(EXPORTER_USER, password),

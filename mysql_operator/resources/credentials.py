@@ -81,6 +81,20 @@ def build_credentials_secret(
     }
 
 
+def left_by_another_incarnation(ref: ClusterRef, secret: Mapping[str, Any]) -> bool:
+    """Whether a generated Secret belongs to a deleted cluster of the same name: owned by a
+    MysqlCluster of another uid, not by this one, or already being deleted. The garbage collector
+    removes it (its volumes went with that cluster), so its passwords must not be used: a cluster
+    bootstrapped with them would lose them a moment later and generate others the data lacks."""
+    metadata = secret.get("metadata") or {}
+    if metadata.get("deletionTimestamp"):
+        return True
+    refs = metadata.get("ownerReferences") or []
+    ours = [r for r in refs
+            if r.get("kind") == c.KIND and str(r.get("apiVersion", "")).startswith(c.API_GROUP)]
+    return bool(ours) and not any(r.get("uid") == ref.uid for r in ours)
+
+
 def owner_patch(ref: ClusterRef, secret: Mapping[str, Any], owned: bool) -> dict[str, Any] | None:
     """The metadata patch that makes a generated Secret owned (or not) as wanted; None when it is."""
     refs = (secret.get("metadata") or {}).get("ownerReferences") or []

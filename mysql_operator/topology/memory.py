@@ -119,13 +119,14 @@ def remember(
         deposed.append(Deposed(view.last_primary, lossless))
     primary_gtid = now_obs.gtid_executed if reachable and now_obs is not None else (
         "" if changed else previous.primary_gtid)
+    primary_origin = now_obs.origin if reachable and now_obs is not None else ""
 
     def rejoined(entry: Deposed) -> bool:
         o = observed.get(entry.ordinal)
         if entry.ordinal == primary or entry.ordinal in work.rejoined:
             return True
         return (o is not None and o.reachable and o.replica_configured and o.source_host == host
-                and not o.writable and gtid.includes(flavor, primary_gtid, o.gtid_executed))
+                and not o.writable and nothing_beyond_the_primary(flavor, primary_gtid, primary_origin, o))
 
     operation = work.operation or view.operation
     return TopologyMemory(
@@ -142,6 +143,19 @@ def remember(
                                  if not (o in observed and observed[o].alive))),
         departed=tuple(sorted(departed.items())),
     )
+
+
+def nothing_beyond_the_primary(
+    flavor: Flavor, primary_gtid: str, primary_origin: str, replica: InstanceObservation
+) -> bool:
+    """Whether a replica holds nothing but the primary's history. The replica is read after the
+    primary in a pass, so while clients write it may already hold the primary's newer transactions:
+    those (written by the primary itself) are not beyond it; anything else the primary's set lacks is."""
+    extra = gtid.missing(flavor, primary_gtid, replica.gtid_executed)
+    if not extra:
+        return True
+    newer = gtid.originated_by(flavor, extra, primary_origin)
+    return bool(primary_origin) and gtid.includes(flavor, newer, extra)
 
 
 def forget_departed(

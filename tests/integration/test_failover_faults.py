@@ -246,3 +246,35 @@ def test_fence_binds_root_too_and_promotion_gives_it_back(cluster: Cluster) -> N
         actions.promote(session, dialect)
     primary.sql("INSERT INTO shop.fence VALUES (2)")
     assert primary.sql("SELECT id FROM shop.fence") == [(2,)]
+
+
+def test_preferred_primary_killed_then_back_is_switched_back_to_and_every_replica_follows(
+    cluster: Cluster,
+) -> None:
+    """switchoverTo names the primary; it is killed (a failover elsewhere), comes back, rejoins, and
+    the operator switches back to it at once: the instance the failover promoted seconds earlier is
+    demoted and must replicate again, with every write kept, pass after pass. Semi-sync: the killed
+    primary's unacknowledged tail is discarded by itself (in async it would wait for autoReseed).
+    Clients write all along, so every pass reads replicas already ahead of its primary read."""
+    _, writer = start(cluster)
+    wait_for(lambda: len(writer.acknowledged) >= 100, 60, "writes before the switchover")
+    cluster.reconcile_until(lambda r: ready(r) and r.primary == 1, timeout=120, switchover_to=1)
+    wait_for(lambda: len(writer.acknowledged) >= 200, 60, "writes on the preferred primary")
+    cluster.servers[1].kill()
+    result = cluster.reconcile_until(lambda r: r.primary not in (None, 1), timeout=90, switchover_to=1)
+    interim = result.primary or 0
+    wait_for(lambda: len(writer.acknowledged) >= 300, 60, "writes on the interim primary")
+    cluster.servers[1].start()
+    cluster.reconcile_until(lambda r: ready(r) and r.primary == 1 and all(i.ready for i in r.instances),
+                            timeout=180, switchover_to=1)
+    wait_for(lambda: len(writer.acknowledged) >= 400, 60, "writes after the switch back")
+    for _ in range(5):  # it stays so: every replica keeps replicating
+        result = cluster.reconcile(1)
+        assert ready(result) and result.primary == 1, [(i.pod_name, i.message) for i in result.instances]
+        time.sleep(1)
+    writer.stop()
+    assert_no_acknowledged_write_lost(cluster, writer, 1)
+    wait_for(lambda: ids(cluster.servers[interim]) >= set(writer.acknowledged), 30,
+             "the demoted interim primary has every write")
+    kinds = [(t.kind, t.from_ordinal, t.to_ordinal) for r in cluster.results if (t := r.transition)]
+    assert kinds == [("switchover", 0, 1), ("failover", 1, interim), ("switchover", interim, 1)], kinds

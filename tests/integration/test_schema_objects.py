@@ -7,8 +7,10 @@ import pymysql
 import pytest
 
 from mysql_operator.api.schema import MysqlDatabaseSpec, MysqlUserSpec
+from mysql_operator.mysql import actions
 from mysql_operator.mysql import schema as sql
-from mysql_operator.mysql.session import Login, open_session
+from mysql_operator.mysql.dialect import dialect_for
+from mysql_operator.mysql.session import Login, MysqlError, open_session
 from tests.integration.conftest import CREDENTIALS, Cluster, ready, wait_for
 
 pytestmark = pytest.mark.integration
@@ -87,3 +89,38 @@ def test_database_and_user_made_on_the_primary_replicate_and_grants_are_exact(cl
         assert not sql.user_exists(session, "reporter", "%")
         assert not sql.database_exists(session, "shop_1")
     wait_for(lambda: not can(primary, "pw-2", "SELECT 1"), 30, "the drop replicated")
+
+
+def test_schema_work_refuses_an_instance_that_is_not_the_serving_primary(cluster: Cluster) -> None:
+    """status.primary can name an instance a role change has just fenced; on MariaDB the operator's
+    user writes through read_only, so the schema session checks first and writes nothing there."""
+    from mysql_operator.handlers.schema import NotYet, Primary, primary_session
+
+    result = cluster.reconcile_until(ready, timeout=120)
+    serving = cluster.servers[result.primary]
+    other = next(s for i, s in enumerate(cluster.servers) if i != result.primary)
+    gtids = "SELECT @@GLOBAL.gtid_executed AS g" if cluster.flavor.value == "mysql" else \
+        "SELECT @@GLOBAL.gtid_current_pos AS g"
+    with open_session(other.host, OPERATOR) as session:
+        before = session.query_one(sql.Statement(gtids))
+    with pytest.raises(NotYet, match="read-only: not the serving primary"), \
+            primary_session(Primary(other.host, "db-x", OPERATOR, flavor=cluster.flavor)) as session:
+        session.execute(*sql.create_database(MysqlDatabaseSpec(cluster="db", name="errant_1")))
+    with open_session(other.host, OPERATOR) as session:
+        assert session.query_one(sql.Statement(gtids)) == before
+        assert not sql.database_exists(session, "errant_1")
+    with primary_session(Primary(serving.host, "db-y", OPERATOR, flavor=cluster.flavor)) as session:
+        session.execute(*sql.create_database(MysqlDatabaseSpec(cluster="db", name="made_1")))  # accepted
+        assert sql.database_exists(session, "made_1")
+        session.execute(sql.drop_database("made_1"))
+        # A fence of the server (a switchover starting) ends this session, which checked read_only
+        # before the fence: it writes nothing after it. The fence spares the operator's other sessions.
+        dialect = dialect_for(cluster.flavor)
+        with open_session(serving.host, OPERATOR) as fencer, open_session(serving.host, OPERATOR) as probe:
+            actions.fence(fencer, dialect)
+            probe.query_one(sql.Statement("SELECT 1 AS one"))
+            with pytest.raises(MysqlError):
+                session.execute(*sql.create_database(MysqlDatabaseSpec(cluster="db", name="late_1")))
+            assert not sql.database_exists(probe, "late_1")
+            actions.unfence(fencer, dialect)
+            actions.restore_fence_bypass(fencer, dialect)

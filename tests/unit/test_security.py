@@ -187,6 +187,21 @@ def test_generated_credentials_outlive_a_cluster_whose_volumes_are_retained() ->
     assert patch is not None and patch["metadata"]["ownerReferences"][0]["uid"] == "u"
 
 
+def test_a_secret_left_by_a_deleted_cluster_of_the_same_name_is_not_used() -> None:
+    from mysql_operator.resources.credentials import left_by_another_incarnation
+    from mysql_operator.resources.meta import ClusterRef
+
+    old = build_credentials_secret(ClusterRef(name=REF.name, namespace=REF.namespace, uid="old"), {"a": "b"})
+    assert left_by_another_incarnation(REF, old)  # owned by the previous uid only: the GC takes it
+    assert not left_by_another_incarnation(REF, build_credentials_secret(REF, {"a": "b"}))  # ours
+    kept = build_credentials_secret(REF, {"a": "b"}, owned=False)  # volumes retained: no owner
+    assert not left_by_another_incarnation(REF, kept)
+    both = {"metadata": {"ownerReferences": [*old["metadata"]["ownerReferences"], REF.owner_reference()]}}
+    assert not left_by_another_incarnation(REF, both)  # adopted already
+    going = {"metadata": {"deletionTimestamp": "2026-11-30T00:00:00Z"}}
+    assert left_by_another_incarnation(REF, going)
+
+
 def test_user_passwords_that_would_break_an_option_file_are_named() -> None:
     assert unsafe_passwords({"root-password": 'o"k', "exporter-password": 'x"', "app-user": "a\n"}) == [
         "exporter-password"

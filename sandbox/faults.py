@@ -27,11 +27,14 @@ import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pymysql
 
-from mysql_operator.conventions import OPERATOR_USER
+from mysql_operator.conventions import OPERATOR_USER, Flavor, ordinal_of_pod
+from mysql_operator.mysql.dialect import dialect_for
+from mysql_operator.mysql.observe import observe_instance
+from mysql_operator.mysql.session import Login, Timeouts
 from sandbox import processes
 
 if TYPE_CHECKING:
@@ -305,6 +308,31 @@ class Faults:
         finally:
             conn.close()
         return "; ".join(statements)
+
+    def stop_receiving(self, namespace: str, pod: str) -> None:
+        """Stop a replica's receiver (IO thread): it stops taking the primary's transactions (the
+        operator restarts it on a later pass, as it would after any such fault)."""
+        flavor, password = self._instance_access(namespace, pod)
+        statement = "STOP REPLICA IO_THREAD" if flavor == "mysql" else "STOP SLAVE IO_THREAD"
+        conn = pymysql.connect(host=self.pod_ip(namespace, pod), port=3306, user=OPERATOR_USER,
+                               password=password, connect_timeout=5, read_timeout=30, write_timeout=30,
+                               autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+        finally:
+            conn.close()
+
+    def received(self, namespace: str, pod: str) -> str:
+        """The GTID set the instance holds: executed, plus what its relay log received (the product's
+        own observation, read-only)."""
+        flavor, password = self._instance_access(namespace, pod)
+        seen = observe_instance(ordinal_of_pod(pod), self.pod_ip(namespace, pod),
+                                Login(OPERATOR_USER, password), dialect_for(cast(Flavor, flavor)),
+                                timeouts=Timeouts(connect=2.0, read=5.0, write=5.0))
+        if not seen.reachable:
+            raise FaultError(f"{namespace}/{pod} unreachable: {seen.error}")
+        return seen.received
 
     def _instance_access(self, namespace: str, pod: str) -> tuple[str, str]:
         """(flavor, the operator user's password) of the MysqlCluster that owns the pod: root is local to

@@ -23,6 +23,17 @@ def missing_on(flavor: Flavor, primary: InstanceObservation, instance: InstanceO
     return gtid.missing(flavor, primary.gtid_executed, instance.gtid_executed)
 
 
+def held_from_others(flavor: Flavor, instance: InstanceObservation) -> str:
+    """What the instance received that another server wrote (its own writes may be errant)."""
+    own = gtid.originated_by(flavor, instance.received, instance.origin) if instance.origin else ""
+    return gtid.missing(flavor, own, instance.received) if own else instance.received
+
+
+def gone_since_held(flavor: Flavor, winner: InstanceObservation, held: str) -> str:
+    """Transactions replicas held while the primary was unreachable that the winner lacks."""
+    return gtid.missing(flavor, winner.received, held) if held else ""
+
+
 def rightful(flavor: Flavor, instance: InstanceObservation, errant: str) -> str:
     """What the instance received, minus the transactions it wrote itself (`errant`)."""
     return gtid.missing(flavor, errant, instance.received) if errant else instance.received

@@ -15,10 +15,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
-from mysql_operator.mysql import actions
+from mysql_operator.mysql import actions, gtid
 from mysql_operator.mysql.observe import InstanceObservation
 from mysql_operator.mysql.session import MysqlError
 from mysql_operator.mysql.users import ensure_application, ensure_system_users
+from mysql_operator.topology.candidates import gone_since_held
 from mysql_operator.topology.context import Pass, TransitionRecord, parallel
 from mysql_operator.topology.decide import (
     Action,
@@ -199,15 +200,29 @@ def failover(work: Pass, action: Failover, observed: Mapping[int, InstanceObserv
         try:
             with work.session(ordinal) as session:
                 actions.stop_io_thread(session, dialect)
+                return True
+        except MysqlError as error:
+            log.warning("failover: instance %s: %s", ordinal, error)
+            return False
+
+    def apply_relay_log(ordinal: int) -> bool:
+        try:
+            with work.session(ordinal) as session:
                 return actions.wait_relay_log_applied(session, dialect, work.settings.relay_apply_timeout)
         except MysqlError as error:
             log.warning("failover: instance %s: %s", ordinal, error)
             return False
 
     parallel(stop_receiving, list(action.candidates))
-    candidates = list(work.observe_all(list(action.candidates)).values())
     known = work.view.last_primary_gtid if work.view is not None else ""
+    candidates = list(work.observe_all(list(action.candidates)).values())
     choice = choose_new_primary(work.flavor, candidates, known)
+    if choice.waiting:
+        # Only the candidate that holds everything is waited for (bounded), not a slow one not needed.
+        waited_for = [p.ordinal for p in choice.problems if p.reason == "RelayLogNotApplied"]
+        parallel(apply_relay_log, [o for o in waited_for if o is not None])
+        candidates = list(work.observe_all(list(action.candidates)).values())
+        choice = choose_new_primary(work.flavor, candidates, known)
     work.problems.extend(choice.problems)
     if choice.ordinal is None:
         # IO threads stay stopped: restarting them toward a presumed-dead primary would let it collect
@@ -218,6 +233,19 @@ def failover(work: Pass, action: Failover, observed: Mapping[int, InstanceObserv
         return
     new = choice.ordinal
     winner = next(c for c in candidates if c.ordinal == new)
+    held = work.view.held_while_unreachable if work.view is not None else ""
+    gone = gone_since_held(work.flavor, winner, held)
+    allowed = work.view is not None and work.view.allow_data_loss
+    if gone and work.mode is ReplicationMode.SEMI_SYNC and not allowed:
+        # A replica held them after the primary stopped answering (they may be acknowledged) and none
+        # does now: the old primary is their only copy left. IO threads stay stopped (see below).
+        work.problems.append(Problem(
+            "FailoverNeedsQuorum",
+            f"{action.reason}; not promoting: transactions {gtid.position(work.flavor, gone)} were held by a "
+            f"replica after the primary stopped answering and no reachable instance holds them now (a "
+            f"discarded relay log); they may be acknowledged writes, so the failover waits for the old "
+            f"primary (spec.replication.allowDataLossOnFailover: true accepts the loss)", failed))
+        return
     discarded = discarded_relay_logs(work.flavor, winner, [c for c in candidates if c is not winner])
     work.problems.extend(discarded)
     _promote(work, new, Operation("failover", failed, new, action.lossless))

@@ -12,6 +12,7 @@ from typing import Any
 from mysql_operator.conventions import Flavor
 from mysql_operator.mysql import gtid
 from mysql_operator.mysql.observe import InstanceObservation
+from mysql_operator.topology.candidates import held_from_others
 from mysql_operator.topology.context import Discarded, Pass
 from mysql_operator.topology.decide import ClusterView, Deposed, Operation, Problem, ReplicationMode
 
@@ -33,6 +34,8 @@ class TopologyMemory:
     pods_fenced: tuple[int, ...] = ()
     # Acknowledgers gone from the primary, with the GTID set bounding what they acknowledged.
     departed: tuple[tuple[int, str], ...] = ()
+    # Semi-sync, the primary unreachable: what replicas were seen holding since (ClusterView).
+    held: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +49,7 @@ class TopologyMemory:
             "discarded": [d.to_dict() for d in self.discarded],
             "pods_fenced": list(self.pods_fenced),
             "departed": [{"ordinal": o, "gtid": g} for o, g in self.departed],
+            "held": self.held,
         }
 
     @classmethod
@@ -67,6 +71,7 @@ class TopologyMemory:
                             for d in data.get("discarded") or ()),
             pods_fenced=tuple(int(o) for o in data.get("pods_fenced") or ()),
             departed=tuple((int(d["ordinal"]), str(d.get("gtid") or "")) for d in data.get("departed") or ()),
+            held=str(data.get("held") or ""),
         )
 
 
@@ -129,6 +134,10 @@ def remember(
                 and not o.writable and nothing_beyond_the_primary(flavor, primary_gtid, primary_origin, o))
 
     operation = work.operation or view.operation
+    held = ""
+    if not reachable and not changed and since is not None and work.mode is ReplicationMode.SEMI_SYNC:
+        held = gtid.union(flavor, [view.held_while_unreachable, *(
+            held_from_others(flavor, o) for o in observed.values() if o.reachable and o.ordinal != primary)])
     return TopologyMemory(
         primary=primary,
         primary_gtid=primary_gtid,
@@ -142,6 +151,7 @@ def remember(
         pods_fenced=tuple(sorted(o for o in {*view.pods_fenced, *work.pods_fenced}
                                  if not (o in observed and observed[o].alive))),
         departed=tuple(sorted(departed.items())),
+        held=held,
     )
 
 

@@ -60,6 +60,11 @@ class ClusterView:
     deposed: tuple[Deposed, ...] = ()
     operation: Operation | None = None
     acknowledgers: frozenset[int] = frozenset()
+    # Semi-sync: every transaction a replica was seen holding (its own writes aside) since the
+    # primary stopped answering. Any of them may have been acknowledged to a client; a replica that
+    # loses its relay log meanwhile (MariaDB discards it when both replication threads start again,
+    # as a restart does) does not make them less acknowledged.
+    held_while_unreachable: str = ""
     # Instances fenced at the Kubernetes level and not seen since: not fenced again every pass.
     pods_fenced: frozenset[int] = frozenset()
     terminating: frozenset[int] = frozenset()

@@ -125,6 +125,7 @@ def reconcile_topology(
         deposed=previous.deposed,
         operation=previous.operation,
         acknowledgers=frozenset(previous.acknowledgers),
+        held_while_unreachable=previous.held if since is not None else "",
         pods_fenced=frozenset(previous.pods_fenced),
         terminating=frozenset(e.ordinal for e in instances if e.terminating),
         allow_data_loss=allow_data_loss,

@@ -22,6 +22,8 @@ from typing import Any
 import pymysql
 import pytest
 
+from mysql_operator.conventions import Flavor
+from mysql_operator.mysql import gtid
 from sandbox.consistency import ConsistencyChecker, assert_consistent
 from sandbox.faults import FaultError, Faults, in_pod_cgroup, marker
 from tests.e2e.conftest import FLAVORS, Cluster, cluster_spec, connect, operator_log, wait_for
@@ -296,6 +298,32 @@ def test_primary_isolated_then_healed(topo: Topology) -> None:
     judge(checker, problems)
 
 
+def frozen_primary_behind(topo: Topology, primary: str, lagging: str, others: list[str]) -> None:
+    """Freeze the primary (SIGSTOP) once another replica has received everything the lagging one has.
+
+    Each replica receives a prefix of the primary's binary log, so the lagging one (its receiver is
+    not delayed) may be the only holder of the last acknowledged writes at the moment of a kill. The
+    right failover then waits for its relay log (RelayLogNotApplied), which a delay of an hour makes
+    an hour: not the case under test. Frozen, the primary sends nothing more; within a bounded wait
+    the other replica's receiver drains what was already on its way."""
+    flavor = Flavor(topo.flavor)
+    for _ in range(10):
+        topo.faults.pause(topo.namespace, primary)
+        try:
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                held = topo.faults.received(topo.namespace, lagging)
+                if any(gtid.includes(flavor, topo.faults.received(topo.namespace, o), held) for o in others):
+                    return
+                time.sleep(0.1)
+        except BaseException:
+            topo.faults.resume(topo.namespace, primary)
+            raise
+        topo.faults.resume(topo.namespace, primary)
+        time.sleep(0.5)
+    raise AssertionError(f"no replica other than {lagging} received what {lagging} holds, in 10 tries")
+
+
 @pytest.mark.parametrize("topology", TOPOLOGIES, ids=ids(TOPOLOGIES), indirect=True)
 def test_lagging_replica_does_not_win_when_the_primary_dies(topo: Topology) -> None:
     checker = topo.checker()
@@ -305,8 +333,10 @@ def test_lagging_replica_does_not_win_when_the_primary_dies(topo: Topology) -> N
     # The delayed replica receives every transaction and applies none of the recent ones.
     topo.faults.lag(topo.namespace, lagging, delay=3600)
     checker.wait_acks(200, after=time.monotonic())
+    others = [r for r in topo.replicas() if r != lagging]
+    frozen_primary_behind(topo, old, lagging, others)
     fault_at = time.monotonic()
-    topo.faults.kill(topo.namespace, old, keep_down=True)
+    topo.faults.kill(topo.namespace, old, keep_down=True)  # SIGKILL ends a stopped process too
     try:
         problems = writable_again(checker, fault_at, f"kill of {old} with {lagging} lagging", old)
         winner = topo.primary()
@@ -316,6 +346,55 @@ def test_lagging_replica_does_not_win_when_the_primary_dies(topo: Topology) -> N
         topo.cluster.sandbox.release_container(topo.namespace, old)
     judge(checker, problems)
     assert winner != lagging, f"the lagging replica {lagging} was promoted"
+
+
+def sole_holder(topo: Topology, primary: str, lagging: str, other: str) -> None:
+    """Kill the primary once `lagging` holds acknowledged writes `other` lacks: the other replica's
+    receiver is stopped (not the server: a frozen server still finds the primary's last bytes in its
+    socket buffer when it resumes); the operator restarts it within a pass or two, so try again."""
+    flavor = Flavor(topo.flavor)
+    for _ in range(10):
+        topo.faults.stop_receiving(topo.namespace, other)
+        time.sleep(0.5)  # writes go on, acknowledged by the lagging replica alone
+        held = topo.faults.received(topo.namespace, lagging)
+        if not gtid.includes(flavor, topo.faults.received(topo.namespace, other), held):
+            topo.faults.kill(topo.namespace, primary, keep_down=True)
+            return
+    raise AssertionError(f"{other} kept receiving what {lagging} received, in 10 tries")
+
+
+def events_since(topo: Topology, reason: str, started: str) -> list[dict[str, Any]]:
+    """The cluster's Events of `reason` last seen at or after `started` (ISO seconds, UTC)."""
+    return [e for e in topo.cluster.events(topo.namespace, NAME) if e.get("reason") == reason
+            and str(e.get("lastTimestamp") or e.get("eventTime") or "") >= started]
+
+
+@pytest.mark.parametrize("topology", SEMI_SYNC, ids=ids(SEMI_SYNC), indirect=True)
+def test_the_only_replica_holding_acknowledged_writes_loses_its_relay_log_during_the_outage(
+        topo: Topology) -> None:
+    """The lagging replica alone received the last acknowledged writes (the other one is frozen), the
+    primary dies, the failover waits for that relay log; then the relay log goes (MariaDB discards it
+    when both replication threads start again). Promoting the other replica would lose those writes:
+    the operator must wait for the old primary (MySQL keeps the relay log: the lagging replica may
+    win once it applied it). Either way nothing acknowledged is lost and the cluster heals alone."""
+    checker = topo.checker()
+    old = topo.primary()
+    lagging, other = topo.replicas()
+    topo.faults.lag(topo.namespace, lagging, delay=3600)
+    checker.wait_acks(100, after=time.monotonic())
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sole_holder(topo, old, lagging, other)
+    try:
+        wait_for(lambda: events_since(topo, "FailoverWaiting", started), 90,
+                 "the failover to wait for the lagging replica's relay log")
+        topo.faults.lag(topo.namespace, lagging, resume=True)  # MariaDB: the relay log is gone
+        time.sleep(3 * GRACE + 5)
+        promoted = [e.get("message") for e in events_since(topo, "FailoverCompleted", started)]
+        print(f"{topo.flavor}: after the relay log of {lagging} was restarted: promoted {promoted or 'none'}",
+              flush=True)
+    finally:
+        topo.cluster.sandbox.release_container(topo.namespace, old)
+    judge(checker, [])
 
 
 @pytest.mark.parametrize("topology", SEMI_SYNC, ids=ids(SEMI_SYNC), indirect=True)

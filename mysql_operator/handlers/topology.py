@@ -34,8 +34,16 @@ from mysql_operator.handlers.suspend import observe_suspended, without_fenced
 from mysql_operator.handlers.watch import NODES, SECRETS, WAKES, ClusterKey
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.dialect import dialect_for
-from mysql_operator.mysql.session import READ_ONLY_REFUSAL, Login, MysqlError, SqlError, open_session
-from mysql_operator.mysql.users import ensure_exporter_user
+from mysql_operator.mysql.sentinel import SENTINEL
+from mysql_operator.mysql.session import (
+    READ_ONLY_REFUSAL,
+    Login,
+    MysqlError,
+    SqlError,
+    Timeouts,
+    open_session,
+)
+from mysql_operator.mysql.users import ClusterCredentials, ensure_exporter_user
 from mysql_operator.resources.meta import ClusterRef
 from mysql_operator.resources.statefulset import credentials_secret
 from mysql_operator.status import (
@@ -501,6 +509,7 @@ async def topology(
 
 
 def _forget(uid: str) -> None:
+    SENTINEL.forget(uid)
     _MEMORY.pop(uid, None)
     _WRITTEN.pop(uid, None)
 
@@ -605,6 +614,7 @@ def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float
         **options,
     )
     _MEMORY[work.uid] = result.memory
+    watch_primary(work.uid, (ns, name), endpoints, result.primary, secret_data)
     for action in result.actions:
         logger.info("topology action: %s", action)
     record_metrics(ns, name, result)
@@ -645,6 +655,19 @@ def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float
         except Exception as error:  # an Event is a courtesy: it must never stop the loop
             logger.warning("could not post event %s: %s", event.reason, error)
     return next_pass_in(result.memory, float(cluster_spec.replication.failover_grace_seconds), time.time())
+
+
+def watch_primary(uid: str, key: ClusterKey, endpoints: list[InstanceEndpoint], primary: int | None,
+                  secret_data: Mapping[str, str]) -> None:
+    """Keep the sentinel's idle session on the serving primary: its end wakes this loop at once
+    (mysql/sentinel.py); none while no primary serves."""
+    endpoint = next((e for e in endpoints if e.ordinal == primary), None)
+    if endpoint is None:
+        SENTINEL.forget(uid)
+        return
+    SENTINEL.watch(uid, endpoint.host, endpoint.port, ClusterCredentials.from_secret(secret_data).operator,
+                   lambda: WAKES.wake_threadsafe(key), tls=endpoint.tls,
+                   timeouts=Timeouts(connect=2.0, read=2.0, write=2.0))
 
 
 def apply_role_labels(

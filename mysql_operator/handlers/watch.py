@@ -56,11 +56,13 @@ class WakeBoard:
         self._events: dict[ClusterKey, asyncio.Event] = {}
         self._gone: dict[str, float] = {}  # uid -> when its deletion was seen (monotonic seconds)
         self._current: dict[ClusterKey, str] = {}  # the uid the watch last showed under that name
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def register(self, key: ClusterKey) -> asyncio.Event:
         """A new loop's event (its own: a loop of an older object of that name never shares it)."""
         event = asyncio.Event()
         self._events[key] = event
+        self._loop = asyncio.get_running_loop()
         return event
 
     def unregister(self, key: ClusterKey, event: asyncio.Event) -> None:
@@ -74,6 +76,12 @@ class WakeBoard:
             return False
         event.set()
         return True
+
+    def wake_threadsafe(self, key: ClusterKey) -> None:
+        """`wake` from any thread (the primary sentinel's)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.wake, key)
 
     def gone(self, key: ClusterKey, uid: str, now: float | None = None) -> None:
         """The cluster `uid` was deleted: its loop ends at its next wake-up (woken now)."""

@@ -107,6 +107,18 @@ class Session:
             with self._errors(statement.sql), self._connection.cursor() as cursor:
                 cursor.execute(statement.sql, tuple(statement.args))
 
+    def fileno(self) -> int:
+        """The connection's socket, for a selector (sentinel.py)."""
+        return int(self._connection._sock.fileno())
+
+    def ping(self) -> bool:
+        """Whether the server still answers on this connection (no reconnect)."""
+        try:
+            self._connection.ping(reconnect=False)
+            return True
+        except Exception:
+            return False
+
     def close(self) -> None:
         # closing a dead connection must not mask the real error
         with suppress(Exception):
@@ -164,7 +176,26 @@ def open_session(
     secrets: Iterable[str] = (),
     tls: ClientTls | None = None,
 ) -> Iterator[Session]:
-    """A session to `host` as `login`, closed on exit.
+    """A session to `host` as `login`, closed on exit (see `connect_session`)."""
+    session = connect_session(host, login, port=port, timeouts=timeouts, unix_socket=unix_socket,
+                              secrets=secrets, tls=tls)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def connect_session(
+    host: str,
+    login: Login,
+    *,
+    port: int = MYSQL_PORT,
+    timeouts: Timeouts | None = None,
+    unix_socket: str | None = None,
+    secrets: Iterable[str] = (),
+    tls: ClientTls | None = None,
+) -> Session:
+    """A session to `host` as `login`; the caller closes it.
 
     With `tls` the session is TLS or nothing: the server must present a certificate of the given CA
     (and name, when set); a server that offers no TLS is refused, never talked to in plaintext.
@@ -208,7 +239,4 @@ def open_session(
     if tls is not None and not getattr(connection, "_secure", False):
         session.close()
         raise InstanceUnreachable(f"{host}: the server did not negotiate TLS")
-    try:
-        yield session
-    finally:
-        session.close()
+    return session

@@ -30,7 +30,7 @@ from mysql_operator.api.models import MysqlClusterSpec
 from mysql_operator.handlers import day2, events
 from mysql_operator.handlers.objects import InvalidSpec, encode_accepted_spec, parse_spec
 from mysql_operator.handlers.restore import restore_finished
-from mysql_operator.handlers.suspend import observe_suspended, without_fenced
+from mysql_operator.handlers.suspend import fenced_pods, observe_suspended, without_fenced
 from mysql_operator.handlers.watch import NODES, SECRETS, WAKES, ClusterKey
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.dialect import dialect_for
@@ -572,6 +572,8 @@ def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float
     pods_by_ordinal = {e.ordinal: e.pod_name for e in endpoints}
     uids = {p["metadata"]["name"]: p["metadata"].get("uid") for p in pods}
 
+    labels = {p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_ROLE) for p in pods}
+
     def fence_pod(ordinal: int) -> bool:
         # Kubernetes-level fence of an old primary SQL could not fence: no Service routes to it, and
         # deleting the pod ends its process (and every client connection) before a promotion.
@@ -580,12 +582,26 @@ def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float
             return True
         try:
             kube.set_pod_label(ns, pod, c.LABEL_ROLE, c.Role.NONE.value)
+            labels[pod] = c.Role.NONE.value
             kube.delete("v1", "Pod", ns, pod, uids.get(pod))
         except KubeError as error:
             logger.warning("could not fence pod %s: %s", pod, error)
             return False
         logger.warning("pod %s fenced: unlabelled and deleted", pod)
         return True
+
+    def route_primary(old: int | None, new: int) -> None:
+        # Right after a promotion: the old primary's label off first (as apply_role_labels does),
+        # then the new one's on, so the -primary Service routes clients before the pass ends.
+        former = pods_by_ordinal.get(old) if old is not None else None
+        if former is not None and labels.get(former) == c.Role.PRIMARY.value:
+            kube.set_pod_label(ns, former, c.LABEL_ROLE, c.Role.NONE.value)
+            labels[former] = c.Role.NONE.value
+        pod = pods_by_ordinal.get(new)
+        if pod is not None and labels.get(pod) != c.Role.PRIMARY.value and pod not in fenced_pods(meta):
+            kube.set_pod_label(ns, pod, c.LABEL_ROLE, c.Role.PRIMARY.value)
+            labels[pod] = c.Role.PRIMARY.value
+            logger.info("pod %s role label -> primary (promoted)", pod)
 
     def checkpoint(memory: TopologyMemory) -> None:
         # The operation in progress reaches status before the promotion it announces.
@@ -610,6 +626,7 @@ def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float
         ),
         allow_data_loss=cluster_spec.replication.allow_data_loss_on_failover,
         fence_pod=fence_pod,
+        route_primary=route_primary,
         checkpoint=checkpoint,
         **options,
     )

@@ -17,14 +17,18 @@ from contextlib import contextmanager
 
 import pytest
 
+from mysql_operator.conventions import KEY_OPERATOR_PASSWORD, OPERATOR_USER
+from mysql_operator.mysql.sentinel import Sentinel
+from mysql_operator.mysql.session import Login
 from mysql_operator.topology.pacing import next_pass_in
 from mysql_operator.topology.reconcile import TopologyResult, TopologySettings
-from tests.integration.conftest import Cluster, ready
+from tests.integration.conftest import CREDENTIALS, Cluster, ready
 from tests.integration.servers import DbServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 GRACE = 2.0
+SENTINEL_LOGIN = Login(OPERATOR_USER, CREDENTIALS[KEY_OPERATOR_PASSWORD])
 RULE_COMMENT = "mysqlop-perf-blip"
 
 
@@ -38,12 +42,19 @@ class PacedLoop(threading.Thread):
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.passes: list[tuple[float, TopologyResult]] = []
+        self.sentinel = Sentinel()
 
     def run(self) -> None:
         while not self.stopping.is_set():
             self.wake.clear()
             result = self.cluster.reconcile()
             self.passes.append((time.time(), result))
+            # As handlers/topology.watch_primary: the sentinel's session follows the serving primary.
+            if result.primary is None:
+                self.sentinel.forget("loop")
+            else:
+                self.sentinel.watch("loop", self.cluster.servers[result.primary].host, 3306, SENTINEL_LOGIN,
+                                    self.wake.set)
             delay = next_pass_in(result.memory, self.cluster.settings.grace_period, time.time())
             self.wake.wait(timeout=delay)
 
@@ -51,6 +62,12 @@ class PacedLoop(threading.Thread):
         self.stopping.set()
         self.wake.set()
         self.join(timeout=60)
+        self.sentinel.close()
+
+
+class _NoSentinel(Sentinel):
+    def watch(self, *_: object, **__: object) -> bool:
+        return False
 
 
 def watch_exit(server: DbServer, loop: PacedLoop) -> threading.Thread:
@@ -80,11 +97,15 @@ def reset_connections(host: str) -> Iterator[None]:
         subprocess.run(["iptables", "-D", *rule], check=True, timeout=30)
 
 
-def settle(cluster: Cluster) -> PacedLoop:
+def settle(cluster: Cluster, sentinel: bool = True) -> PacedLoop:
+    """The cluster Ready, and its loop running: woken by the primary sentinel (the operator's way) or,
+    without it, by the process watcher alone (the pod watch stream's way)."""
     cluster.settings = TopologySettings(grace_period=GRACE, relay_apply_timeout=20.0)
     cluster.reconcile_until(lambda r: ready(r) and not r.actions and all(i.ready for i in r.instances),
                             timeout=120)
     loop = PacedLoop(cluster)
+    if not sentinel:
+        loop.sentinel = _NoSentinel()
     loop.start()
     return loop
 
@@ -101,11 +122,13 @@ def first_pass_with(loop: PacedLoop, predicate: object, timeout: float) -> tuple
     pytest.fail(f"not reached within {timeout}s; last: {loop.passes[-1][1] if loop.passes else None}")
 
 
-def test_kill_fails_over_after_the_grace_and_not_before(cluster: Cluster) -> None:
-    loop = settle(cluster)
+@pytest.mark.parametrize("sentinel", [True, False], ids=["sentinel", "pod-watch"])
+def test_kill_fails_over_after_the_grace_and_not_before(cluster: Cluster, sentinel: bool) -> None:
+    loop = settle(cluster, sentinel)
     try:
         old = cluster.servers[0]
-        watch_exit(old, loop)
+        if not sentinel:
+            watch_exit(old, loop)
         killed = time.time()
         old.kill()
         at, result = first_pass_with(loop, lambda r: r.primary not in (None, 0), timeout=60)

@@ -27,9 +27,10 @@ LABEL org.opencontainers.image.title="mysql-operator" \
       org.opencontainers.image.description="Kubernetes operator for MySQL 8.4/9.7 LTS and MariaDB clusters"
 COPY --from=build /install /usr/local
 # MariaDB's tools from Debian (mariadb-dump, mariadb-binlog, mariadb), on PATH by those names. Their
-# mysql* compatibility names are MariaDB's too, so MySQL's are never looked up on PATH.
+# mysql* compatibility names are MariaDB's too, so MySQL's are never looked up on PATH. zstd and tar
+# compress and pack physical backups (backup/physical.py).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends mariadb-client \
+ && apt-get install -y --no-install-recommends mariadb-client mariadb-backup zstd tar \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=mysql-client /opt/mysql /opt/mysql
 RUN /opt/mysql/bin/mysqldump --version && /opt/mysql/bin/mysqlbinlog --version && mariadb-dump --version

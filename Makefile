@@ -8,7 +8,7 @@ PIP       := $(VENV)/bin/pip
 STAMP     := $(VENV)/.installed
 EXAMPLE   ?= mysql
 SANDBOX   ?= sandbox
-APT_PKGS  := mariadb-server mariadb-client iproute2 prometheus-mysqld-exporter prometheus iptables
+APT_PKGS  := mariadb-server mariadb-client mariadb-backup zstd iproute2 prometheus-mysqld-exporter prometheus iptables
 
 .PHONY: help venv apt tools mysql lint unit crd test sandbox sandbox-down
 

@@ -1,22 +1,34 @@
 """Backup and restore throughput on >= 1 GiB of generated data, next to a plain dump piped into a load.
 
     .venv/bin/python benchmarks/backup.py [--flavor mysql|mariadb] [--gib 1.05] [--work /tmp/bench-backup]
+        [--method logical|physical] [--rounds N] [--compression zstd|none]
 
-Starts three servers of the flavor on 127.0.30.101-103 (MySQL: .31.x) (the source and two empty targets,
-the same config): real MySQL 9.7 from the cached root (its tools through MYSQL_TOOLS_DIR, as in the operator's
-image) or MariaDB. Loads generated rows into the source with LOAD DATA, then, in the same run:
+Starts three servers of the flavor on 127.<IT_NET>.30.101-103 (MySQL: .31.x; IT_NET default 0) (the
+source and two empty targets, the same config): real MySQL 9.7 from the cached root (its tools through
+MYSQL_TOOLS_DIR, as in the operator's image) or MariaDB. Loads generated rows into the source with
+LOAD DATA, then, in the same run:
   ours:  take_backup (the flavor's dump -> gzip -> directory storage, manifest) + restore into target 1
   plain: mysqldump|mariadb-dump --single-transaction | mysql|mariadb into target 2
 MB/s is logical data (bytes of SQL the dump produces) per second. Both targets are checked against
 the source with CHECKSUM TABLE. Every step has a time limit; the servers are stopped at the end.
+
+With --method physical, ours is a physical backup (backup/physical.py: mariadb-backup for MariaDB,
+CLONE LOCAL DATA DIRECTORY for MySQL; zstd level 1 -> directory storage) and its restore: target 1
+stopped, its data directory emptied, the backup unpacked (sha256 checked; mariadb-backup --prepare)
+and the server started until it answers. MB/s is then the InnoDB size of the data per second. Each
+of the --rounds rounds runs ours, then the plain pipeline (its target's database dropped first, not
+timed), and checks both targets' checksums against the source; the medians over the rounds and
+their ratio are printed, with each step of ours (clone, stream, unpack, prepare, start).
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,10 +44,17 @@ from sandbox import mysql_root  # noqa: E402
 # play that directory (set before the backup modules read it).
 if "MYSQL_TOOLS_DIR" not in os.environ and mysql_root.is_built():
     _TOOLS_DIR = Path(tempfile.mkdtemp(prefix="bench-mysql-tools-"))
+    atexit.register(shutil.rmtree, _TOOLS_DIR, ignore_errors=True)
     mysql_root.write_wrappers(_TOOLS_DIR)
     os.environ["MYSQL_TOOLS_DIR"] = str(_TOOLS_DIR)
 
 from mysql_operator.backup.commands import Instance, Tools, child_env, defaults_file, load_command  # noqa: E402
+from mysql_operator.backup.physical import (  # noqa: E402
+    COMPRESSIONS,
+    ZSTD,
+    take_physical_backup,
+    unpack_physical,
+)
 from mysql_operator.backup.restore import restore  # noqa: E402
 from mysql_operator.backup.storage import DirectoryStorage  # noqa: E402
 from mysql_operator.backup.take import take_backup  # noqa: E402
@@ -43,9 +62,10 @@ from mysql_operator.conventions import Flavor  # noqa: E402
 from mysql_operator.mysql.session import Login  # noqa: E402
 from tests.integration.servers import ROOT_PASSWORD, DbServer, make_server  # noqa: E402
 
+NET = os.environ.get("IT_NET", "0")  # side-by-side runs use their own loopback block
 # One address block per flavor, so both flavors' runs can go side by side.
-HOSTS = {"mariadb": ("127.0.30.101", "127.0.30.102", "127.0.30.103"),
-         "mysql": ("127.0.31.101", "127.0.31.102", "127.0.31.103")}
+HOSTS = {"mariadb": (f"127.{NET}.30.101", f"127.{NET}.30.102", f"127.{NET}.30.103"),
+         "mysql": (f"127.{NET}.31.101", f"127.{NET}.31.102", f"127.{NET}.31.103")}
 CONFIG = {
     "read_only": "OFF",
     "innodb_buffer_pool_size": "2G",
@@ -131,6 +151,40 @@ def generate(server: DbServer, work: Path, target_bytes: int) -> int:
     return loaded
 
 
+def flavor_tools(flavor: Flavor) -> Tools:
+    """The flavor's client tools: MySQL's from MYSQL_TOOLS_DIR (wrappers over the cached root here)."""
+    tools = Tools.for_flavor(flavor)
+    directory = os.environ.get("MYSQL_TOOLS_DIR")
+    if flavor == Flavor.MYSQL and directory:
+        return Tools(*(f"{directory}/{Path(name).name}" for name in (tools.dump, tools.client, tools.binlog)))
+    return tools
+
+
+def physical_backup_and_restore(source: DbServer, target: DbServer, work: Path, round_: int,
+                                compression: str) -> tuple[dict[str, float], int]:
+    """Physical backup of `source`, restored into `target` (stopped, emptied, unpacked, started);
+    returns the seconds of each step (backup, restore, and theirs) and the stored bytes."""
+    storage = DirectoryStorage(work / "storage-physical")
+    steps: dict[str, float] = {}
+    began = time.monotonic()
+    manifest = take_physical_backup(_instance(source), storage, cluster="bench", name=f"bench-p{round_}",
+                                    datadir=source.datadir, scratch=work / "clone-scratch",
+                                    compression=compression, timings=steps)
+    backup_seconds = time.monotonic() - began
+    _log(f"physical backup: {manifest.size / 2**30:.2f} GiB stored in {backup_seconds:.1f}s ({steps})")
+    target.kill()
+    shutil.rmtree(target.datadir)
+    began = time.monotonic()
+    unpack_physical(storage, manifest, target.datadir, timings=steps)
+    started = time.monotonic()
+    target.start()
+    steps["start"] = time.monotonic() - started
+    restore_seconds = time.monotonic() - began
+    _log(f"physical restore (unpack, prepare, start) in {restore_seconds:.1f}s ({steps})")
+    shutil.rmtree(work / "storage-physical")
+    return {**steps, "backup": backup_seconds, "restore": restore_seconds}, manifest.size
+
+
 def checksums(server: DbServer) -> list[tuple[object, ...]]:
     """CHECKSUM TABLE of the generated tables: over a GiB, so longer than the helper's read timeout."""
     connection = server.root_connection()
@@ -144,8 +198,12 @@ def checksums(server: DbServer) -> list[tuple[object, ...]]:
 
 
 def plain_dump_and_load(source: DbServer, target: DbServer) -> float:
-    """The flavor's `dump --single-transaction | client`, the baseline; returns seconds."""
-    tools = Tools.for_flavor(source.flavor)
+    """The flavor's `dump --single-transaction | client`, the baseline; returns seconds. The target's
+    copy of a previous round is dropped first (not timed)."""
+    target.sql("DROP DATABASE IF EXISTS bench")
+    # MySQL's dump sets GTID_PURGED, refused once the target holds those GTIDs from a previous round
+    target.sql("RESET BINARY LOGS AND GTIDS" if source.flavor == Flavor.MYSQL else "RESET MASTER")
+    tools = flavor_tools(source.flavor)
     with defaults_file(_instance(source)) as source_cnf, defaults_file(_instance(target)) as target_cnf:
         dump = [
             tools.dump,
@@ -172,6 +230,49 @@ def plain_dump_and_load(source: DbServer, target: DbServer) -> float:
         return time.monotonic() - began
 
 
+def physical_rounds(rounds: int, compression: str, source: DbServer, ours_target: DbServer,
+                    plain_target: DbServer, work: Path, expected: list[tuple[object, ...]], plain_name: str,
+                    loaded: int, table_bytes: int) -> int:
+    """Ours then plain, `rounds` times, every restore checked against the source; prints medians."""
+    ours: list[dict[str, float]] = []
+    plain: list[float] = []
+    all_ok = True
+    stored = 0
+    for round_ in range(1, rounds + 1):
+        steps, stored = physical_backup_and_restore(source, ours_target, work, round_, compression)
+        ours_ok = checksums(ours_target) == expected
+        _log(f"round {round_}: plain {plain_name} ...")
+        plain.append(plain_dump_and_load(source, plain_target))
+        plain_ok = checksums(plain_target) == expected
+        ours.append(steps)
+        all_ok = all_ok and ours_ok and plain_ok
+        _log(f"round {round_}: ours {steps['backup'] + steps['restore']:.1f}s, plain {plain[-1]:.1f}s, "
+             f"checksums equal: ours {ours_ok}, plain {plain_ok}")
+    mb = table_bytes / 1e6
+    totals = [r["backup"] + r["restore"] for r in ours]
+    median_ours, median_plain = statistics.median(totals), statistics.median(plain)
+    print()
+    print(f"flavor: {source.flavor.value}, {source.sql('SELECT VERSION()')[0][0]}")
+    print(f"data: {loaded / 2**30:.2f} GiB generated rows, InnoDB {table_bytes / 2**30:.2f} GiB, "
+          f"physical backup stored {stored / 2**30:.2f} GiB ({compression}); {rounds} round(s), medians")
+    print(f"{'step':<44} {'seconds':>8} {'MB/s':>8}   rounds")
+    names = {"clone": "ours:   CLONE LOCAL (MySQL)", "stream": "ours:   copy | compress | hash | store",
+             "manifest": "ours:   manifest", "unpack": "ours:   fetch | hash | decompress | extract",
+             "prepare": "ours:   mariadb-backup --prepare", "start": "ours:   server start until it answers"}
+    rows = [("ours: physical backup", [r["backup"] for r in ours])]
+    rows += [(names[k], [r[k] for r in ours]) for k in ("clone", "stream", "manifest") if k in ours[0]]
+    rows += [("ours: physical restore", [r["restore"] for r in ours])]
+    rows += [(names[k], [r[k] for r in ours]) for k in ("unpack", "prepare", "start") if k in ours[0]]
+    rows += [("ours: backup + restore", totals), (f"plain: {plain_name}", plain)]
+    for name, values in rows:
+        median = statistics.median(values)
+        rate = f"{'':>8}" if name.startswith("ours:   ") else f"{mb / median:>8.1f}"
+        print(f"{name:<44} {median:>8.1f} {rate}   " + " ".join(f"{v:.1f}" for v in values))
+    print(f"ratio plain dump|load / ours (backup+restore), medians: {median_plain / median_ours:.2f}x faster")
+    print(f"checksums equal to the source after every restore: {all_ok}")
+    return 0 if all_ok else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -181,6 +282,9 @@ def main() -> int:
     parser.add_argument(
         "--flavor", choices=[f.value for f in Flavor], default=Flavor.MYSQL.value, help="server flavor"
     )
+    parser.add_argument("--method", choices=["logical", "physical"], default="logical")
+    parser.add_argument("--rounds", type=int, default=1, help="physical: rounds of ours and plain (medians)")
+    parser.add_argument("--compression", choices=COMPRESSIONS, default=ZSTD, help="physical: of the stream")
     args = parser.parse_args()
     flavor = Flavor(args.flavor)
     shutil.rmtree(args.work, ignore_errors=True)
@@ -204,20 +308,25 @@ def main() -> int:
         table_bytes = int(str(size_row[0][0]))
         expected = checksums(source)
 
+        tools = flavor_tools(flavor)
+        plain_name = f"{Path(tools.dump).name} | {Path(tools.client).name}"
+        if args.method == "physical":
+            return physical_rounds(args.rounds, args.compression, source, ours_target, plain_target,
+                                   args.work, expected, plain_name, loaded, table_bytes)
         storage = DirectoryStorage(args.work / "storage")
         began = time.monotonic()
-        manifest = take_backup(_instance(source), storage, cluster="bench", name="bench-1", progress=_log)
+        manifest = take_backup(_instance(source), storage, cluster="bench", name="bench-1", progress=_log,
+                               tools=tools)
         backup_seconds = time.monotonic() - began
         began = time.monotonic()
         restore(
             _instance(ours_target),
             storage,
             "bench-1",
+            tools=tools,
             progress=lambda step, message: _log(f"{step}: {message}"),
         )
         restore_seconds = time.monotonic() - began
-        tools = Tools.for_flavor(flavor)
-        plain_name = f"{Path(tools.dump).name} | {Path(tools.client).name}"
         _log(f"plain {plain_name} ...")
         plain_seconds = plain_dump_and_load(source, plain_target)
 

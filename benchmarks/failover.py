@@ -13,8 +13,14 @@ from the pod dropped, then healed).
 The benchmark never repairs anything: a round that is not back to Ready with one writable primary
 within the bound counts as needing a human, and its series stops there (the cluster stays broken).
 
+With `--background N --unreachable K` the measured cluster is not alone on its operator: N more
+MysqlClusters are managed at the same time (objects only: their pods are pinned to a node that does
+not exist and stay Pending, so no mysqld runs for them), and K one-instance clusters run a real
+server whose pod is then isolated (every packet dropped), so their topology passes spend their
+connect timeouts on instances that never answer. One slow cluster must not delay another's failover.
+
     .venv/bin/python benchmarks/failover.py [--faults kill,pause,isolate] [--flavor mariadb]
-        [--mode async,semi-sync] [--rounds 10] [--grace 3]
+        [--mode async,semi-sync] [--rounds 10] [--grace 3] [--background 196 --unreachable 3]
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -80,6 +88,34 @@ def manifest(flavor: str, mode: str, grace: int, node_port: int = NODE_PORT) -> 
     }
 
 
+BACKGROUND_NS = "bench-bg"
+NOWHERE = {"mysql.operator.dev/benchmark-node": "none"}  # no node carries this label
+
+
+def background_clusters(cluster: Cluster, flavor: str, count: int, unreachable: int) -> list[str]:
+    """`count` objects-only clusters and `unreachable` one-instance clusters whose pod is isolated;
+    returns the isolated pods (healed by the caller)."""
+    cluster.create_namespace(BACKGROUND_NS)
+    def doc(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return {"apiVersion": "mysql.operator.dev/v1alpha1", "kind": "MysqlCluster",
+                "metadata": {"name": name}, "spec": spec}
+
+    docs = [doc(f"bg{i}", cluster_spec(flavor, podTemplate={"nodeSelector": NOWHERE})) for i in range(count)]
+    docs += [doc(f"slow{i}", cluster_spec(flavor, instances=1)) for i in range(unreachable)]
+    for start in range(0, len(docs), 20):  # in batches: one kubectl call has a time limit
+        cluster.apply("\n---\n".join(yaml.safe_dump(doc) for doc in docs[start:start + 20]), BACKGROUND_NS)
+    pods = []
+    faults = Faults(cluster.sandbox)
+    for i in range(unreachable):
+        cluster.wait_ready(f"slow{i}", BACKGROUND_NS, timeout=600)
+        pod = f"slow{i}-0"
+        faults.isolate(BACKGROUND_NS, pod)
+        pods.append(pod)
+    print(f"# {count} objects-only clusters and {unreachable} isolated ones beside the measured one",
+          file=sys.stderr, flush=True)
+    return pods
+
+
 def inject(faults: Faults, kind: str, pod: str) -> None:
     if kind == "kill":
         faults.kill(NS, pod, keep_down=True)
@@ -104,8 +140,10 @@ def run_round(cluster: Cluster, series: Series, node_port: int = NODE_PORT) -> b
     checker = ConsistencyChecker(cluster.sandbox, NS, NAME, node_port).start()
     checker.wait_acks(50)
     old = cluster.status(NAME, NS)["primary"]
-    fault_at = time.monotonic()
     inject(faults, series.fault, old)
+    # After the fault is in place: a loaded machine takes a while to inject it, and a write the old
+    # primary acknowledged meanwhile is no failover.
+    fault_at = time.monotonic()
     try:
         ack = checker.first_ack_after(fault_at, PAUSE_BOUND if series.fault == "pause" else FAULT_BOUND,
                                       other_than=checker.server_id(old))
@@ -196,6 +234,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--grace", type=int, default=3, help="spec.replication.failoverGraceSeconds")
     parser.add_argument("--sandbox", default="bench-failover", help="sandbox name")
+    parser.add_argument("--background", type=int, default=0, help="objects-only clusters managed beside")
+    parser.add_argument("--unreachable", type=int, default=0,
+                        help="clusters beside whose instance is isolated")
     parser.add_argument("--node-port", type=int, default=NODE_PORT,
                         help="the cluster's NodePort on 127.0.0.1 (two benchmarks side by side need two)")
     args = parser.parse_args()
@@ -212,14 +253,23 @@ def main() -> int:
         cluster = Cluster(box)
         install_operator(box)
         cluster.create_namespace(NS)
+        isolated: list[str] = []
+        if args.background or args.unreachable:
+            first = args.flavor.split(",")[0]
+            isolated = background_clusters(cluster, first, args.background, args.unreachable)
         for flavor in args.flavor.split(","):
             for mode in args.mode.split(","):
                 for fault in faults:
+                    for pod in isolated:  # each series heals every rule when it ends
+                        Faults(box).isolate(BACKGROUND_NS, pod)
                     rows.append(run_series(cluster, flavor, mode, fault, args.rounds, args.grace,
                                            args.node_port))
                     print(table(rows, args.grace), file=sys.stderr, flush=True)  # so far
     finally:
         box.down()
+    if args.background or args.unreachable:
+        print(f"beside the measured cluster: {args.background} objects-only clusters and "
+              f"{args.unreachable} clusters whose only instance is isolated")
     print(table(rows, args.grace))
     for row in rows:
         for note in dict.fromkeys(row.notes):

@@ -1,5 +1,6 @@
 """`python -m mysql_operator`: run the operator, print the CRDs / the API reference, or run one backup
-command (backup | archive-binlogs | restore | retention | list: what the backup Jobs run)."""
+command (backup | archive-binlogs | restore | unpack | roll-forward | retention | list: what the backup
+Jobs run)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from mysql_operator.settings import DEFAULT_JOB_IMAGE, OperatorSettings
 
 # Subcommands of the backup Jobs, handed to mysql_operator.backup.cli as they are.
-BACKUP_COMMANDS = ("backup", "archive-binlogs", "restore", "retention", "list")
+BACKUP_COMMANDS = ("backup", "archive-binlogs", "restore", "unpack", "roll-forward", "retention", "list")
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -79,6 +80,7 @@ def run_operator(settings: OperatorSettings) -> None:
     import mysql_operator.handlers.topology  # noqa: F401
     from mysql_operator import logcontext, metrics
     from mysql_operator.handlers.finalizers import release_timer_finalizers, stop_timers_on_delete
+    from mysql_operator.handlers.watch import quiet_watch_handlers
 
     release_timer_finalizers()  # deleting a cluster never waits for the operator (handlers/finalizers.py)
     stop_timers_on_delete()  # ... and its timers stop when it is gone
@@ -90,6 +92,7 @@ def run_operator(settings: OperatorSettings) -> None:
         kopf.configure(log_format=kopf.LogFormat.FULL)
     logging.getLogger().setLevel(settings.log_level)
     logcontext.install()
+    quiet_watch_handlers()  # no line per watch event (handlers/watch.py)
     if settings.metrics_address:
         host, _, port = settings.metrics_address.rpartition(":")
         metrics.serve(host or "0.0.0.0", int(port))

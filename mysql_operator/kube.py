@@ -35,13 +35,21 @@ class KubeError(Exception):
         self.status = status
 
 
+# Connections kept open to the API server: the handlers' threads, the topology passes and the
+# concurrent applies of one reconcile share them; a request finding the pool full opens (and then
+# throws away) a connection of its own, a TLS handshake each time.
+CONNECTION_POOL_SIZE = 64
+
+
 def load_config() -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG)."""
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
+    return client.ApiClient(configuration)
 
 
 def _path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:

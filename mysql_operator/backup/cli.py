@@ -2,6 +2,7 @@
 
 Connection details and secrets come from the environment, never from the command line:
   DB_HOST, DB_PORT (3306), DB_USER, DB_PASSWORD, DB_FLAVOR (mysql | mariadb)
+Physical backups (`backup --method physical`, `unpack`, `roll-forward`) run next to the data files.
   BACKUP_STORAGE       storage as JSON, the wire form of BackupStorage ({"pvc": {...}} or {"s3": {...}})
   BACKUP_STORAGE_FILE  ... or a file holding that JSON
   BACKUP_PVC_ROOT      where the PVC is mounted (default /backup); the storage is <root>/<pvc.path>
@@ -29,10 +30,18 @@ from pydantic import ValidationError
 
 from mysql_operator.api.backup import BackupStorage, parse_rfc3339
 from mysql_operator.backup.binlogs import archive_binlogs
-from mysql_operator.backup.catalog import scan
+from mysql_operator.backup.catalog import read_manifest, scan
 from mysql_operator.backup.commands import Instance
 from mysql_operator.backup.manifest import BackupCorrupt, BackupError, BackupNotFound
-from mysql_operator.backup.restore import RestoreFailed, RestoreRefused, restore
+from mysql_operator.backup.physical import (
+    COMPRESSIONS,
+    DEFAULT_PREPARE_MEMORY,
+    ZSTD,
+    PhysicalRestoreFailed,
+    take_physical_backup,
+    unpack_physical,
+)
+from mysql_operator.backup.restore import RestoreFailed, RestoreRefused, restore, roll_forward
 from mysql_operator.backup.retention import apply_retention
 from mysql_operator.backup.storage import DirectoryStorage, S3Location, S3Storage, Storage, StorageError
 from mysql_operator.backup.take import take_backup
@@ -121,6 +130,13 @@ def _parser() -> argparse.ArgumentParser:
     take.add_argument("--name", required=True, help="backup name (the MysqlBackup's name)")
     take.add_argument("--binlog-source", help="binlogs/<source>/ of this instance; default server-<id>")
     take.add_argument("--compress-level", type=int, default=1, choices=range(1, 10))
+    take.add_argument("--method", choices=["logical", "physical"], default="logical",
+                      help="physical: the data files (runs next to them: --datadir / --scratch)")
+    take.add_argument("--datadir", type=Path, help="physical, MariaDB: the instance's data directory")
+    take.add_argument("--scratch", type=Path,
+                      help="physical, MySQL: where the donor's CLONE LOCAL writes (must not exist)")
+    take.add_argument("--compression", choices=COMPRESSIONS, default=ZSTD,
+                      help="physical: zstd (at --compress-level, every core) or none")
 
     archive = commands.add_parser(
         "archive-binlogs", parents=[common], help="copy closed binlog files to storage"
@@ -130,6 +146,20 @@ def _parser() -> argparse.ArgumentParser:
     back = commands.add_parser("restore", parents=[common], help="restore a backup into the empty instance")
     back.add_argument("--backup", required=True, help="location (backups/<name>) or name")
     back.add_argument("--point-in-time", help="RFC 3339 time to roll forward to with archived binlogs")
+
+    unpack = commands.add_parser(
+        "unpack", parents=[common], help="physical restore: put a backup's files into an empty data directory"
+    )
+    unpack.add_argument("--backup", required=True, help="location (backups/<name>) or name")
+    unpack.add_argument("--datadir", type=Path, required=True, help="the stopped instance's data directory")
+    unpack.add_argument("--prepare-memory", type=int, default=DEFAULT_PREPARE_MEMORY,
+                        help="MariaDB: bytes of buffer pool for applying the copied redo")
+
+    forward = commands.add_parser(
+        "roll-forward", parents=[common], help="replay archived binlogs into the unpacked, started instance"
+    )
+    forward.add_argument("--backup", required=True, help="location (backups/<name>) or name")
+    forward.add_argument("--point-in-time", required=True, help="RFC 3339 time to roll forward to")
 
     keep = commands.add_parser(
         "retention", parents=[common], help="delete all but the newest N complete backups"
@@ -154,6 +184,30 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
     def progress(message: str) -> None:
         log.info("%s", message)
 
+    if args.command == "backup" and args.method == "physical":
+        manifest = take_physical_backup(
+            instance_from_env(env), storage, cluster=args.cluster, name=args.name, datadir=args.datadir,
+            scratch=args.scratch, binlog_source=args.binlog_source, compression=args.compression,
+            compress_level=args.compress_level,
+        )
+        return {
+            "result": "Completed",
+            "status": manifest.status_fields(),
+            "manifest": manifest.model_dump(by_alias=True, mode="json"),
+        }
+    if args.command == "unpack":
+        manifest = read_manifest(storage, args.backup)
+        unpack_physical(storage, manifest, args.datadir, prepare_memory=args.prepare_memory)
+        return {"result": "Unpacked", "backup": manifest.name, "datadir": str(args.datadir)}
+    if args.command == "roll-forward":
+        try:
+            until = parse_rfc3339(args.point_in_time)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        manifest = read_manifest(storage, args.backup)
+        replayed = roll_forward(instance_from_env(env), storage, manifest, until)
+        return {"result": "RolledForward", "backup": manifest.name, "pointInTime": args.point_in_time,
+                "replayed": replayed}
     if args.command == "backup":
         manifest = take_backup(
             instance_from_env(env),
@@ -221,7 +275,7 @@ def _exit_code(error: Exception) -> int:
         return EXIT_BAD_BACKUP
     if isinstance(error, RestoreRefused):
         return EXIT_REFUSED
-    if isinstance(error, RestoreFailed):
+    if isinstance(error, RestoreFailed | PhysicalRestoreFailed):
         return EXIT_PARTIAL_RESTORE
     return EXIT_FAILED
 

@@ -99,6 +99,8 @@ class Manifest(BaseModel):
     uncompressed_size: int = Field(ge=0)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Of the stored (compressed) dump.")
     compression: str = "gzip"
+    method: str = Field(default="logical", description="logical (a SQL dump) or physical (the data files).")
+    archive: str | None = Field(default=None, description="Physical: the data's container, mbstream or tar.")
 
     @property
     def location(self) -> str:
@@ -127,7 +129,8 @@ class Manifest(BaseModel):
             binlog_file=self.binlog_file,
             binlog_position=self.binlog_position,
             instance=self.instance,
-            message=f"{len(self.databases)} database(s), {human_size(self.uncompressed_size)} of SQL",
+            message=f"{len(self.databases)} database(s), {human_size(self.uncompressed_size)} of "
+                    + ("data files" if self.method == "physical" else "SQL"),
         )
         return status.wire()
 

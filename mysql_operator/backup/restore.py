@@ -32,6 +32,7 @@ from mysql_operator.backup.commands import (
     load_command,
 )
 from mysql_operator.backup.manifest import BackupCorrupt, BackupError, Manifest, binlog_sequence, rfc3339
+from mysql_operator.backup.physical import gtid_replay_command
 from mysql_operator.backup.storage import CHUNK_SIZE, Storage
 from mysql_operator.conventions import Flavor
 from mysql_operator.mysql.session import MysqlError, Statement, open_session, redact
@@ -259,6 +260,11 @@ def restore(
 
     report(RestoreStep.VERIFYING, f"checking backup {location} in {storage.describe()}")
     manifest = read_manifest(storage, location)
+    if manifest.method == "physical":
+        raise RestoreRefused(
+            f"backup {manifest.name} is physical: it is unpacked into a stopped instance's data directory "
+            "(backup.physical.unpack_physical), then rolled forward (roll_forward)"
+        )
     if manifest.flavor != instance.flavor:
         raise RestoreRefused(
             f"backup {manifest.name} is of a {manifest.flavor} server, the target runs {instance.flavor}"
@@ -310,3 +316,52 @@ def restore(
         f"restored {manifest.name}" + (f" to {rfc3339(point_in_time)}" if point_in_time else ""),
     )
     return result
+
+
+def _gtid_executed(instance: Instance) -> str:
+    try:
+        with open_session(instance.host, instance.login, port=instance.port, tls=instance.tls()) as session:
+            row = session.query_one(Statement("SELECT @@GLOBAL.gtid_executed AS gtids"))
+    except MysqlError as error:
+        raise RestoreFailed(f"cannot read the restored instance's GTIDs: {error}") from None
+    return " ".join(str((row or {}).get("gtids") or "").split())
+
+
+def roll_forward(
+    instance: Instance,
+    storage: Storage,
+    manifest: Manifest,
+    point_in_time: datetime,
+    *,
+    tools: Tools | None = None,
+    progress: StepReport | None = None,
+) -> list[str]:
+    """Replay the archived binlogs of `manifest`'s source from its position up to `point_in_time`
+    into `instance`, which already holds the backup (a physical restore, started). Returns the
+    binlog files replayed. Raises PointInTimeUnavailable (nothing replayed) or RestoreFailed."""
+    report = progress or _quiet
+    tools = tools or Tools.for_flavor(instance.flavor)
+    point_in_time = point_in_time.astimezone(UTC).replace(microsecond=0)
+    archived = scan(storage).binlogs.get(manifest.binlog_source or "", [])
+    plan = plan_binlogs(manifest, archived, point_in_time)
+    if not plan:
+        return []
+    assert manifest.binlog_position is not None
+    work = Path(tempfile.mkdtemp(prefix="mysqlop-rollforward-"))
+    try:
+        report(RestoreStep.FETCHING_BINLOGS, f"fetching {len(plan)} archived binlog file(s)")
+        files = _fetch_binlogs(storage, plan, work)
+        with defaults_file(instance, str(work)) as defaults:
+            stop = point_in_time.strftime("%Y-%m-%d %H:%M:%S")
+            report(RestoreStep.REPLAYING_BINLOGS, f"replaying {plan[0].file}:{manifest.binlog_position} .. "
+                                                  f"{plan[-1].file} up to {rfc3339(point_in_time)}")
+            if manifest.method == "physical" and instance.flavor == Flavor.MYSQL:
+                command = gtid_replay_command(tools.binlog, files, manifest.binlog_position, stop,
+                                              _gtid_executed(instance))
+            else:
+                command = binlog_replay_command(tools, instance.flavor, files, manifest.binlog_position, stop)
+            _replay(command, load_command(tools, defaults), instance.flavor == Flavor.MARIADB,
+                    (instance.login.password,))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return [b.file for b in plan]

@@ -27,6 +27,7 @@ from mysql_operator.api.backup import (
 )
 from mysql_operator.api.models import MysqlClusterSpec
 from mysql_operator.backup.cron import is_due
+from mysql_operator.handlers import events
 from mysql_operator.handlers.jobs import FAILED, RUNNING, SUCCEEDED, read_job
 from mysql_operator.handlers.suspend import is_suspended
 from mysql_operator.kube import Kube, KubeError
@@ -309,7 +310,8 @@ def _start_backup(
             "message": f"Job {job} backs up instance {pod}",
         }
     )
-    kopf.info(body, reason="BackupStarted", message=f"Job {job} backs up {spec.cluster} from instance {pod}")
+    events.info(body, reason="BackupStarted",
+                message=f"Job {job} backs up {spec.cluster} from instance {pod}")
     logger.info("backup %s: Job %s on %s", name, job, pod)
 
 
@@ -328,7 +330,7 @@ def _follow_backup(
     if outcome.state == SUCCEEDED and result.get("result") == "Completed":
         fields = dict(result.get("status") or {})
         patch.status.update({**fields, "phase": BackupPhase.COMPLETED.value})
-        kopf.info(
+        events.info(
             body,
             reason="BackupCompleted",
             message=f"{fields.get('sizeHuman', '?')} at {fields.get('location', '?')}",
@@ -417,6 +419,19 @@ def _follow_side_job(
     return {"ok": True, "result": outcome.result, "started": outcome.started}
 
 
+@kopf.index(*BACKUP_CR)
+async def backups_by_cluster(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], dict[str, Any]] | None:
+    """(namespace, cluster) -> its MysqlBackups, from the watch stream: the schedule, checked every
+    few seconds, reads them here instead of listing them from the API server each time."""
+    cluster = labels.get(LABEL_CLUSTER)
+    if cluster is None:
+        return None
+    return {(str(namespace), cluster): {"metadata": dict(body.metadata), "spec": dict(body.spec),
+                                        "status": dict(body.status)}}
+
+
 @kopf.timer(*CLUSTER_CR, interval=SCHEDULE_SECONDS, initial_delay=2.0, when=_has_backup_section)  # type: ignore[arg-type]
 def backup_schedule(
     body: kopf.Body,
@@ -427,6 +442,7 @@ def backup_schedule(
     patch: kopf.Patch,
     memo: kopf.Memo,
     logger: logging.Logger,
+    backups_by_cluster: kopf.Index[tuple[str, str], dict[str, Any]],
     **_: Any,
 ) -> None:
     """Scheduled backups (MysqlBackup objects when due), retention after each, binlog archiving."""
@@ -444,7 +460,7 @@ def backup_schedule(
     before = dict(state)
     now = datetime.now(UTC).replace(microsecond=0)
     try:
-        backups = kube.list(API_VERSION, BACKUP_KIND, ns, {LABEL_CLUSTER: name})
+        backups = [dict(b) for b in backups_by_cluster.get((ns, name), [])]
         # 1. the schedule: a MysqlBackup when a fire time has passed and there is something to back up
         last = state.get("lastScheduleTime")
         created = parse_time(str(meta.get("creationTimestamp") or now_iso()))
@@ -465,7 +481,7 @@ def backup_schedule(
             )
             state["lastScheduleTime"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
             state["lastScheduledBackup"] = backup_name
-            kopf.info(body, reason="BackupScheduled", message=f"MysqlBackup {backup_name} created")
+            events.info(body, reason="BackupScheduled", message=f"MysqlBackup {backup_name} created")
         # 2. retention, once after each scheduled backup completes; the engine picks what goes
         finished = _follow_side_job(kube, body, ns, state, "retentionJob")
         if finished is not None:
@@ -479,7 +495,7 @@ def backup_schedule(
                 else f"failed: {finished['message']}"
             )
             if deleted:
-                kopf.info(body, reason="BackupsPruned", message=f"retention deleted {', '.join(deleted)}")
+                events.info(body, reason="BackupsPruned", message=f"retention deleted {', '.join(deleted)}")
         scheduled = [b for b in backups if (b["metadata"].get("labels") or {}).get(LABEL_SCHEDULED) == "true"]
         newest = retention_due(scheduled, schedule.retention, state.get("retainedAfter"))
         if newest is not None and not state.get("retentionJob"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +12,7 @@ import kopf
 from mysql_operator import conventions as c
 from mysql_operator import metrics
 from mysql_operator.api.models import check_cluster_name
-from mysql_operator.handlers import suspend
+from mysql_operator.handlers import events, suspend
 from mysql_operator.handlers.objects import (
     InvalidSpec,
     accepted_spec,
@@ -23,6 +23,7 @@ from mysql_operator.handlers.objects import (
     parse_spec,
     ready_instances,
 )
+from mysql_operator.handlers.watch import SECRETS, ClusterKey
 from mysql_operator.kube import Kube, KubeError, load_config
 from mysql_operator.resources.meta import ClusterRef
 from mysql_operator.status import (
@@ -36,6 +37,7 @@ from mysql_operator.status import (
     status_fields,
 )
 from mysql_operator.tls.ensure import ensure_tls
+from mysql_operator.tls.manifests import server_secret_name
 
 CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
 RETRY_SECONDS = 10
@@ -51,7 +53,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=c.API_GROUP, key="last-handled-configuration"
     )
-    settings.posting.level = logging.INFO
+    # Events are what the handlers post on purpose (events.info, kopf.warn) and warnings; kopf's own
+    # "handler succeeded" lines would cost an API request each, per cluster, on every change.
+    settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     # A watch stream that goes silent (no event, no bookmark) is reconnected after this long; kopf's
     # 70 s default left spec changes and new objects unseen for over a minute when one died (seen
@@ -84,11 +88,18 @@ def reconcile(
     old: Any,
     memo: kopf.Memo,
     logger: logging.Logger,
+    pods_by_cluster: kopf.Index[ClusterKey, dict[str, Any]],
+    statefulsets_by_name: kopf.Index[ClusterKey, dict[str, Any]],
     **_: Any,
 ) -> None:
-    """Bring the owned objects in line with the spec and report what was done in status and Events."""
+    """Bring the owned objects in line with the spec and report what was done in status and Events.
+    Pods and the StatefulSet come from the watch indices (handlers/watch.py), not from requests."""
     kube: Kube = memo.kube
     ref = _ref(meta, namespace)
+    pods = list(pods_by_cluster.get((ref.namespace, ref.name), []))
+    key = (ref.namespace, c.statefulset_name(ref.name))
+    statefulsets: Iterable[dict[str, Any]] = statefulsets_by_name.get(key, [])
+    statefulset = next(iter(statefulsets), None)
     metrics.RECONCILES.labels(ref.namespace, ref.name).inc()
     generation = meta.get("generation")
     now = now_iso()
@@ -120,13 +131,15 @@ def reconcile(
         return
     conditions = set_condition(conditions, VALID, True, "SpecValid", "spec accepted", generation, now)
     try:
-        dry_run_objects(kube, ref, cluster_spec)
+        dry_run_objects(kube, ref, cluster_spec, pods)
         credentials = ensure_credentials(kube, ref, cluster_spec)
+        # The topology loop reads the Secret once and keeps it: this handler may just have changed it.
+        SECRETS.forget(ref.namespace, credentials.secret)
         was_invalid = any(
             cond.get("type") == CREDENTIALS_READY and cond.get("status") == "False" for cond in conditions
         )
         if credentials.created:
-            kopf.info(body, reason="CredentialsGenerated", message=f"generated Secret {credentials.secret}")
+            events.info(body, reason="CredentialsGenerated", message=f"generated Secret {credentials.secret}")
         conditions = set_condition(
             conditions,
             CREDENTIALS_READY,
@@ -147,15 +160,18 @@ def reconcile(
         else:
             tls = ensure_tls(kube, ref, cluster_spec, datetime.now(UTC))
             if tls.issued:
-                kopf.info(body, reason="CertificateIssued", message=tls.message)
+                # The topology loop keeps the server Secret cached (watch.SECRETS): read it anew.
+                SECRETS.forget(ref.namespace, server_secret_name(cluster_spec, ref.name) or "")
+                events.info(body, reason="CertificateIssued", message=tls.message)
             elif not tls.ok:
                 kopf.warn(body, reason="TlsNotReady", message=tls.message)
-            applied = apply_objects(kube, ref, cluster_spec, logger, credentials.data)
-            kopf.info(body, reason="Applied", message=f"applied {len(applied)} objects: {', '.join(applied)}")
+            applied = apply_objects(kube, ref, cluster_spec, pods, logger, credentials.data)
+            events.info(body, reason="Applied",
+                        message=f"applied {len(applied)} objects: {', '.join(applied)}")
             conditions = set_condition(
                 conditions, RESOURCES_READY, True, "Applied", "owned objects applied", generation, now
             )
-        ready = ready_instances(kube, ref)
+        ready = ready_instances(statefulset)
     except KubeError as error:
         metrics.RECONCILE_ERRORS.labels(ref.namespace, ref.name).inc()
         if error.status not in PERMANENT_API_STATUSES:

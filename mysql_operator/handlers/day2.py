@@ -1,6 +1,6 @@
 """Day-2 glue: scaling, rolling restarts, seeding and live configuration, around the topology pass.
 
-The topology timer (handlers/topology.py) asks `topology_options` what to pass to the pass and calls
+The topology loop (handlers/topology.py) asks `topology_options` what to pass to the pass and calls
 `after_topology` with its outcome: the StatefulSet's replicas follow spec.instances once the primary
 is off the ordinals being removed, and pods on an old revision are deleted in the rollout's order.
 What one cluster needs between passes (its background seeds, the primary a rollout wants) lives
@@ -20,6 +20,7 @@ import kopf
 
 from mysql_operator import conventions as c
 from mysql_operator.api.models import MysqlClusterSpec
+from mysql_operator.handlers import events
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.variables import dynamic_config
 from mysql_operator.resources.statefulset import statefulset_replicas
@@ -124,8 +125,8 @@ def after_topology(
             except KubeError as error:
                 logger.warning("could not scale StatefulSet %s: %s", name, error)
             else:
-                kopf.info(body, reason="Scaled", message=f"StatefulSet replicas {current} -> {wanted} "
-                                                          f"(primary is instance {result.primary})")
+                events.info(body, reason="Scaled", message=f"StatefulSet replicas {current} -> {wanted} "
+                                                            f"(primary is instance {result.primary})")
     step = next_rollout_step(
         pod_revisions(pods),
         str((statefulset.get("status") or {}).get("updateRevision") or ""),
@@ -141,8 +142,8 @@ def after_topology(
         state.last_wait = step.reason
     elif isinstance(step, MovePrimary):
         if state.move_primary_to != step.ordinal:
-            kopf.info(body, reason="RolloutSwitchover",
-                      message=f"switching over to instance {step.ordinal}: {step.reason}")
+            events.info(body, reason="RolloutSwitchover",
+                        message=f"switching over to instance {step.ordinal}: {step.reason}")
         state.move_primary_to = step.ordinal
     elif isinstance(step, RestartPod):
         try:
@@ -151,7 +152,7 @@ def after_topology(
             logger.warning("could not restart pod %s: %s", step.name, error)
             return
         if deleted:
-            kopf.info(body, reason="RollingRestart", message=f"restarting {step.name}: {step.reason}")
+            events.info(body, reason="RollingRestart", message=f"restarting {step.name}: {step.reason}")
 
 
 @kopf.on.delete(*CR, optional=True)

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from mysql_operator import conventions as c
 from mysql_operator.api.backup import BACKUP_KIND, BackupPhase, BackupStorage, RestoreFrom
 from mysql_operator.api.models import MysqlClusterSpec, Phase
+from mysql_operator.handlers import events
 from mysql_operator.handlers.backup import API_VERSION, job_image, now_iso
 from mysql_operator.handlers.jobs import RUNNING, SUCCEEDED, read_job
 from mysql_operator.handlers.suspend import is_suspended
@@ -219,7 +220,7 @@ def restore(
                     until = f" up to {restore_from.point_in_time}" if restore_from.point_in_time else ""
                     message = f"Job {job} loads {source.label}{until} into {c.pod_name(name, 0)}"
                     report(RUNNING_PHASE, "Restoring", message, "Restoring")
-                    kopf.info(body, reason="RestoreStarted", message=message)
+                    events.info(body, reason="RestoreStarted", message=message)
         else:
             outcome = read_job(kube, ns, str(state["job"]))
             if outcome is None:
@@ -236,7 +237,7 @@ def restore(
                 report(COMPLETED, "Done", message, "Restored", ok=True)
                 # instance 0 holds the data: the topology loop makes it the primary, replicas follow it
                 patch.status["topology"] = TopologyMemory(primary=0).to_dict()
-                kopf.info(body, reason="Restored", message=message)
+                events.info(body, reason="Restored", message=message)
             else:
                 reason = _REASONS.get(int(outcome.exit_code or 0), "RestoreFailed")
                 extra = (

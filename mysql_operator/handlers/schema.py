@@ -30,6 +30,7 @@ from mysql_operator.api.schema import (
     RetentionPolicy,
 )
 from mysql_operator.conventions import Flavor
+from mysql_operator.handlers import events
 from mysql_operator.handlers.suspend import is_suspended
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql import schema as sql
@@ -187,7 +188,7 @@ def database(
                 return
             session.execute(*sql.create_database(wanted))
         message = f"database {wanted.name} {'updated' if exists else 'created'} on {primary.pod}"
-        kopf.info(body, reason="Updated" if exists else "Created", message=message)
+        events.info(body, reason="Updated" if exists else "Created", message=message)
         logger.info("%s", message)
         report(patch, status, cluster, True, "Created", f"database {wanted.name} exists", generation)
     except NotYet as error:
@@ -283,7 +284,7 @@ def user(
             sql.apply_grants(session, wanted.user, wanted.host, applied, grants)
         what = f"user {wanted.user}@{wanted.host}"
         message = f"{what} {'updated' if exists else 'created'} on {primary.pod} with {len(grants)} grant(s)"
-        kopf.info(body, reason="Updated" if exists else "Created", message=message)
+        events.info(body, reason="Updated" if exists else "Created", message=message)
         logger.info("%s", message)
         extra = {"passwordSecretVersion": version, "appliedGrants": _grants_status(grants)}
         report(patch, status, cluster, True, "Created", f"{what} exists", generation, extra)

@@ -1,7 +1,7 @@
 """`spec.suspend: true`: the operator changes nothing of that cluster until it is turned off again.
 
 Every handler that acts on a cluster asks `is_suspended` at its entry and returns: the reconcile
-handler (no object applied, no acceptedSpec moved), the topology timer (no failover, switchover,
+handler (no object applied, no acceptedSpec moved), the topology loop (no failover, switchover,
 seeding, scaling, rollout, role label or user; it only observes each instance over SQL, read-only,
 and reports what it saw), the backup schedule (no backup, retention or binlog Job), restores and
 the MysqlDatabase/MysqlUser handlers. What is written is status only: phase `Suspended` and the

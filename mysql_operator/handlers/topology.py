@@ -1,15 +1,24 @@
-"""The topology loop: every few seconds observe the instances over SQL, take the next step, report.
+"""The topology loop: observe the instances over SQL, take the next step, report.
 
-Observe (pods from the API, instances over SQL) -> decide (topology.decide, pure) -> act (SQL, role
-labels) -> status and Events. SQL runs in kopf's thread pool; a pass never raises for SQL trouble.
+One kopf daemon per cluster runs a pass whenever a watched change wakes it (handlers/watch.py: a pod's
+container stopped or failed its probe, the cluster's spec was accepted) and otherwise when
+topology.pacing says (every PROBE_INTERVAL, every GRACE_PROBE while the primary is within its grace,
+exactly at the end of the grace). Observe (pods and StatefulSet from the watch indices, instances over
+SQL) -> decide (topology.decide, pure) -> act (SQL, role labels) -> status (patched only where it
+changed) and Events. SQL runs in a pool of its own; a pass never raises.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
+import copy
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,15 +27,23 @@ import kopf
 from mysql_operator import conventions as c
 from mysql_operator import logcontext, metrics
 from mysql_operator.api.models import MysqlClusterSpec
-from mysql_operator.handlers import day2
+from mysql_operator.handlers import day2, events
 from mysql_operator.handlers.objects import InvalidSpec, encode_accepted_spec, parse_spec
 from mysql_operator.handlers.restore import restore_finished
-from mysql_operator.handlers.suspend import observe_suspended, without_fenced
+from mysql_operator.handlers.suspend import fenced_pods, observe_suspended, without_fenced
+from mysql_operator.handlers.watch import NODES, SECRETS, WAKES, ClusterKey
 from mysql_operator.kube import Kube, KubeError
 from mysql_operator.mysql.dialect import dialect_for
-from mysql_operator.mysql.session import READ_ONLY_REFUSAL, Login, MysqlError, SqlError, open_session
-from mysql_operator.mysql.users import ensure_exporter_user
-from mysql_operator.resources.credentials import decode_secret_data
+from mysql_operator.mysql.sentinel import SENTINEL
+from mysql_operator.mysql.session import (
+    READ_ONLY_REFUSAL,
+    Login,
+    MysqlError,
+    SqlError,
+    Timeouts,
+    open_session,
+)
+from mysql_operator.mysql.users import ClusterCredentials, ensure_exporter_user
 from mysql_operator.resources.meta import ClusterRef
 from mysql_operator.resources.statefulset import credentials_secret
 from mysql_operator.status import (
@@ -43,12 +60,12 @@ from mysql_operator.tls.ensure import (
     client_tls,
     ensure_replication_tls,
     ensure_tls,
-    read_server_secret,
     reload_if_stale,
     serves_current,
 )
-from mysql_operator.tls.manifests import pod_mounts_tls
+from mysql_operator.tls.manifests import pod_mounts_tls, server_secret_name
 from mysql_operator.topology.drain import drain_switchover_target, placements, primary_node
+from mysql_operator.topology.pacing import PROBE_INTERVAL, next_pass_in
 from mysql_operator.topology.reconcile import (
     InstanceEndpoint,
     TopologyMemory,
@@ -60,7 +77,6 @@ from mysql_operator.topology.reconcile import (
 from mysql_operator.topology.seeding import SeedWorkers
 
 CR = (c.API_GROUP, c.API_VERSION, c.PLURAL)
-INTERVAL_SECONDS = 2.0
 HISTORY_LENGTH = 10
 log = logging.getLogger(__name__)
 
@@ -274,27 +290,36 @@ TLS_CHECK_SECONDS = 60.0
 
 
 def _tls_pass(
-    kube: Kube, body: kopf.Body, spec: MysqlClusterSpec, meta: kopf.Meta, namespace: str,
+    kube: Kube, body: kopf.Body, spec: MysqlClusterSpec, meta: Mapping[str, Any], namespace: str,
     logger: logging.Logger,
 ) -> dict[str, str]:
-    """Re-issue certificates that are due (at most once a minute per cluster), then the Secret's data."""
+    """Re-issue certificates that are due (at most once a minute per cluster), then the Secret's data.
+
+    The server Secret is read through the shared cache (watch.SECRETS) and read again on each
+    certificate check, so a pass (every 0.25 s within a grace) sends no request for it, and a
+    certificate rotated outside the operator (its own Secret, cert-manager) is seen within a minute."""
     if not spec.tls.enabled:
         return {}
     uid, now = str(meta.get("uid")), time.monotonic()
+    cluster = str(meta["name"])
+    secret_name = server_secret_name(spec, cluster)
+    if not secret_name:
+        return {}
     if now - _TLS_CHECKED.get(uid, -TLS_CHECK_SECONDS) >= TLS_CHECK_SECONDS:
-        ref = ClusterRef(name=str(meta["name"]), namespace=namespace, uid=uid)
+        ref = ClusterRef(name=cluster, namespace=namespace, uid=uid)
         try:
             outcome = ensure_tls(kube, ref, spec, datetime.now(UTC))
             _TLS_CHECKED[uid] = now
+            SECRETS.forget(namespace, secret_name)
         except KubeError as error:
             logger.warning("TLS certificates not checked: %s", error)
         else:
             if outcome.issued:
-                kopf.info(body, reason="CertificateIssued", message=outcome.message)
+                events.info(body, reason="CertificateIssued", message=outcome.message)
             elif not outcome.ok:
                 kopf.warn(body, reason="TlsNotReady", message=outcome.message)
     try:
-        return read_server_secret(kube, spec, str(meta["name"]), namespace)
+        return SECRETS.get(kube, namespace, secret_name) or {}
     except KubeError as error:
         logger.warning("TLS Secret not read: %s", error)
         return {}
@@ -346,11 +371,11 @@ def tls_per_instance(
             logger.warning("TLS on %s: %s", endpoint.pod_name, error)
             continue
         if changed:
-            kopf.info(body, reason="ReplicationTlsChanged", message=f"{endpoint.pod_name}: {changed}")
+            events.info(body, reason="ReplicationTlsChanged", message=f"{endpoint.pod_name}: {changed}")
         if reloaded and current:
             logger.info("TLS reloaded on %s", endpoint.pod_name)
-            kopf.info(body, reason="TlsReloaded",
-                      message=f"{endpoint.pod_name} serves the current certificate (reloaded, no restart)")
+            events.info(body, reason="TlsReloaded",
+                        message=f"{endpoint.pod_name} serves the current certificate (reloaded, no restart)")
         elif reloaded:
             logger.info("TLS reload on %s: its mounted files still hold the previous certificate "
                         "(kubelet refreshes them); trying again", endpoint.pod_name)
@@ -386,88 +411,168 @@ def record_metrics(namespace: str, cluster: str, result: TopologyResult) -> None
 
 
 def drain_switchover(kube: Kube, pods: list[dict[str, Any]], logger: logging.Logger) -> int | None:
-    """The replica to switch over to when the primary's node is cordoned (topology/drain.py)."""
+    """The replica to switch over to when the primary's node is cordoned (topology/drain.py). The
+    node is read through a cache shared by every cluster (watch.NODES), not once per pass."""
     node = primary_node(pods)
     try:
-        cordoned = {node} if node is not None and kube.node_cordoned(node) else set()
+        cordoned = {node} if node is not None and NODES.cordoned(kube, node) else set()
     except KubeError as error:
         logger.warning("could not read node %s: %s", node, error)
         return None
     return drain_switchover_target(placements(pods, cordoned))
 
 
-@kopf.timer(*CR, interval=INTERVAL_SECONDS, initial_delay=1.0)  # type: ignore[arg-type]
-def topology(
+# One pass of a cluster at a time runs in this pool (its loop waits for it), so a cluster whose
+# instances hang on connect holds one worker for a bounded time and never queues another's pass.
+TOPOLOGY_WORKERS = 64
+_POOL = ThreadPoolExecutor(max_workers=TOPOLOGY_WORKERS, thread_name_prefix="topology")
+ERROR_DELAY = 5.0  # seconds before the next pass after the API server refused a request
+# Per cluster uid: the memory the last pass wrote (the live body's status may lag behind our own
+# write by a watch event; a pass must not start a grace period again from a stale copy).
+_MEMORY: dict[str, TopologyMemory] = {}
+# Per cluster uid: (resourceVersion when written, status fields written), to skip re-writing what
+# the watch stream has not brought back yet.
+_WRITTEN: dict[str, tuple[str | None, dict[str, Any]]] = {}
+
+
+@dataclass(frozen=True)
+class PassInput:
+    """What a pass reads, taken on the event loop from the live body and the watch indices."""
+
+    body: kopf.Body
+    namespace: str
+    name: str
+    uid: str
+    spec: dict[str, Any]
+    meta: dict[str, Any]
+    status: dict[str, Any]
+    pods: list[dict[str, Any]]
+    statefulset: dict[str, Any] | None
+
+
+class OtherIncarnation(Exception):
+    """The name of the loop's cluster holds another cluster now (deleted and created again), or none:
+    the pass stops where it is (before a promotion, at its checkpoint) and writes nothing."""
+
+    def __init__(self, work: PassInput) -> None:
+        super().__init__(f"{work.namespace}/{work.name} is no longer the cluster with uid {work.uid}")
+
+
+@kopf.daemon(*CR, initial_delay=0.5, cancellation_timeout=5.0)  # type: ignore[arg-type]
+async def topology(
     body: kopf.Body,
-    spec: kopf.Spec,
     meta: kopf.Meta,
-    status: kopf.Status,
     namespace: str | None,
-    patch: kopf.Patch,
     memo: kopf.Memo,
     logger: logging.Logger,
+    stopped: kopf.DaemonStopped,
+    pods_by_cluster: kopf.Index[ClusterKey, dict[str, Any]],
+    statefulsets_by_name: kopf.Index[ClusterKey, dict[str, Any]],
     **_: Any,
 ) -> None:
-    """One observe -> decide -> act pass for one cluster; SQL-layer log lines name the cluster."""
-    with logcontext.bound(str(namespace), str(meta["name"])):
-        _topology_pass(body, spec, meta, status, namespace, patch, memo, logger)
-
-
-def _topology_pass(
-    body: kopf.Body,
-    spec: kopf.Spec,
-    meta: kopf.Meta,
-    status: kopf.Status,
-    namespace: str | None,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    logger: logging.Logger,
-) -> None:
-    if meta.get("deletionTimestamp"):
-        return
+    """The topology loop of one cluster: a pass (observe -> decide -> act -> report) whenever a
+    watched change wakes it (watch.WAKES) or pacing.next_pass_in says it is time to look again.
+    It ends when kopf stops it or when the cluster's deletion was watched (WakeBoard.gone)."""
+    ns, name, uid = str(namespace), str(meta["name"]), str(meta.get("uid"))
+    key = (ns, name)
+    wake = WAKES.register(key)
+    _MEMORY.pop(uid, None)  # a (re)started loop starts from the memory kept in status
+    running: Future[float] | None = None
     try:
-        cluster_spec = parse_spec(dict(spec))
+        while not stopped and not WAKES.is_gone(uid):
+            wake.clear()
+            work = PassInput(
+                body=body, namespace=ns, name=name, uid=uid,
+                spec=copy.deepcopy(dict(body.get("spec") or {})),
+                meta=copy.deepcopy(dict(body.get("metadata") or {})),
+                status=copy.deepcopy(dict(body.get("status") or {})),
+                pods=[copy.deepcopy(p) for p in pods_by_cluster.get(key, [])],
+                statefulset=next(iter(statefulsets_by_name.get((ns, c.statefulset_name(name)), [])), None),
+            )
+            # The pass posts Events with kopf.event, which needs kopf's context: run it in a copy.
+            context = contextvars.copy_context()
+            running = _POOL.submit(context.run, _run_pass, work, memo, logger)
+            delay = await asyncio.wrap_future(running)
+            if delay > 0 and not wake.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=delay)
+        if WAKES.is_gone(uid):
+            logger.info("topology loop ends: the cluster was deleted")
+    finally:
+        WAKES.unregister(key, wake)
+        # kopf cancels the loop of a deleted cluster: a pass still running in the pool forgets its
+        # cluster when it ends, not before (it would leave its memory behind).
+        if running is None:
+            _forget(uid)
+        else:
+            running.add_done_callback(lambda _: _forget(uid))
+
+
+def _forget(uid: str) -> None:
+    SENTINEL.forget(uid)
+    _MEMORY.pop(uid, None)
+    _WRITTEN.pop(uid, None)
+
+
+def _run_pass(work: PassInput, memo: kopf.Memo, logger: logging.Logger) -> float:
+    """One pass in a worker thread; seconds until the next. Never raises: the loop must go on."""
+    with logcontext.bound(work.namespace, work.name):
+        try:
+            return _topology_pass(work, memo.kube, logger)
+        except OtherIncarnation as error:
+            logger.info("topology pass stopped: %s", error)
+            return PROBE_INTERVAL
+        except KubeError as error:
+            logger.warning("topology pass: %s", error)
+            return ERROR_DELAY
+        except Exception:
+            logger.exception("topology pass failed")
+            return ERROR_DELAY
+
+
+def _topology_pass(work: PassInput, kube: Kube, logger: logging.Logger) -> float:
+    """Observe -> decide -> act -> report for one cluster; returns seconds until the next pass.
+
+    Reads come from the live body and the watch indices (plus a cached Secret): a pass of an idle
+    cluster sends the API server nothing; status is patched only where it changed."""
+    status, meta = work.status, work.meta
+    if not watched_incarnation(work):
+        # Deleted, being deleted, or re-created under the same name (kopf ends this loop): its pods
+        # and status are another cluster's now.
+        logger.info("topology pass skipped: %s", OtherIncarnation(work))
+        return PROBE_INTERVAL
+    try:
+        cluster_spec = parse_spec(work.spec)
     except InvalidSpec:
-        return  # reported by the reconcile handler
+        return PROBE_INTERVAL  # reported by the reconcile handler; a spec change wakes the loop
     if cluster_spec.suspend:  # observe over SQL and report, act on nothing (handlers/suspend.py)
-        patch.status.update(observe_suspended(memo.kube, str(namespace), str(meta["name"]), cluster_spec))
-        return
+        write_status(kube, work, status, observe_suspended(kube, work.namespace, work.name, cluster_spec))
+        return PROBE_INTERVAL
     conditions = [dict(cond) for cond in (status.get("conditions") or [])]
     if not condition_is(conditions, "CredentialsReady"):
-        return
+        return PROBE_INTERVAL
     if not restore_finished(cluster_spec, status):
-        return  # instance 0 is being restored (handlers/restore.py); it opens for writes only after
-    kube: Kube = memo.kube
-    ns, name, uid = str(namespace), str(meta["name"]), str(meta.get("uid"))
-    try:
-        live = kube.get(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, ns, name)
-        if not same_incarnation(live, uid):
-            # Deleted, being deleted, or re-created under the same name (a timer of the old one may
-            # still fire): its pods and status are another cluster's now.
-            logger.info("topology pass skipped: %s/%s is no longer the cluster with uid %s", ns, name, uid)
-            return
-        pods = kube.list("v1", "Pod", ns, c.selector_labels(name))
-        secret = kube.get("v1", "Secret", ns, credentials_secret(cluster_spec, name))
-        statefulset = kube.get("apps/v1", "StatefulSet", ns, c.statefulset_name(name))
-    except KubeError as error:
-        raise kopf.TemporaryError(str(error), delay=5) from None
-    if secret is None:
-        return
+        return PROBE_INTERVAL  # instance 0 is being restored (handlers/restore.py)
+    ns, name, pods, statefulset = work.namespace, work.name, work.pods, work.statefulset
     # Pods above spec.instances still count while the StatefulSet keeps them (the primary may be one).
     kept = max(cluster_spec.instances, int(((statefulset or {}).get("spec") or {}).get("replicas") or 0))
-    tls_secret = _tls_pass(kube, body, cluster_spec, meta, ns, logger)
+    tls_secret = _tls_pass(kube, work.body, cluster_spec, meta, ns, logger)
     endpoints = [e for e in (pod_endpoint(p, kept, tls_secret) for p in pods) if e is not None]
     if not endpoints:
-        return
-    state = day2.state_for(str(meta.get("uid")))
+        return PROBE_INTERVAL
+    secret_data = SECRETS.get(kube, ns, credentials_secret(cluster_spec, name))
+    if secret_data is None:
+        return PROBE_INTERVAL
+    state = day2.state_for(work.uid)
     accepted = spec_accepted(status, cluster_spec)
-    secret_data = decode_secret_data(secret.get("data"))
     options = day2.topology_options(cluster_spec, state, accepted)
     drain_target = drain_switchover(kube, pods, logger)
     if drain_target is not None:
         options["move_primary_to"] = drain_target  # the primary's node is being drained
     pods_by_ordinal = {e.ordinal: e.pod_name for e in endpoints}
     uids = {p["metadata"]["name"]: p["metadata"].get("uid") for p in pods}
+
+    labels = {p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_ROLE) for p in pods}
 
     def fence_pod(ordinal: int) -> bool:
         # Kubernetes-level fence of an old primary SQL could not fence: no Service routes to it, and
@@ -477,6 +582,7 @@ def _topology_pass(
             return True
         try:
             kube.set_pod_label(ns, pod, c.LABEL_ROLE, c.Role.NONE.value)
+            labels[pod] = c.Role.NONE.value
             kube.delete("v1", "Pod", ns, pod, uids.get(pod))
         except KubeError as error:
             logger.warning("could not fence pod %s: %s", pod, error)
@@ -484,17 +590,34 @@ def _topology_pass(
         logger.warning("pod %s fenced: unlabelled and deleted", pod)
         return True
 
+    def route_primary(old: int | None, new: int) -> None:
+        # Right after a promotion: the old primary's label off first (as apply_role_labels does),
+        # then the new one's on, so the -primary Service routes clients before the pass ends.
+        former = pods_by_ordinal.get(old) if old is not None else None
+        if former is not None and labels.get(former) == c.Role.PRIMARY.value:
+            kube.set_pod_label(ns, former, c.LABEL_ROLE, c.Role.NONE.value)
+            labels[former] = c.Role.NONE.value
+        pod = pods_by_ordinal.get(new)
+        if pod is not None and labels.get(pod) != c.Role.PRIMARY.value and pod not in fenced_pods(meta):
+            kube.set_pod_label(ns, pod, c.LABEL_ROLE, c.Role.PRIMARY.value)
+            labels[pod] = c.Role.PRIMARY.value
+            logger.info("pod %s role label -> primary (promoted)", pod)
+
     def checkpoint(memory: TopologyMemory) -> None:
         # The operation in progress reaches status before the promotion it announces.
-        kube.patch_status(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, ns, name, {"topology": memory.to_dict()},
-                          uid=uid, current=dict(status))
+        topology = {"topology": memory.to_dict()}
+        if not kube.patch_status(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, ns, name, topology,
+                                 uid=work.uid, current=status):
+            raise OtherIncarnation(work)  # no promotion for a cluster that is not this loop's any more
+        _MEMORY[work.uid] = memory
 
+    previous = _MEMORY.get(work.uid) or TopologyMemory.from_dict(status.get("topology"))
     result = reconcile_topology(
         endpoints,
         secret_data,
         cluster_spec.flavor,
         cluster_spec.replication.mode.value,
-        TopologyMemory.from_dict(status.get("topology")),
+        previous,
         cluster_spec.replication.switchover_to,
         time.time(),
         TopologySettings(
@@ -503,17 +626,77 @@ def _topology_pass(
         ),
         allow_data_loss=cluster_spec.replication.allow_data_loss_on_failover,
         fence_pod=fence_pod,
+        route_primary=route_primary,
         checkpoint=checkpoint,
         **options,
     )
+    _MEMORY[work.uid] = result.memory
+    watch_primary(work.uid, (ns, name), endpoints, result.primary, secret_data)
     for action in result.actions:
         logger.info("topology action: %s", action)
     record_metrics(ns, name, result)
-    tls_per_instance(str(meta.get("uid")), endpoints, result, secret_data, cluster_spec,
-                     tls_secret.get(c.KEY_TLS_CERT, ""), body, logger)
+    tls_per_instance(work.uid, endpoints, result, secret_data, cluster_spec,
+                     tls_secret.get(c.KEY_TLS_CERT, ""), work.body, logger)
     if cluster_spec.monitoring.exporter:
-        ensure_exporter_users(str(meta.get("uid")), endpoints, result, secret_data, cluster_spec, logger,
-                              state.seeds)
+        ensure_exporter_users(work.uid, endpoints, result, secret_data, cluster_spec, logger, state.seeds)
+    apply_role_labels(kube, ns, pods, meta, result, logger)
+    # The pass took a while: start from the newest status the watch brought (the reconcile
+    # handler's conditions for a new generation must not be overwritten with older ones).
+    fresh = copy.deepcopy(dict(work.body.get("status") or {}))
+    fresh_spec = copy.deepcopy(dict(work.body.get("spec") or {}))
+    try:
+        accepted = spec_accepted(fresh, cluster_spec) and parse_spec(fresh_spec).wire() == cluster_spec.wire()
+    except InvalidSpec:
+        accepted = False
+    if accepted:
+        day2.after_topology(kube, work.body, cluster_spec, pods, statefulset, result, state, logger)
+    conditions = [dict(cond) for cond in (fresh.get("conditions") or [])]
+    fields = topology_status(
+        cluster_spec,
+        name,
+        result,
+        conditions,
+        list(fresh.get("roleChanges") or []),
+        meta.get("generation"),
+        now_iso(),
+        fresh.get("phase"),
+    )
+    if condition_is(conditions, VALID, "False") or condition_is(conditions, RESOURCES_READY, "False"):
+        # The reconcile handler refused the current spec: the instances keep running, but the phase
+        # keeps saying that the spec needs a change until it gets one.
+        fields["phase"] = "Invalid"
+    write_status(kube, work, fresh, fields)
+    for event in result.events:
+        try:
+            kopf.event(work.body, type=event.type, reason=event.reason, message=event.message)
+        except Exception as error:  # an Event is a courtesy: it must never stop the loop
+            logger.warning("could not post event %s: %s", event.reason, error)
+    return next_pass_in(result.memory, float(cluster_spec.replication.failover_grace_seconds), time.time())
+
+
+def watch_primary(uid: str, key: ClusterKey, endpoints: list[InstanceEndpoint], primary: int | None,
+                  secret_data: Mapping[str, str]) -> None:
+    """Keep the sentinel's idle session on the serving primary: its end wakes this loop at once
+    (mysql/sentinel.py); none while no primary serves."""
+    endpoint = next((e for e in endpoints if e.ordinal == primary), None)
+    if endpoint is None:
+        SENTINEL.forget(uid)
+        return
+    SENTINEL.watch(uid, endpoint.host, endpoint.port, ClusterCredentials.from_secret(secret_data).operator,
+                   lambda: WAKES.wake_threadsafe(key), tls=endpoint.tls,
+                   timeouts=Timeouts(connect=2.0, read=2.0, write=2.0))
+
+
+def apply_role_labels(
+    kube: Kube,
+    ns: str,
+    pods: list[dict[str, Any]],
+    meta: Mapping[str, Any],
+    result: TopologyResult,
+    logger: logging.Logger,
+) -> None:
+    """Move the role labels the Services select by; promotions only once every demotion landed.
+    A pod the user fenced (`kubectl mysql fence`, the cluster's annotation) carries none."""
     current = {p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get(c.LABEL_ROLE) for p in pods}
     wanted = without_fenced(desired_role_labels(result), meta)  # kubectl mysql fence (handlers/suspend.py)
     demotions, promotions = role_label_changes(current, wanted)
@@ -531,48 +714,56 @@ def _topology_pass(
             logger.info("pod %s role label -> %s", pod, role)
         except KubeError as error:
             logger.warning("could not label pod %s: %s", pod, error)
-    for event in result.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-    # The pass took a while: start from the newest conditions, so the reconcile handler's (Valid for
-    # a new generation) are not overwritten with the ones read before the pass.
-    fresh: dict[str, Any] = {}
+
+
+def status_changes(
+    fresh: Mapping[str, Any], fields: Mapping[str, Any], written: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The status fields to patch: those differing from the status the watch last brought, less
+    those this loop already wrote with the same value (the watch has not brought them back yet)."""
+    return {
+        key: value for key, value in fields.items()
+        if fresh.get(key) != value and (written is None or key not in written or written[key] != value)
+    }
+
+
+def write_status(kube: Kube, work: PassInput, fresh: Mapping[str, Any], fields: Mapping[str, Any]) -> None:
+    """Patch the status fields that changed, on the loop's incarnation only (Kube.patch_status tests
+    the uid first); OtherIncarnation when the name holds another cluster now, or none."""
+    api = f"{c.API_GROUP}/{c.API_VERSION}"
+    version = str((work.body.get("metadata") or {}).get("resourceVersion"))
+    last = _WRITTEN.get(work.uid)
+    written = last[1] if last is not None and last[0] == version else None
+    changes = status_changes(fresh, fields, written)
+    if not changes:
+        return
     try:
-        fresh = kube.get(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, ns, name) or {}
-        conditions = [dict(cond) for cond in ((fresh.get("status") or {}).get("conditions") or [])]
-        accepted = spec_accepted(fresh.get("status") or {}, cluster_spec) and (
-            parse_spec(dict(fresh.get("spec") or {})).wire() == cluster_spec.wire()
-        )
-    except (KubeError, InvalidSpec) as error:
-        accepted = False
-        logger.warning("could not re-read the cluster's spec and status: %s", error)
-    if accepted:
-        day2.after_topology(kube, body, cluster_spec, pods, statefulset, result, state, logger)
-    fields = topology_status(
-        cluster_spec,
-        name,
-        result,
-        conditions,
-        list(status.get("roleChanges") or []),
-        meta.get("generation"),
-        now_iso(),
-        status.get("phase"),
-    )
-    if condition_is(conditions, VALID, "False") or condition_is(conditions, RESOURCES_READY, "False"):
-        # The reconcile handler refused the current spec: the instances keep running, but the phase
-        # keeps saying that the spec needs a change until it gets one.
-        fields["phase"] = "Invalid"
-    current = dict(fresh.get("status") or status)
-    changed = {key: value for key, value in fields.items() if current.get(key) != value}
-    if changed:
-        try:
-            if not kube.patch_status(f"{c.API_GROUP}/{c.API_VERSION}", c.KIND, ns, name, changed,
-                                     uid=uid, current=current):
-                logger.info("status not written: %s/%s is no longer the cluster with uid %s", ns, name, uid)
-        except KubeError as error:
-            raise kopf.TemporaryError(f"status not written: {error}", delay=2) from None
+        done = kube.patch_status(api, c.KIND, work.namespace, work.name, changes, uid=work.uid, current=fresh)
+    except KubeError as error:
+        if error.status != 422:
+            raise
+        # The watch's copy may lag behind our own last write (a key it still shows was removed
+        # already, and a JSON patch cannot remove it twice): once more against the status read now.
+        live = kube.get(api, c.KIND, work.namespace, work.name)
+        if not same_incarnation(live, work.uid):
+            raise OtherIncarnation(work) from None
+        current = dict((live or {}).get("status") or {})
+        written, changes = None, {key: value for key, value in fields.items() if current.get(key) != value}
+        done = not changes or kube.patch_status(api, c.KIND, work.namespace, work.name, changes,
+                                                uid=work.uid, current=current)
+    if not done:
+        raise OtherIncarnation(work)
+    _WRITTEN[work.uid] = (version, {**(written or {}), **changes})
 
 
 def same_incarnation(live: Mapping[str, Any] | None, uid: str) -> bool:
     """Whether the object read now is the incarnation a handler was called for, not being deleted."""
     metadata = (live or {}).get("metadata") or {}
     return bool(live) and metadata.get("uid") == uid and not metadata.get("deletionTimestamp")
+
+
+def watched_incarnation(work: PassInput) -> bool:
+    """Whether the loop's cluster is still the one the watch shows under its name (no GET: the
+    watch stream saw every creation and deletion), and not being deleted."""
+    return WAKES.is_current((work.namespace, work.name), work.uid) and same_incarnation(
+        {"metadata": work.meta}, work.uid)

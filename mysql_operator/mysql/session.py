@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import ssl
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -105,6 +107,18 @@ class Session:
             with self._errors(statement.sql), self._connection.cursor() as cursor:
                 cursor.execute(statement.sql, tuple(statement.args))
 
+    def fileno(self) -> int:
+        """The connection's socket, for a selector (sentinel.py)."""
+        return int(self._connection._sock.fileno())
+
+    def ping(self) -> bool:
+        """Whether the server still answers on this connection (no reconnect)."""
+        try:
+            self._connection.ping(reconnect=False)
+            return True
+        except Exception:
+            return False
+
     def close(self) -> None:
         # closing a dead connection must not mask the real error
         with suppress(Exception):
@@ -132,6 +146,25 @@ def _translate(
     return SqlError(message, code)
 
 
+_TLS_LOCK = threading.Lock()
+_PREFERRED_TLS: list[ssl.SSLContext] = []
+
+
+class _Connection(pymysql.connections.Connection):  # type: ignore[misc]
+    """pymysql's connection with the context of its default PREFERRED TLS mode built once per
+    process: building it loads the system's CA bundle (about 70 ms of CPU here), once per
+    connection otherwise, and the topology loop opens a few connections per cluster every couple of
+    seconds. Explicit TLS options build their own context as before."""
+
+    def _create_ssl_ctx(self, sslp: Any) -> Any:
+        if sslp != {}:
+            return super()._create_ssl_ctx(sslp)
+        with _TLS_LOCK:
+            if not _PREFERRED_TLS:
+                _PREFERRED_TLS.append(super()._create_ssl_ctx(sslp))
+            return _PREFERRED_TLS[0]
+
+
 @contextmanager
 def open_session(
     host: str,
@@ -143,7 +176,26 @@ def open_session(
     secrets: Iterable[str] = (),
     tls: ClientTls | None = None,
 ) -> Iterator[Session]:
-    """A session to `host` as `login`, closed on exit.
+    """A session to `host` as `login`, closed on exit (see `connect_session`)."""
+    session = connect_session(host, login, port=port, timeouts=timeouts, unix_socket=unix_socket,
+                              secrets=secrets, tls=tls)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def connect_session(
+    host: str,
+    login: Login,
+    *,
+    port: int = MYSQL_PORT,
+    timeouts: Timeouts | None = None,
+    unix_socket: str | None = None,
+    secrets: Iterable[str] = (),
+    tls: ClientTls | None = None,
+) -> Session:
+    """A session to `host` as `login`; the caller closes it.
 
     With `tls` the session is TLS or nothing: the server must present a certificate of the given CA
     (and name, when set); a server that offers no TLS is refused, never talked to in plaintext.
@@ -154,7 +206,7 @@ def open_session(
     limits = timeouts or Timeouts()
     scrub = (login.password, *secrets)
     try:
-        connection = pymysql.connect(
+        connection = _Connection(
             host=host,
             port=port,
             user=login.user,
@@ -187,7 +239,4 @@ def open_session(
     if tls is not None and not getattr(connection, "_secure", False):
         session.close()
         raise InstanceUnreachable(f"{host}: the server did not negotiate TLS")
-    try:
-        yield session
-    finally:
-        session.close()
+    return session

@@ -2,7 +2,7 @@
 
 Observe (the Secrets, what each mysqld serves) -> decide (tls.rotation, pure) -> act (write Secrets,
 apply cert-manager's Certificate, `ALTER INSTANCE RELOAD TLS` / `FLUSH SSL`). Runs from the
-reconcile handler (so new pods find their Secret) and, throttled, from the topology timer (so a
+reconcile handler (so new pods find their Secret) and, throttled, from the topology loop (so a
 certificate is re-issued before it expires even when nobody touches the cluster).
 """
 

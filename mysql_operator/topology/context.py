@@ -87,6 +87,9 @@ class Discarded:
 
 # Kubernetes-level fence of an instance (role label off, pod deleted); whether it was done.
 PodFence = Callable[[int], bool]
+# Called right after a promotion with (old primary or None, new primary): route clients to the new
+# primary now rather than at the end of the pass (handlers/topology.py moves the role labels).
+PrimaryRouter = Callable[[int | None, int], None]
 
 
 @dataclass
@@ -108,6 +111,7 @@ class Pass:
     seeds: Any = None  # SeedWorkers | None (seeding imports this module)
     seeding: dict[int, str] = field(default_factory=dict)
     fence_pod: PodFence | None = None
+    route_primary: PrimaryRouter | None = None
     pods_fenced: list[int] = field(default_factory=list)
     discarded: list[Discarded] = field(default_factory=list)
     rejoined: set[int] = field(default_factory=set)

@@ -178,6 +178,11 @@ def _promote(work: Pass, ordinal: int, operation: Operation) -> None:
     with work.session(ordinal) as session:
         actions.promote(session, work.dialect, semi_sync=work.mode is ReplicationMode.SEMI_SYNC)
     work.primary = ordinal
+    if work.route_primary is not None:
+        try:
+            work.route_primary(operation.source, ordinal)
+        except Exception:  # routing early is a shortcut: the end of the pass moves the labels anyway
+            log.exception("routing clients to the new primary %s failed", ordinal)
 
 
 def failover(work: Pass, action: Failover, observed: Mapping[int, InstanceObservation]) -> None:

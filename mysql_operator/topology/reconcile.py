@@ -23,6 +23,7 @@ from mysql_operator.topology.context import (
     InstanceEndpoint,
     Pass,
     PodFence,
+    PrimaryRouter,
     TopologySettings,
     TransitionRecord,
     parallel,
@@ -66,6 +67,7 @@ def reconcile_topology(
     live_config: Mapping[str, str] | None = None,
     seeds: SeedWorkers | None = None,
     fence_pod: PodFence | None = None,
+    route_primary: PrimaryRouter | None = None,
     checkpoint: Callable[[TopologyMemory], None] | None = None,
 ) -> TopologyResult:
     """Observe every instance, take the next step, and report.
@@ -100,6 +102,7 @@ def reconcile_topology(
         now=now,
         seeds=seeds,
         fence_pod=fence_pod,
+        route_primary=route_primary,
     )
     if seeds is not None:
         for outcome in seeds.finished():

@@ -209,7 +209,6 @@ def example_path(name: str) -> Path:
     return ROOT / "examples" / name
 
 
-
 # ---- what a failed e2e test leaves in its report -----------------------------------------------------
 
 DIAGNOSTIC_LOG_LINES = 40

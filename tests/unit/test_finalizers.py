@@ -14,6 +14,8 @@ def test_operator_timers_need_no_finalizer_once_released() -> None:
     registry = kopf.get_default_registry()
     timers = [h for h in registry._spawning.get_all_handlers() if "Timer" in type(h).__name__]
     assert timers, "kopf no longer keeps timers where release_timer_finalizers looks"
+    daemons = [h for h in registry._spawning.get_all_handlers() if "Daemon" in type(h).__name__]
+    assert daemons, "the topology loop is a daemon: kopf keeps it where release_timer_finalizers looks"
     release_timer_finalizers()
     assert all(h.requires_finalizer is False for h in registry._spawning.get_all_handlers())
     # every delete handler is optional too, so nothing asks kopf for a finalizer on a MysqlCluster
@@ -21,19 +23,24 @@ def test_operator_timers_need_no_finalizer_once_released() -> None:
     assert deletes and all(not h.requires_finalizer for h in deletes if "mysqlclusters" in str(h.selector))
 
 
-def test_releasing_a_private_registry_changes_only_its_timers() -> None:
+def test_releasing_a_private_registry_changes_only_its_timers_and_daemons() -> None:
     registry = kopf.OperatorRegistry()
 
     @kopf.timer("example.com", "v1", "things", interval=1, registry=registry)
     def tick(**_: object) -> None:
         """A timer."""
 
+    @kopf.daemon("example.com", "v1", "things", registry=registry)
+    async def loop(**_: object) -> None:
+        """A daemon."""
+
     @kopf.on.delete("example.com", "v1", "things", registry=registry)
     def gone(**_: object) -> None:
         """A mandatory delete handler keeps its finalizer."""
 
-    assert release_timer_finalizers(registry) == [registry._spawning.get_all_handlers()[0].id]
-    assert not registry._spawning.get_all_handlers()[0].requires_finalizer
+    spawning = registry._spawning.get_all_handlers()
+    assert release_timer_finalizers(registry) == [h.id for h in spawning]
+    assert not any(h.requires_finalizer for h in registry._spawning.get_all_handlers())
     assert registry._changing.get_all_handlers()[0].requires_finalizer
 
 

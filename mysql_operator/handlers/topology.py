@@ -284,20 +284,24 @@ def ensure_exporter_users(
             logger.warning("exporter user on %s: %s", endpoint.pod_name, error)
 
 
-# Per cluster uid: when the certificates were last checked (monotonic seconds).
+# Per cluster uid: when the certificates were last checked (monotonic seconds). A check reads the CA
+# and server Secrets (three requests): every 5 minutes keeps an idle cluster under one request a
+# minute. Renewal is due a third of a lifetime before expiry (days), and a spec change re-issues at
+# once (the reconcile handler); only a certificate rotated outside the operator waits this long.
 _TLS_CHECKED: dict[str, float] = {}
-TLS_CHECK_SECONDS = 60.0
+TLS_CHECK_SECONDS = 300.0
 
 
 def _tls_pass(
     kube: Kube, body: kopf.Body, spec: MysqlClusterSpec, meta: Mapping[str, Any], namespace: str,
     logger: logging.Logger,
 ) -> dict[str, str]:
-    """Re-issue certificates that are due (at most once a minute per cluster), then the Secret's data.
+    """Re-issue certificates that are due (checked every TLS_CHECK_SECONDS per cluster), then the
+    Secret's data.
 
     The server Secret is read through the shared cache (watch.SECRETS) and read again on each
     certificate check, so a pass (every 0.25 s within a grace) sends no request for it, and a
-    certificate rotated outside the operator (its own Secret, cert-manager) is seen within a minute."""
+    certificate rotated outside the operator (its own Secret, cert-manager) is seen at the next check."""
     if not spec.tls.enabled:
         return {}
     uid, now = str(meta.get("uid")), time.monotonic()

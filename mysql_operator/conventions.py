@@ -116,6 +116,14 @@ def pod_name(cluster: str, ordinal: int) -> str:
     return f"{statefulset_name(cluster)}-{ordinal}"
 
 
+DATA_VOLUME = "data"  # the StatefulSet's volumeClaimTemplate: each instance's data directory
+
+
+def data_claim_name(cluster: str, ordinal: int) -> str:
+    """The PersistentVolumeClaim the StatefulSet makes for an instance's data (<template>-<pod>)."""
+    return f"{DATA_VOLUME}-{pod_name(cluster, ordinal)}"
+
+
 def ordinal_of_pod(pod: str) -> int:
     """The StatefulSet ordinal of a pod name (the digits after the last dash)."""
     return int(pod.rsplit("-", 1)[1])

@@ -47,6 +47,22 @@ PREFIX_PATTERN = r"^([A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*)?$"
 PATH_PATTERN = r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$"
 
 
+class BackupMethod(StrEnum):
+    """How a backup is taken: SQL statements, or the data files themselves."""
+
+    LOGICAL = "logical"
+    PHYSICAL = "physical"
+
+
+METHOD_DESCRIPTION = (
+    "logical: an SQL dump (mariadb-dump / mysqldump), restored statement by statement; works across "
+    "versions. physical: the data files (MariaDB: mariadb-backup, run next to the instance's volume; "
+    "MySQL: the clone plugin into a throwaway server of the same image), restored at the speed of the "
+    "disk into a new cluster's first instance before it starts; the restoring server must be the same "
+    "version."
+)
+
+
 def parse_rfc3339(value: str) -> datetime:
     """An RFC 3339 time (offset required) as an aware datetime."""
     if not re.fullmatch(RFC3339_PATTERN, value):
@@ -157,6 +173,7 @@ class BackupSchedule(_Model):
     )
     retention: int = Field(default=7, ge=1, le=1000, description="How many complete backups to keep.")
     storage: BackupStorage = Field(description="Where backups and archived binlogs go.")
+    method: BackupMethod = Field(default=BackupMethod.LOGICAL, description=METHOD_DESCRIPTION)
     binlog_archive_interval_seconds: int = Field(
         default=300,
         ge=10,
@@ -190,6 +207,11 @@ class RestoreFrom(_Model):
                     "restoreFrom.location needs restoreFrom.storage",
                     fieldPath=".storage",
                 ),
+                cel(
+                    "!has(self.method) || has(self.location)",
+                    "restoreFrom.method goes with location (a MysqlBackup records its own method)",
+                    fieldPath=".method",
+                ),
             ]
         }
     )
@@ -203,6 +225,11 @@ class RestoreFrom(_Model):
         max_length=512,
     )
     storage: BackupStorage | None = Field(default=None, description="Storage holding `location`.")
+    method: BackupMethod | None = Field(
+        default=None,
+        description="How the backup at `location` was taken (default logical); a MysqlBackup says it "
+        "itself. Checked against the backup's manifest.",
+    )
     point_in_time: str | None = Field(
         default=None,
         description="Replay archived binlogs up to this RFC 3339 time (whole seconds: transactions "
@@ -216,6 +243,8 @@ class RestoreFrom(_Model):
             raise ValueError("restoreFrom needs exactly one of backup or location")
         if self.location is not None and self.storage is None:
             raise ValueError("restoreFrom.location needs restoreFrom.storage")
+        if self.method is not None and self.location is None:
+            raise ValueError("restoreFrom.method goes with location (a MysqlBackup records its own method)")
         if self.point_in_time is not None:
             parse_rfc3339(self.point_in_time)
         return self
@@ -232,6 +261,9 @@ class MysqlBackupSpec(_Model):
     cluster: str = Field(description="Name of the MysqlCluster to back up.", pattern=NAME_PATTERN)
     storage: BackupStorage | None = Field(
         default=None, description="Where to put it; default: the cluster's backup.storage."
+    )
+    method: BackupMethod | None = Field(
+        default=None, description="Default: the cluster's backup.method, else logical. " + METHOD_DESCRIPTION
     )
 
 
@@ -255,6 +287,7 @@ class MysqlBackupStatus(_Model):
     binlog_file: str | None = None
     binlog_position: int | None = None
     instance: str | None = Field(default=None, description="The instance the dump was taken from.")
+    method: BackupMethod | None = Field(default=None, description="logical or physical.")
     message: str | None = None
     observed_generation: int | None = None
 
@@ -275,6 +308,7 @@ def backup_printer_columns() -> list[dict[str, Any]]:
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Size", "type": "string", "jsonPath": ".status.sizeHuman"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Method", "type": "string", "jsonPath": ".status.method", "priority": 1},
         {"name": "Location", "type": "string", "jsonPath": ".status.location", "priority": 1},
         {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
     ]

@@ -116,7 +116,7 @@ class Manifest(BaseModel):
 
     def status_fields(self) -> dict[str, Any]:
         """The MysqlBackup status of this backup (camelCase, as the API shows it)."""
-        from mysql_operator.api.backup import BackupPhase, MysqlBackupStatus, human_size
+        from mysql_operator.api.backup import BackupMethod, BackupPhase, MysqlBackupStatus, human_size
 
         status = MysqlBackupStatus(
             phase=BackupPhase.COMPLETED,
@@ -129,6 +129,7 @@ class Manifest(BaseModel):
             binlog_file=self.binlog_file,
             binlog_position=self.binlog_position,
             instance=self.instance,
+            method=BackupMethod(self.method),
             message=f"{len(self.databases)} database(s), {human_size(self.uncompressed_size)} of "
                     + ("data files" if self.method == "physical" else "SQL"),
         )

@@ -262,8 +262,8 @@ def restore(
     manifest = read_manifest(storage, location)
     if manifest.method == "physical":
         raise RestoreRefused(
-            f"backup {manifest.name} is physical: it is unpacked into a stopped instance's data directory "
-            "(backup.physical.unpack_physical), then rolled forward (roll_forward)"
+            f"backup {manifest.name} is physical: restore it with restoreFrom.method physical (it is "
+            "unpacked into the new instance's volume before its server starts)"
         )
     if manifest.flavor != instance.flavor:
         raise RestoreRefused(

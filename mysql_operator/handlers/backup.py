@@ -21,6 +21,7 @@ from mysql_operator import metrics
 from mysql_operator.api.backup import (
     BACKUP_KIND,
     BACKUP_PLURAL,
+    BackupMethod,
     BackupPhase,
     BackupStorage,
     MysqlBackupSpec,
@@ -40,7 +41,7 @@ from mysql_operator.mysql.session import (
     Timeouts,
     open_session,
 )
-from mysql_operator.mysql.users import ensure_backup_user
+from mysql_operator.mysql.users import ensure_backup_user, has_physical_backup_grant
 from mysql_operator.resources.backup_job import (
     LABEL_BACKUP,
     LABEL_CLUSTER,
@@ -55,6 +56,7 @@ from mysql_operator.resources.backup_job import (
     retention_args,
 )
 from mysql_operator.resources.credentials import decode_secret_data, new_password
+from mysql_operator.resources.physical_jobs import mariadb_backup, mysql_backup
 from mysql_operator.resources.statefulset import credentials_secret
 from mysql_operator.tls.manifests import server_secret_name
 
@@ -115,6 +117,15 @@ def backup_storage(backup: MysqlBackupSpec, cluster: MysqlClusterSpec) -> Backup
         "no storage: set spec.storage of the MysqlBackup or spec.backup.storage of MysqlCluster "
         + backup.cluster
     )
+
+
+def backup_method(backup: MysqlBackupSpec, cluster: MysqlClusterSpec) -> BackupMethod:
+    """The MysqlBackup's own method, else the cluster's backup.method, else logical (pure)."""
+    if backup.method is not None:
+        return backup.method
+    if cluster.backup is not None:
+        return cluster.backup.method
+    return BackupMethod.LOGICAL
 
 
 def scheduled_backup_name(cluster: str, at: datetime) -> str:
@@ -215,6 +226,14 @@ def _pod_ip(kube: Kube, namespace: str, pod_name: str) -> str:
     return str(host)
 
 
+def _pod_node(kube: Kube, namespace: str, pod_name: str) -> str:
+    pod = kube.get("v1", "Pod", namespace, pod_name)
+    node = ((pod or {}).get("spec") or {}).get("nodeName")
+    if not node:
+        raise NotYet(f"instance {pod_name} is not on a node")
+    return str(node)
+
+
 # MySQL answers a write refused by (super_)read_only with ER_OPTION_PREVENTS_STATEMENT.
 
 
@@ -225,8 +244,10 @@ def instance_login(
     spec: MysqlClusterSpec,
     pod_name: str,
     primary: str | None = None,
+    physical: bool = False,
 ) -> DatabaseLogin:
-    """The backup user's login on `pod_name`, made sure to exist there.
+    """The backup user's login on `pod_name`, made sure to exist there (`physical`: with the
+    privilege a physical backup needs, which users made by earlier versions lack).
 
     Made as the operator's user, unlogged, on that instance; where the instance refuses it (a MySQL
     replica under super_read_only), made logged on `primary` so it replicates, and the caller retries
@@ -235,8 +256,11 @@ def instance_login(
     secret_name, password = backup_password(kube, namespace, cluster, spec)
     login = DatabaseLogin(host, pod_name, c.BACKUP_USER, secret_name, c.KEY_BACKUP_PASSWORD)
     try:
-        with open_session(host, Login(c.BACKUP_USER, password), timeouts=Timeouts(), secrets=(password,)):
-            return login  # already there with this password: nothing to write
+        with open_session(
+            host, Login(c.BACKUP_USER, password), timeouts=Timeouts(), secrets=(password,)
+        ) as session:
+            if not physical or has_physical_backup_grant(session, spec.flavor):
+                return login  # already there with this password and grants: nothing to write
     except MysqlError:
         pass
     secret = kube.get("v1", "Secret", namespace, secret_name) or {}
@@ -282,7 +306,9 @@ def _start_backup(
     pod = choose_instance(cluster_status.get("instances") or [], cluster_status.get("primary"), preferred)
     if pod is None:
         raise NotYet(f"MysqlCluster {spec.cluster} has no ready instance to back up")
-    login = instance_login(kube, namespace, spec.cluster, cluster_spec, pod, cluster_status.get("primary"))
+    method = backup_method(spec, cluster_spec)
+    login = instance_login(kube, namespace, spec.cluster, cluster_spec, pod, cluster_status.get("primary"),
+                           physical=method == BackupMethod.PHYSICAL)
     job = job_name(name, "backup")
     request = JobRequest(
         kind=JobKind.BACKUP,
@@ -298,6 +324,12 @@ def _start_backup(
         labels={LABEL_BACKUP: name[:63]},
         tls_secret=server_secret_name(cluster_spec, spec.cluster),
     )
+    if method == BackupMethod.PHYSICAL:
+        if cluster_spec.flavor == c.Flavor.MARIADB:
+            node = _pod_node(kube, namespace, pod)
+            request = mariadb_backup(request, c.ordinal_of_pod(pod), node)
+        else:
+            request = mysql_backup(request, cluster_spec)
     kube.create_if_absent(build_job(request))
     patch.meta.labels[LABEL_CLUSTER] = spec.cluster
     patch.status.update(
@@ -307,7 +339,8 @@ def _start_backup(
             "instance": pod,
             "storage": storage.wire(),
             "job": job,
-            "message": f"Job {job} backs up instance {pod}",
+            "method": method.value,
+            "message": f"Job {job} backs up instance {pod} ({method.value})",
         }
     )
     events.info(body, reason="BackupStarted",

@@ -23,6 +23,7 @@ from mysql_operator.handlers.objects import (
     parse_spec,
     ready_instances,
 )
+from mysql_operator.handlers.restore import restore_holds_instances
 from mysql_operator.handlers.watch import SECRETS, ClusterKey
 from mysql_operator.kube import Kube, KubeError, load_config
 from mysql_operator.resources.meta import ClusterRef
@@ -165,7 +166,8 @@ def reconcile(
                 events.info(body, reason="CertificateIssued", message=tls.message)
             elif not tls.ok:
                 kopf.warn(body, reason="TlsNotReady", message=tls.message)
-            applied = apply_objects(kube, ref, cluster_spec, pods, logger, credentials.data)
+            held = restore_holds_instances(cluster_spec, status)
+            applied = apply_objects(kube, ref, cluster_spec, pods, logger, credentials.data, held)
             events.info(body, reason="Applied",
                         message=f"applied {len(applied)} objects: {', '.join(applied)}")
             conditions = set_condition(

@@ -46,10 +46,17 @@ def _condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
 
 
 def _terminated(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """How the command ended: the command's container, or an init container that failed (a physical
+    restore unpacks in one; the command never starts then)."""
     for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or "")):
-        for status in (pod.get("status") or {}).get("containerStatuses") or []:
-            if status.get("name") == CONTAINER_NAME and "terminated" in (status.get("state") or {}):
-                return dict(status["state"]["terminated"])
+        status = pod.get("status") or {}
+        for init in status.get("initContainerStatuses") or []:
+            ended = (init.get("state") or {}).get("terminated")
+            if ended and ended.get("exitCode") not in (0, None):
+                return dict(ended)
+        for container in status.get("containerStatuses") or []:
+            if container.get("name") == CONTAINER_NAME and "terminated" in (container.get("state") or {}):
+                return dict(container["state"]["terminated"])
     return None
 
 
@@ -73,11 +80,13 @@ def job_outcome(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Jo
     complete = _condition(job, "Complete")
     failed = _condition(job, "Failed")
     terminated = _terminated(pods)
-    if complete is None and failed is None:
+    # A pod with a server beside the command (physical backups and restores) completes when the
+    # command stopped that server; the command's own end is the outcome even before that.
+    if complete is None and failed is None and terminated is None:
         return JobOutcome(RUNNING, started=status.get("startTime"))
     result, tail = _parse_message(str((terminated or {}).get("message") or ""))
     exit_code = (terminated or {}).get("exitCode")
-    if complete is not None and exit_code in (0, None):
+    if (complete is not None and exit_code in (0, None)) or (failed is None and exit_code == 0):
         return JobOutcome(SUCCEEDED, result, 0, "", status.get("startTime"), status.get("completionTime"))
     if result.get("message"):
         message = f"{result.get('error', 'Error')}: {result['message']}"

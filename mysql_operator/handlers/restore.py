@@ -6,6 +6,12 @@ in a storage), runs one restore Job as root against instance 0 and reports each 
 `status.restore` and the `Restored` condition. When the Job succeeds, instance 0 is remembered as the
 primary, so the topology loop promotes it and seeds the replicas from it. A missing or bad backup
 stops here for good (RestoreFailed, one Warning Event): nothing else is changed, nothing retried.
+
+A physical backup is restored before instance 0 ever starts: the StatefulSet is held at zero pods
+(`restore_holds_instances`, read by the reconcile handler) until the restore's method is known; for
+a physical one this timer makes instance 0's volume itself and runs the Job of
+resources/physical_jobs.py on it, then releases the StatefulSet. A logical one releases it at once
+and loads into the running instance 0 as before.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import kopf
 from pydantic import ValidationError
 
 from mysql_operator import conventions as c
-from mysql_operator.api.backup import BACKUP_KIND, BackupPhase, BackupStorage, RestoreFrom
+from mysql_operator.api.backup import BACKUP_KIND, BackupMethod, BackupPhase, BackupStorage, RestoreFrom
 from mysql_operator.api.models import MysqlClusterSpec, Phase
 from mysql_operator.handlers import events
 from mysql_operator.handlers.backup import API_VERSION, job_image, now_iso
@@ -35,7 +41,13 @@ from mysql_operator.resources.backup_job import (
     owner_reference,
     restore_args,
 )
-from mysql_operator.resources.statefulset import credentials_secret
+from mysql_operator.resources.meta import ClusterRef
+from mysql_operator.resources.physical_jobs import restore_job
+from mysql_operator.resources.statefulset import (
+    build_volume_claim_template,
+    credentials_secret,
+    statefulset_replicas,
+)
 from mysql_operator.status import CREDENTIALS_READY, condition_is, set_condition
 from mysql_operator.tls.manifests import server_secret_name
 from mysql_operator.topology.reconcile import TopologyMemory
@@ -66,6 +78,22 @@ class RestoreSource:
     location: str
     storage: BackupStorage
     label: str  # how to name it to people
+    method: BackupMethod = BackupMethod.LOGICAL
+
+
+def restore_holds_instances(spec: MysqlClusterSpec, status: Mapping[str, Any]) -> bool:
+    """Whether the StatefulSet must stay at zero pods (pure): a restore is pending whose method is
+    physical, or not known yet (no Job started: a cluster restoring before this rule existed keeps
+    its pods)."""
+    if spec.restore_from is None:
+        return False
+    state = status.get("restore") or {}
+    if state.get("phase") == COMPLETED:
+        return False
+    method = state.get("method")
+    if method == BackupMethod.PHYSICAL.value:
+        return True
+    return not method and not state.get("job")
 
 
 def restore_finished(spec: MysqlClusterSpec, status: Mapping[str, Any]) -> bool:
@@ -79,7 +107,8 @@ def resolve_source(restore_from: RestoreFrom, backup: Mapping[str, Any] | None) 
     """Where the backup is (pure). None while the named MysqlBackup is still being taken."""
     if restore_from.location is not None:
         assert restore_from.storage is not None
-        return RestoreSource(restore_from.location, restore_from.storage, restore_from.location)
+        return RestoreSource(restore_from.location, restore_from.storage, restore_from.location,
+                             restore_from.method or BackupMethod.LOGICAL)
     name = str(restore_from.backup)
     if backup is None:
         raise RestoreImpossible("BackupNotFound", f"MysqlBackup {name} does not exist")
@@ -99,7 +128,12 @@ def resolve_source(restore_from: RestoreFrom, backup: Mapping[str, Any] | None) 
         raise RestoreImpossible(
             "BackupNotUsable", f"MysqlBackup {name}: unusable storage: {str(error).splitlines()[0]}"
         ) from None
-    return RestoreSource(str(status["location"]), storage, f"MysqlBackup {name}")
+    try:
+        method = BackupMethod(status.get("method") or BackupMethod.LOGICAL.value)
+    except ValueError:
+        raise RestoreImpossible("BackupNotUsable", f"MysqlBackup {name}: unknown method "
+                                f"{status.get('method')!r}") from None
+    return RestoreSource(str(status["location"]), storage, f"MysqlBackup {name}", method)
 
 
 def _instance_zero(kube: Kube, namespace: str, cluster: str) -> str | None:
@@ -121,7 +155,8 @@ def _start_job(
     source: RestoreSource,
     host: str,
 ) -> str:
-    """Create the restore Job (once): as the operator's user (root is local only), into instance 0."""
+    """Create the restore Job (once): as the operator's user (root is local only), into instance 0
+    (`host`: its address; a physical restore's server is the Job's own, at its pod's address)."""
     assert spec.restore_from is not None
     name = str(meta["name"])
     job = job_name(name, "restore")
@@ -141,8 +176,38 @@ def _start_job(
         login=login,
         tls_secret=server_secret_name(spec, name),
     )
+    if source.method == BackupMethod.PHYSICAL:
+        kube.create_if_absent(instance_zero_claim(spec, namespace, name))
+        ref = ClusterRef(name=name, namespace=namespace, uid=str(meta["uid"]))
+        request = restore_job(request, ref, spec, source.location, spec.restore_from.point_in_time)
     kube.create_if_absent(build_job(request))
     return job
+
+
+def instance_zero_claim(spec: MysqlClusterSpec, namespace: str, cluster: str) -> dict[str, Any]:
+    """Instance 0's data volume, made before its pod (pure): the StatefulSet adopts a claim of the
+    name it would give; a physical restore fills it first."""
+    template = build_volume_claim_template(spec)
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": c.data_claim_name(cluster, 0), "namespace": namespace,
+                     "labels": c.selector_labels(cluster)},
+        "spec": template["spec"],
+    }
+
+
+def release_instances(kube: Kube, namespace: str, cluster: str, spec: MysqlClusterSpec) -> bool:
+    """Let the StatefulSet start its pods (it was held while the restore's method was unknown or a
+    physical restore ran). False while the StatefulSet does not exist yet."""
+    statefulset = kube.get("apps/v1", "StatefulSet", namespace, c.statefulset_name(cluster))
+    if statefulset is None:
+        return False
+    wanted = statefulset_replicas(spec, None)
+    if int((statefulset.get("spec") or {}).get("replicas") or 0) < wanted:
+        kube.merge_patch("apps/v1", "StatefulSet", namespace, c.statefulset_name(cluster),
+                         {"spec": {"replicas": wanted}})
+    return True
 
 
 def _not_finished(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
@@ -197,7 +262,26 @@ def restore(
                 report(
                     PENDING_PHASE, "WaitingForBackup", f"{restore_from.backup} is not complete yet", "Waiting"
                 )
+            elif source.method == BackupMethod.PHYSICAL:
+                state["method"] = source.method.value
+                job = _start_job(kube, memo, meta, ns, cluster_spec, source, "$(POD_IP)")
+                state.update(
+                    {
+                        "job": job,
+                        "source": source.label,
+                        "location": source.location,
+                        "pointInTime": restore_from.point_in_time,
+                        "startTime": now_iso(),
+                    }
+                )
+                until = f" up to {restore_from.point_in_time}" if restore_from.point_in_time else ""
+                message = (f"Job {job} unpacks {source.label}{until} into the volume of "
+                           f"{c.pod_name(name, 0)}, which starts afterwards")
+                report(RUNNING_PHASE, "Restoring", message, "Restoring")
+                events.info(body, reason="RestoreStarted", message=message)
             else:
+                state["method"] = source.method.value
+                release_instances(kube, ns, name, cluster_spec)
                 host = _instance_zero(kube, ns, name)
                 if host is None:
                     report(
@@ -228,6 +312,10 @@ def restore(
             if outcome.state == RUNNING:
                 pass
             elif outcome.state == SUCCEEDED:
+                if state.get("method") == BackupMethod.PHYSICAL.value and not release_instances(
+                    kube, ns, name, cluster_spec
+                ):
+                    raise kopf.TemporaryError("waiting for the StatefulSet to release instance 0", delay=3)
                 replayed = list(outcome.result.get("replayed") or [])
                 until = f" to {state.get('pointInTime')}" if state.get("pointInTime") else ""
                 message = f"restored {state.get('source')}{until}" + (

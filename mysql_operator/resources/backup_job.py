@@ -82,6 +82,16 @@ class JobRequest:
     login: DatabaseLogin | None = None  # retention needs no database
     labels: dict[str, str] = field(default_factory=dict)
     tls_secret: str | None = None  # the cluster's server certificate Secret: its ca.crt is mounted
+    # Physical backups and restores (resources/physical_jobs.py): a pinned node, volumes shared with
+    # other containers (a server of the cluster's image), the mysql user's uid for the data files.
+    node_name: str | None = None
+    run_as: int = JOB_UID
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    env: list[dict[str, Any]] = field(default_factory=list)
+    sidecars: list[dict[str, Any]] = field(default_factory=list)
+    init_containers: list[dict[str, Any]] = field(default_factory=list)
+    memory_limit: str = "512Mi"
 
 
 def job_name(base: str, suffix: str) -> str:
@@ -129,8 +139,10 @@ def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
 
 
 def job_env(request: JobRequest) -> list[dict[str, Any]]:
-    """DB_* for the instance, BACKUP_STORAGE and the S3 credentials; passwords by Secret reference."""
+    """The request's own variables first (later values may use them, as `$(POD_IP)`), then DB_* for
+    the instance, BACKUP_STORAGE and the S3 credentials; passwords by Secret reference."""
     env: list[dict[str, Any]] = [
+        *request.env,
         {"name": "DB_FLAVOR", "value": request.flavor.value},
         {"name": "BACKUP_STORAGE", "value": json.dumps(request.storage.wire(), sort_keys=True)},
     ]
@@ -156,11 +168,38 @@ def job_env(request: JobRequest) -> list[dict[str, Any]]:
     return env
 
 
+def operator_container(request: JobRequest, name: str, args: list[str], mounts: list[dict[str, Any]],
+                       termination_log: bool = True) -> dict[str, Any]:
+    """A container of the operator's image running one CLI command, non-root, read-only root."""
+    return {
+        "name": name,
+        "image": request.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "mysql_operator"],
+        "args": [*args, "--termination-log", TERMINATION_LOG] if termination_log else list(args),
+        "env": job_env(request),
+        "volumeMounts": mounts,
+        "terminationMessagePath": TERMINATION_LOG,
+        # a process killed before it wrote its result still leaves the end of its log
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"memory": request.memory_limit},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+        },
+    }
+
+
 def build_job(request: JobRequest) -> dict[str, Any]:
     """The Job manifest of one backup command."""
     labels = job_labels(request.kind, request.cluster, request.labels)
-    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": TMP_DIR}]
-    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": TMP_DIR}, *request.mounts]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}, *request.volumes]
     if request.storage.pvc is not None:
         mounts.append({"name": "backups", "mountPath": PVC_ROOT})
         volumes.append(
@@ -178,25 +217,24 @@ def build_job(request: JobRequest) -> dict[str, Any]:
                 },
             }
         )
-    container = {
-        "name": CONTAINER_NAME,
-        "image": request.image,
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["python", "-m", "mysql_operator"],
-        "args": [*request.args, "--termination-log", TERMINATION_LOG],
-        "env": job_env(request),
-        "volumeMounts": mounts,
-        "terminationMessagePath": TERMINATION_LOG,
-        # a process killed before it wrote its result still leaves the end of its log
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+    container = operator_container(request, CONTAINER_NAME, request.args, mounts)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
         "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
             "runAsNonRoot": True,
+            "runAsUser": request.run_as,
+            "runAsGroup": request.run_as,
+            "fsGroup": request.run_as,
+            "seccompProfile": {"type": "RuntimeDefault"},
         },
+        "containers": [container, *request.sidecars],
+        "volumes": volumes,
     }
+    if request.init_containers:
+        pod_spec["initContainers"] = list(request.init_containers)
+    if request.node_name:
+        pod_spec["nodeName"] = request.node_name
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -210,22 +248,7 @@ def build_job(request: JobRequest) -> dict[str, Any]:
             "backoffLimit": 0,
             "activeDeadlineSeconds": DEADLINE_SECONDS[request.kind],
             "ttlSecondsAfterFinished": TTL_SECONDS[request.kind],
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": JOB_UID,
-                        "runAsGroup": JOB_UID,
-                        "fsGroup": JOB_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                    "volumes": volumes,
-                },
-            },
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
 

@@ -12,7 +12,7 @@ from mysql_operator.resources.meta import ClusterRef
 from mysql_operator.tls.manifests import TLS_VOLUME, server_secret_name
 
 CONTAINER_NAME = "mysqld"
-DATA_VOLUME = "data"
+DATA_VOLUME = c.DATA_VOLUME
 CONFIG_VOLUME = "config"
 DATA_DIR = "/var/lib/mysql"
 CONFIG_DIR = "/etc/mysql/conf.d"
@@ -232,9 +232,12 @@ def build_volume_claim_template(spec: MysqlClusterSpec) -> dict[str, Any]:
     return {"metadata": {"name": DATA_VOLUME}, "spec": claim_spec}
 
 
-def statefulset_replicas(spec: MysqlClusterSpec, primary_ordinal: int | None) -> int:
+def statefulset_replicas(spec: MysqlClusterSpec, primary_ordinal: int | None, held: bool = False) -> int:
     """Pods to keep: spec.instances, but never fewer than the primary needs (scale-down removes the
-    highest ordinals; the operator moves the primary off them first, then this drops to instances)."""
+    highest ordinals; the operator moves the primary off them first, then this drops to instances).
+    None while `held`: a physical restore fills instance 0's volume before any server starts."""
+    if held:
+        return 0
     if primary_ordinal is not None and primary_ordinal >= spec.instances:
         return primary_ordinal + 1
     return spec.instances

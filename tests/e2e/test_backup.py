@@ -289,6 +289,82 @@ def test_point_in_time_restore_into_a_new_cluster_has_exactly_the_rows_of_that_m
     print(f"\nrestore to {point_in_time} and Ready with 2 instances: {elapsed:.1f}s ({restore['message']})")
 
 
+def test_a_physical_backup_restores_to_a_point_in_time_before_the_new_cluster_starts(
+    shop: Shop, s3: S3Server
+) -> None:
+    """spec.method physical: MariaDB's Job copies the donor's files with mariadb-backup beside its
+    volume, MySQL's pulls them with the clone plugin into a server of the cluster's image. The
+    restore fills instance 0's volume before any pod of the new cluster exists, gives the copied
+    accounts the new cluster's passwords, rolls forward to the moment and lets the pods start."""
+    primary = shop.status(SOURCE, shop.ns)["primary"]
+    with admin_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE app.phys (id INT PRIMARY KEY, body VARCHAR(200), n INT)")
+        cur.executemany("INSERT INTO app.phys VALUES (%s, %s, %s)",
+                        [(i, f"before the backup {i}", i) for i in range(1, 301)])
+    shop.apply({**backup_manifest("src-phys", SOURCE), "spec": {"cluster": SOURCE, "method": "physical"}},
+               shop.ns)
+    status = wait_backup(shop, "src-phys", ("Completed", "Failed"), timeout=300)
+    assert status["phase"] == "Completed", status
+    assert status["method"] == "physical" and status["size"] > 0 and "data files" in status["message"]
+    assert f"{shop.prefix}/backups/src-phys/manifest.json" in s3_keys(s3, f"{shop.prefix}/backups/src-phys/")
+    took = seconds_between(status["startTime"], status["completionTime"])
+    with admin_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
+        cur.executemany("INSERT INTO app.phys VALUES (%s, %s, %s)",
+                        [(i, f"after the backup {i}", i) for i in range(301, 401)])
+        cur.execute("UPDATE app.phys SET n = n * 2 WHERE id <= 100")
+    moment = int(time.time()) + 1
+    while time.time() < moment + 1.2:
+        time.sleep(0.1)
+    expected = snapshot(shop, SOURCE, primary)
+    with admin_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM app.phys WHERE id > 200")
+        cur.execute("INSERT INTO app.items (id, name, qty) VALUES (100001, 'too late', 0)")
+    after_writes = time.time()
+    point_in_time = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def archived() -> bool:
+        last = (shop.status(SOURCE, shop.ns).get("backup") or {}).get("lastBinlogArchiveTime")
+        stamp = datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp() if last else 0.0
+        return stamp > after_writes + 1
+
+    wait_for(archived, 90, "binlogs archived after the last writes")
+    started = time.monotonic()
+    restore_from = {"backup": "src-phys", "pointInTime": point_in_time}
+    shop.apply(cluster_manifest(shop.flavor, "phys", 2, restoreFrom=restore_from), shop.ns)
+    pods_while_restoring: list[int] = []
+
+    def restoring() -> bool:
+        restore = shop.status("phys", shop.ns).get("restore") or {}
+        if restore.get("phase") == "Running":
+            pods_while_restoring.append(len(shop.items("pods", shop.ns, "app.kubernetes.io/instance=phys")))
+        return restore.get("phase") in ("Completed", "Failed")
+
+    wait_for(restoring, 420, "the physical restore to end", interval=1)
+    status = shop.wait_ready("phys", shop.ns, timeout=300)
+    elapsed = time.monotonic() - started
+    restore = status["restore"]
+    assert restore["phase"] == "Completed" and restore["method"] == "physical", restore
+    assert pods_while_restoring and set(pods_while_restoring) == {0}, "no instance starts before its data"
+    assert status["primary"] == "phys-0"
+    got = snapshot(shop, "phys", "phys-0")  # the new cluster's own operator password works
+    assert set(got) == set(expected)
+    for table in expected:
+        assert got[table]["rows"] == expected[table]["rows"], f"rows of app.{table} differ"
+        assert got[table]["checksum"] == expected[table]["checksum"], f"CHECKSUM TABLE app.{table} differs"
+    app_password = shop.secret("phys-credentials", shop.ns)["app-password"]
+    assert app_password != shop.secret(f"{SOURCE}-credentials", shop.ns)["app-password"]
+    with connect(shop.pod_ip("phys-0", shop.ns), "app", app_password) as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM app.phys")
+        assert cur.fetchone()[0] == 400
+    wait_for(lambda: snapshot(shop, "phys", "phys-1") == expected, 180, "the replica to follow")
+    print(f"\nphysical backup src-phys: {status_size(shop)} in {took:.1f}s; restore to {point_in_time} and "
+          f"Ready with 2 instances: {elapsed:.1f}s ({restore['message']})")
+
+
+def status_size(shop: Shop) -> str:
+    return str((mysqlbackup(shop, "src-phys").get("status") or {}).get("sizeHuman"))
+
+
 def test_a_backup_job_killed_half_way_leaves_the_backup_failed(shop: Shop, s3: S3Server) -> None:
     # The dump is stalled on the replica without writing there (a replica is read-only, and MySQL's
     # super_read_only refuses even root's LOCK TABLES ... WRITE): an open transaction of the test

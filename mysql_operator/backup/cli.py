@@ -7,6 +7,8 @@ Physical backups (`backup --method physical`, `unpack`, `roll-forward`) run next
   BACKUP_STORAGE_FILE  ... or a file holding that JSON
   BACKUP_PVC_ROOT      where the PVC is mounted (default /backup); the storage is <root>/<pvc.path>
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   the S3 credentials (from the credentialsSecret)
+  RECIPIENT_USER (root), RECIPIENT_PASSWORD   MySQL physical backup through a recipient
+                       (--recipient-host): the login of the throwaway mysqld that clones the donor
 
 Progress goes to stderr; the result, one JSON object, to stdout, and without the full manifest to
 --termination-log when given (for `backup`: {"result": "Completed", "status": <MysqlBackup status>}).
@@ -38,6 +40,7 @@ from mysql_operator.backup.physical import (
     DEFAULT_PREPARE_MEMORY,
     ZSTD,
     PhysicalRestoreFailed,
+    stop_recipient,
     take_physical_backup,
     unpack_physical,
 )
@@ -84,6 +87,18 @@ def instance_from_env(env: Mapping[str, str]) -> Instance:
         flavor=flavor,
         name=env.get("DB_INSTANCE_NAME", ""),
         ssl_ca=env.get("DB_SSL_CA", ""),
+    )
+
+
+def recipient_from_env(env: Mapping[str, str], host: str, port: int) -> Instance:
+    """The recipient mysqld of a MySQL physical backup at `host`:`port`, logged in as
+    RECIPIENT_USER (default root) with RECIPIENT_PASSWORD."""
+    return Instance(
+        host=host,
+        port=port,
+        login=Login(env.get("RECIPIENT_USER") or "root", env.get("RECIPIENT_PASSWORD", "")),
+        flavor=Flavor.MYSQL,
+        name=f"recipient {host}:{port}",
     )
 
 
@@ -135,6 +150,18 @@ def _parser() -> argparse.ArgumentParser:
     take.add_argument("--datadir", type=Path, help="physical, MariaDB: the instance's data directory")
     take.add_argument("--scratch", type=Path,
                       help="physical, MySQL: where the donor's CLONE LOCAL writes (must not exist)")
+    take.add_argument("--recipient-host",
+                      help="physical, MySQL: a throwaway mysqld that clones the donor into --clone-dir "
+                           "(login: RECIPIENT_USER, RECIPIENT_PASSWORD)")
+    take.add_argument("--recipient-port", type=int, default=MYSQL_PORT)
+    take.add_argument("--clone-dir", type=Path,
+                      help="physical, MySQL: where the recipient writes the clone (must not exist; "
+                           "read and removed here)")
+    take.add_argument("--donor-ssl-ca", default="",
+                      help="physical, MySQL: the donor's CA file as the recipient mysqld sees it "
+                           "(default DB_SSL_CA)")
+    take.add_argument("--shutdown-recipient", action="store_true",
+                      help="physical, MySQL: SHUTDOWN the recipient afterwards (success or failure)")
     take.add_argument("--compression", choices=COMPRESSIONS, default=ZSTD,
                       help="physical: zstd (at --compress-level, every core) or none")
 
@@ -185,9 +212,12 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
         log.info("%s", message)
 
     if args.command == "backup" and args.method == "physical":
+        if args.recipient_host and not args.clone_dir:
+            raise ConfigError("--recipient-host needs --clone-dir")
         manifest = take_physical_backup(
             instance_from_env(env), storage, cluster=args.cluster, name=args.name, datadir=args.datadir,
-            scratch=args.scratch, binlog_source=args.binlog_source, compression=args.compression,
+            scratch=args.scratch, recipient=_recipient(args, env), clone_dir=args.clone_dir,
+            donor_ssl_ca=args.donor_ssl_ca, binlog_source=args.binlog_source, compression=args.compression,
             compress_level=args.compress_level,
         )
         return {
@@ -268,6 +298,12 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _recipient(args: argparse.Namespace, env: Mapping[str, str]) -> Instance | None:
+    if args.command != "backup" or not args.recipient_host:
+        return None
+    return recipient_from_env(env, args.recipient_host, args.recipient_port)
+
+
 def _exit_code(error: Exception) -> int:
     if isinstance(error, ConfigError):
         return EXIT_USAGE
@@ -295,6 +331,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         code = _exit_code(error)
         result = {"result": "Failed", "error": type(error).__name__, "message": str(error)}
         log.error("%s: %s", type(error).__name__, error)
+    finally:
+        # Whatever happened (a bad storage configuration too), the recipient container must end, or
+        # the Job's pod never completes.
+        recipient = _recipient(args, environment)
+        if recipient is not None and args.shutdown_recipient:
+            stop_recipient(recipient)
     text = json.dumps(result)
     print(text, flush=True)
     if args.termination_log:

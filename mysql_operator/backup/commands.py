@@ -20,6 +20,7 @@ from mysql_operator.tls.client import ClientTls
 # Environment variables a child tool must not inherit: ours, and the legacy ones the tools read.
 _SCRUBBED_ENV = (
     "DB_PASSWORD",
+    "RECIPIENT_PASSWORD",
     "MYSQL_PWD",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",

@@ -6,13 +6,19 @@ without stopping writes:
 - MariaDB: `mariadb-backup --backup --stream=mbstream` (InnoDB pages and redo copied while the
   server runs, a short BACKUP STAGE block for non-InnoDB tables); restore = `mbstream -x` into the
   empty data directory + `mariadb-backup --prepare` (applies the copied redo).
-- MySQL: `CLONE LOCAL DATA DIRECTORY` (the clone plugin the server ships: a consistent,
-  ready-to-start data directory on the donor's own file system, no prepare step), streamed as a tar
-  and removed. Percona XtraBackup would do too, but nothing in Debian packages it for MySQL 9.7,
-  and CLONE is the server's own, version-matched tool.
+- MySQL: the clone plugin the server ships (a consistent, ready-to-start data directory, no
+  prepare step), streamed as a tar and removed. Percona XtraBackup would do too, but nothing in
+  Debian packages it for MySQL 9.7, and CLONE is the server's own, version-matched tool.
 
-Both run next to the data: mariadb-backup reads the data directory; CLONE LOCAL writes where the
-donor mysqld can write (`scratch`, a directory on the instance's volume that must not exist yet).
+mariadb-backup runs next to the data: it reads the data directory. MySQL's clone lands in one of two
+places, both directories that must not exist yet:
+- a recipient's (`recipient`, `clone_dir`): a throwaway mysqld of the same version next to this
+  process (the backup Job's second container) runs `CLONE INSTANCE FROM <donor> DATA DIRECTORY`,
+  pulling the donor's data over the network into a directory both share, and keeps its own data.
+  This is what works in Kubernetes: an instance's data directory is its whole volume, MySQL refuses
+  a clone target inside it (3632) and a Job sees no other directory of the donor's pod.
+- the donor's own (`scratch`): `CLONE LOCAL DATA DIRECTORY`, for the CLI next to a server whose
+  file system has room outside its data directory.
 The stream is compressed by `zstd` (level 1, on every core: a pipe between two C processes; gzip in
 one Python thread was the slowest step of a physical backup by far, about 8x slower than the copy
 itself), hashed (sha256, checked again on every restore) and stored like a logical dump; the manifest
@@ -54,7 +60,18 @@ from mysql_operator.backup.manifest import (
 )
 from mysql_operator.backup.storage import CHUNK_SIZE, Storage
 from mysql_operator.conventions import Flavor
-from mysql_operator.mysql.session import MysqlError, Statement, open_session, redact
+from mysql_operator.mysql.dialect import MysqlDialect
+from mysql_operator.mysql.seed import SeedEndpoint, recipient_clone_statements
+from mysql_operator.mysql.session import (
+    InstanceUnreachable,
+    MysqlError,
+    Session,
+    SqlError,
+    Statement,
+    Timeouts,
+    open_session,
+    redact,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +89,16 @@ PIPE_SIZE = 1 << 20
 # makes a large redo evict and re-read pages; the restored server is not running yet, so its
 # buffer pool's memory is free.
 DEFAULT_PREPARE_MEMORY = 1 << 30
+# A CLONE statement returns when the copy is complete: minutes to hours for a large instance (the
+# Job's deadline bounds it), so its session waits that long for the answer.
+CLONE_TIMEOUTS = Timeouts(connect=10.0, read=12 * 3600.0, write=60.0)
+# Files of a data directory that must not travel to another server: auto.cnf (its server_uuid; a
+# restored server makes its own) and mysqld-auto.cnf (its SET PERSIST settings). MySQL 9.7's clone
+# copies neither; excluded from the tar all the same, so a version that did cannot carry them.
+CLONE_EXCLUDED = ("auto.cnf", "mysqld-auto.cnf")
+CLONE_STATUS_QUERY = Statement(
+    "SELECT STATE, BINLOG_FILE, BINLOG_POSITION, GTID_EXECUTED FROM performance_schema.clone_status"
+)
 _MARIADB_POSITION = re.compile(
     r"MySQL binlog position: filename '([^']*)', position '(\d+)'(?:, GTID of the last change '([^']*)')?"
 )
@@ -120,6 +147,12 @@ def decompress_command(tools: PhysicalTools, compression: str) -> list[str] | No
     if compression == GZIP:
         return [tools.gzip, "-d", "-c"]
     raise PhysicalRestoreFailed(f"unknown compression {compression!r}")
+
+
+def clone_tar_command(tools: PhysicalTools, directory: Path) -> list[str]:
+    """The tar of a finished clone in `directory`, to stdout (pure): everything but CLONE_EXCLUDED."""
+    excluded = [f"--exclude=./{name}" for name in CLONE_EXCLUDED]
+    return [tools.tar, "-C", str(directory), "--anchored", *excluded, "-cf", "-", "."]
 
 
 def extract_command(tools: PhysicalTools, archive: str, datadir: Path) -> list[str]:
@@ -283,6 +316,9 @@ def take_physical_backup(
     name: str,
     datadir: Path | None = None,
     scratch: Path | None = None,
+    recipient: Instance | None = None,
+    clone_dir: Path | None = None,
+    donor_ssl_ca: str = "",
     binlog_source: str | None = None,
     tools: PhysicalTools | None = None,
     compression: str = ZSTD,
@@ -291,10 +327,13 @@ def take_physical_backup(
 ) -> Manifest:
     """Copy the data files of `instance` into `storage` as backup `name`; returns its manifest.
 
-    MariaDB needs `datadir` (the instance's data directory, readable here); MySQL needs `scratch`
-    (a path the donor mysqld can create, on the same file system as the tar that streams it; it is
-    removed afterwards). `compression`: zstd (at `compress_level`) or none (a fast link to a
-    storage that has room). The manifest is written last: a failure leaves no complete backup.
+    MariaDB needs `datadir` (the instance's data directory, readable here). MySQL needs either
+    `recipient` and `clone_dir` (a throwaway mysqld that clones `instance` into `clone_dir`, a path
+    it creates and this process reads; see _clone_remote; `donor_ssl_ca`: the CA file as the
+    recipient mysqld sees it, default `instance.ssl_ca`), or `scratch` (a path the donor mysqld
+    creates with CLONE LOCAL, on the file system of the tar that streams it). Either is removed
+    afterwards, and must not exist before. `compression`: zstd (at `compress_level`) or none (a
+    fast link to a storage that has room). The manifest is written last: a failure leaves no complete backup.
     `timings`, when given, receives the seconds of each step (clone, stream, manifest).
     Raises PhysicalBackupFailed, StorageError.
     """
@@ -307,7 +346,7 @@ def take_physical_backup(
         source = _source(instance)
     except MysqlError as error:
         raise PhysicalBackupFailed(f"cannot read {instance.label}: {error}") from None
-    secrets = (instance.login.password,)
+    secrets = (instance.login.password, recipient.login.password if recipient is not None else "")
     if Flavor(instance.flavor) == Flavor.MARIADB:
         if datadir is None:
             raise PhysicalBackupFailed("a MariaDB physical backup needs the instance's data directory")
@@ -326,18 +365,23 @@ def take_physical_backup(
         if found:
             binlog_file, position, gtid = found[-1][0], int(found[-1][1]), found[-1][2]
     else:
-        if scratch is None:
-            raise PhysicalBackupFailed("a MySQL physical backup needs a scratch directory for CLONE LOCAL")
+        copy = _clone_target(recipient, clone_dir, scratch)
         archive = TAR
         key = data_key(name, archive, compression)
         try:
             with _timed(steps, "clone"):
-                binlog_file, position, gtid = _clone_local(instance, scratch)
-            command = [tools.tar, "-C", str(scratch), "-cf", "-", "."]
+                if recipient is not None:
+                    binlog_file, position, gtid = _clone_remote(instance, recipient, copy,
+                                                                donor_ssl_ca or instance.ssl_ca)
+                else:
+                    binlog_file, position, gtid = _clone_local(instance, copy)
             with _timed(steps, "stream"):
-                stream, _ = _stream(storage, key, command, compressor, "tar of the clone", secrets)
+                stream, _ = _stream(storage, key, clone_tar_command(tools, copy), compressor,
+                                    "tar of the clone", secrets)
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(copy, ignore_errors=True)
+            if copy.exists():
+                log.warning("could not remove the clone in %s: remove it before the next backup", copy)
     if source.binlog_on and binlog_file is None:
         storage.delete(key)
         raise PhysicalBackupFailed("the copy did not record a binlog position")
@@ -382,21 +426,114 @@ def _steps_text(steps: dict[str, float]) -> str:
     return ", ".join(f"{step} {seconds:.1f}s" for step, seconds in steps.items())
 
 
-def _clone_local(instance: Instance, scratch: Path) -> tuple[str | None, int | None, str]:
+Position = tuple[str | None, int | None, str]  # binlog file, position, GTID set
+
+
+def _clone_target(recipient: Instance | None, clone_dir: Path | None, scratch: Path | None) -> Path:
+    """Where the clone goes: `clone_dir` with a recipient, else `scratch`. It must not exist: it is
+    removed afterwards, and must never be something that was there before."""
+    target = clone_dir if recipient is not None else scratch
+    if target is None:
+        raise PhysicalBackupFailed("a MySQL physical backup needs a recipient and its clone directory, "
+                                   "or a scratch directory for CLONE LOCAL")
+    if not target.is_absolute():
+        raise PhysicalBackupFailed(f"the clone directory {target} must be an absolute path")
+    if target.exists():
+        raise PhysicalBackupFailed(f"the clone directory {target} exists: it must not (it is removed after)")
+    return target
+
+
+def binlog_position(status: dict[str, object] | None) -> Position:
+    """The position of a SHOW BINARY LOG STATUS row (pure); none when the binary log is off."""
+    if status is None:
+        return None, None, ""
+    gtid = " ".join(str(status.get("Executed_Gtid_Set") or "").split())
+    return str(status["File"]), int(str(status["Position"])), gtid
+
+
+def clone_position(clone_status: dict[str, object] | None, before: Position) -> Position:
+    """The position a remote clone is consistent with (pure): performance_schema.clone_status's when
+    it has one (file, position and GTID set), else `before`, the donor's read right before the clone.
+
+    MySQL 9.7 fills those columns only when a recipient restarts into the clone (they are read from
+    the recovered data); a clone into a DATA DIRECTORY leaves them empty (BINLOG_FILE '',
+    BINLOG_POSITION 0, GTID_EXECUTED ''), so `before` is what a backup records today: a lower
+    bound. Both restore alike: roll_forward starts at the position and skips, by GTID, whatever the
+    restored data already holds (gtid_replay_command)."""
+    row = clone_status or {}
+    file, gtid = str(row.get("BINLOG_FILE") or ""), " ".join(str(row.get("GTID_EXECUTED") or "").split())
+    offset = int(str(row.get("BINLOG_POSITION") or 0))
+    if file and offset and gtid:
+        return file, offset, gtid
+    return before
+
+
+def _donor_position(instance: Instance) -> Position:
+    with open_session(instance.host, instance.login, port=instance.port, tls=instance.tls()) as session:
+        return binlog_position(session.query_one(Statement("SHOW BINARY LOG STATUS")))
+
+
+def _clone_local(instance: Instance, scratch: Path) -> Position:
     """CLONE LOCAL DATA DIRECTORY into `scratch`. Returns the binlog file, position and GTID set
     read right before the clone: a lower bound of the point the copy is consistent with (a local
     clone reports no position). The roll forward starts there and skips, by GTID, whatever the copy
     already holds (`gtid_replay_command`)."""
     try:
-        with open_session(instance.host, instance.login, port=instance.port, tls=instance.tls()) as session:
+        with open_session(instance.host, instance.login, port=instance.port, tls=instance.tls(),
+                          timeouts=CLONE_TIMEOUTS) as session:
             row = session.query_one(Statement("SHOW BINARY LOG STATUS"))
             session.execute(Statement("CLONE LOCAL DATA DIRECTORY = %s", (str(scratch),)))
     except MysqlError as error:
         raise PhysicalBackupFailed(f"CLONE LOCAL on {instance.label}: {error}") from None
-    if row is None:
-        return None, None, ""
-    gtid = " ".join(str(row.get("Executed_Gtid_Set") or "").split())
-    return str(row["File"]), int(row["Position"]), gtid
+    return binlog_position(row)
+
+
+def _clone_remote(donor: Instance, recipient: Instance, clone_dir: Path, ca_path: str) -> Position:
+    """The recipient clones `donor` into `clone_dir` (CLONE INSTANCE ... DATA DIRECTORY: it keeps
+    running on its own data), logging in to the donor as the donor's login (the backup user, which
+    needs BACKUP_ADMIN there). With `ca_path` (a CA file the recipient mysqld reads) the copy is
+    TLS and the donor's certificate is verified. Returns the position the copy is consistent with
+    (clone_position: the donor's, read right before the clone, as long as clone_status has none)."""
+    try:
+        before = _donor_position(donor)
+    except MysqlError as error:
+        raise PhysicalBackupFailed(f"cannot read the binlog position of {donor.label}: {error}") from None
+    endpoint = SeedEndpoint(donor.host, donor.login, donor.port)
+    try:
+        with open_session(recipient.host, recipient.login, port=recipient.port, tls=recipient.tls(),
+                          timeouts=CLONE_TIMEOUTS, secrets=(donor.login.password,)) as session:
+            session.execute(*recipient_clone_statements(session, MysqlDialect(), endpoint, ca_path,
+                                                        str(clone_dir)))
+            status = _clone_status(session)
+    except MysqlError as error:
+        raise PhysicalBackupFailed(f"clone of {donor.label} by {recipient.label} into {clone_dir}: "
+                                   f"{error}") from None
+    return clone_position(status, before)
+
+
+def _clone_status(session: Session) -> dict[str, object] | None:
+    """The recipient's clone_status row; None when unreadable (the position then comes from the
+    donor: a missing row must not fail a finished copy)."""
+    try:
+        return session.query_one(CLONE_STATUS_QUERY)
+    except SqlError as error:
+        log.warning("performance_schema.clone_status unreadable on %s: %s", session.host, error)
+        return None
+
+
+def stop_recipient(recipient: Instance) -> None:
+    """Ask the recipient mysqld to shut down (SHUTDOWN), so a Job pod whose other container it is
+    completes. Best effort: a failure is logged, never raised (the backup's outcome stands)."""
+    try:
+        tls = recipient.tls()
+        with open_session(recipient.host, recipient.login, port=recipient.port, tls=tls) as session:
+            session.execute(Statement("SHUTDOWN"))
+    except InstanceUnreachable as error:
+        log.info("recipient %s gone after SHUTDOWN (%s)", recipient.label, error)
+    except MysqlError as error:
+        log.warning("cannot stop the recipient %s: %s", recipient.label, error)
+    else:
+        log.info("recipient %s shutting down", recipient.label)
 
 
 def gtid_replay_command(

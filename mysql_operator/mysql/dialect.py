@@ -415,22 +415,33 @@ class MysqlDialect(Dialect):
     install_clone = Statement("INSTALL PLUGIN clone SONAME 'mysql_clone.so'")
 
     def clone_from(
-        self, donor_host: str, donor_port: int, login_user: str, password: str, ca_path: str = ""
+        self, donor_host: str, donor_port: int, login_user: str, password: str, ca_path: str = "",
+        data_directory: str = "",
     ) -> list[Statement]:
-        """On the recipient: accept the donor, then copy its whole data directory (the server
-        restarts by itself at the end, so the session is lost; that is expected). With `ca_path`
-        the copy travels over TLS and the donor's certificate must be signed by that CA."""
+        """On the recipient: accept the donor, then copy its whole data directory. With `ca_path`
+        the copy travels over TLS and the donor's certificate must be signed by that CA.
+
+        Without `data_directory` the copy replaces the recipient's own data and the server restarts
+        by itself at the end, so the session is lost (that is expected). With it the copy lands in
+        that new directory (it must not exist; the recipient mysqld creates it) and the recipient
+        keeps running on its own data, untouched: a physical backup's clone."""
         secure = [Statement("SET GLOBAL clone_ssl_ca = %s", (ca_path,))] if ca_path else []
+        if data_directory and not ca_path:
+            # A recipient may serve several backups: no CA of an earlier one may linger (a global).
+            secure = [Statement("SET GLOBAL clone_ssl_ca = ''")]
+        # A fenced recipient (an errant replica, a deposed primary) has super_read_only on, which a
+        # replacing CLONE refuses (1290). read_only stays on, and the copy replaces every row anyway.
+        # A clone into a directory of its own writes none of the recipient's data: left as it is.
+        unfence = [] if data_directory else [Statement("SET GLOBAL super_read_only = OFF")]
+        args: tuple[object, ...] = (login_user, donor_host, int(donor_port), password)
+        sql = "CLONE INSTANCE FROM %s@%s:%s IDENTIFIED BY %s"
+        if data_directory:
+            sql, args = sql + " DATA DIRECTORY = %s", (*args, data_directory)
         return [
-            # A fenced recipient (an errant replica, a deposed primary) has super_read_only on, which
-            # CLONE refuses (1290). read_only stays on, and the copy replaces every row anyway.
-            Statement("SET GLOBAL super_read_only = OFF"),
+            *unfence,
             Statement("SET GLOBAL clone_valid_donor_list = %s", (f"{donor_host}:{int(donor_port)}",)),
             *secure,
-            Statement(
-                "CLONE INSTANCE FROM %s@%s:%s IDENTIFIED BY %s" + (" REQUIRE SSL" if ca_path else ""),
-                (login_user, donor_host, int(donor_port), password),
-            ),
+            Statement(sql + (" REQUIRE SSL" if ca_path else ""), args),
         ]
 
     def grant_exporter(self, user: str) -> Statement:

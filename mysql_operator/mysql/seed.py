@@ -225,12 +225,29 @@ def clone(session: Session, dialect: Dialect, donor: SeedEndpoint, tls: bool = F
 def clone_statements(
     session: Session, dialect: MysqlDialect, donor: SeedEndpoint, tls: bool = False
 ) -> list[Statement]:
-    """The recipient's statements: load the plugin if missing, accept the donor, clone."""
-    installed = session.query_one(dialect.clone_plugin_query) is not None
-    statements = [] if installed else [dialect.install_clone]
+    """The recipient's statements: load the plugin if missing, accept the donor, clone. With `tls`
+    the donor is verified with the recipient's own CA file (its ssl_ca), when it has one."""
     ca_path = str((session.query_one(dialect.ssl_ca_query) or {}).get("ssl_ca") or "") if tls else ""
+    return recipient_clone_statements(session, dialect, donor, ca_path)
+
+
+def recipient_clone_statements(
+    session: Session, dialect: MysqlDialect, donor: SeedEndpoint, ca_path: str = "", data_directory: str = ""
+) -> list[Statement]:
+    """The recipient's statements for a clone of `donor`: the plugin installed when missing, then
+    `MysqlDialect.clone_from` (TLS verified with `ca_path`, a file the recipient mysqld reads; into
+    `data_directory` when given, keeping the recipient's own data)."""
+    installed = session.query_one(dialect.clone_plugin_query) is not None
+    return clone_plan(dialect, donor, installed, ca_path, data_directory)
+
+
+def clone_plan(
+    dialect: MysqlDialect, donor: SeedEndpoint, installed: bool, ca_path: str = "", data_directory: str = ""
+) -> list[Statement]:
+    """What a recipient runs to clone `donor` (pure): INSTALL PLUGIN unless `installed`, then the clone."""
+    statements = [] if installed else [dialect.install_clone]
     return statements + dialect.clone_from(
-        donor.host, donor.port, donor.login.user, donor.login.password, ca_path
+        donor.host, donor.port, donor.login.user, donor.login.password, ca_path, data_directory
     )
 
 

@@ -153,11 +153,12 @@ def ensure_application(session: Session, dialect: Dialect, credentials: ClusterC
 
 
 # What a consistent dump with its binlog position, and fetching binlogs, need; nothing that writes.
+# MySQL: BACKUP_ADMIN, which a clone donor needs (the physical backup: it takes the backup lock).
 BACKUP_GRANTS = {
     Flavor.MARIADB: "SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, BINLOG MONITOR, "
     "REPLICATION SLAVE",
     Flavor.MYSQL: "SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, PROCESS, REPLICATION CLIENT, "
-    "REPLICATION SLAVE",
+    "REPLICATION SLAVE, BACKUP_ADMIN",
 }
 
 

@@ -20,6 +20,7 @@ wrong flavor, point in time not covered (nothing changed); 5 restore failed part
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -44,6 +45,14 @@ from mysql_operator.backup.physical import (
     take_physical_backup,
     unpack_physical,
 )
+from mysql_operator.backup.physical_restore import (
+    AccountsMissing,
+    accounts_from_env,
+    drop_identity,
+    finish_restore,
+    wait_answering,
+    write_init_sql,
+)
 from mysql_operator.backup.restore import RestoreFailed, RestoreRefused, restore, roll_forward
 from mysql_operator.backup.retention import apply_retention
 from mysql_operator.backup.storage import DirectoryStorage, S3Location, S3Storage, Storage, StorageError
@@ -58,6 +67,7 @@ EXIT_BAD_BACKUP = 3
 EXIT_REFUSED = 4
 EXIT_PARTIAL_RESTORE = 5
 DEFAULT_PVC_ROOT = "/backup"
+RECIPIENT_START_SECONDS = 600.0  # a fresh server's first start initialises its data directory
 
 log = logging.getLogger("mysql_operator.backup")
 
@@ -181,6 +191,18 @@ def _parser() -> argparse.ArgumentParser:
     unpack.add_argument("--datadir", type=Path, required=True, help="the stopped instance's data directory")
     unpack.add_argument("--prepare-memory", type=int, default=DEFAULT_PREPARE_MEMORY,
                         help="MariaDB: bytes of buffer pool for applying the copied redo")
+    unpack.add_argument("--init-sql", type=Path,
+                        help="also write here the init file giving the accounts of RESET_ACCOUNTS their "
+                             "passwords (the copy holds the source cluster's)")
+
+    finish = commands.add_parser(
+        "restore-physical", parents=[common],
+        help="wait for the server started on an unpacked copy, roll it forward, shut it down",
+    )
+    finish.add_argument("--backup", required=True, help="location (backups/<name>) or name")
+    finish.add_argument("--point-in-time", help="RFC 3339 time to roll forward to with archived binlogs")
+    finish.add_argument("--shutdown", action="store_true",
+                        help="SHUTDOWN the server afterwards (success or failure): its Job pod completes")
 
     forward = commands.add_parser(
         "roll-forward", parents=[common], help="replay archived binlogs into the unpacked, started instance"
@@ -214,9 +236,12 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
     if args.command == "backup" and args.method == "physical":
         if args.recipient_host and not args.clone_dir:
             raise ConfigError("--recipient-host needs --clone-dir")
+        recipient = _recipient(args, env)
+        if recipient is not None:  # in a Job it starts beside us, initialising its data directory
+            wait_answering(recipient, RECIPIENT_START_SECONDS)
         manifest = take_physical_backup(
             instance_from_env(env), storage, cluster=args.cluster, name=args.name, datadir=args.datadir,
-            scratch=args.scratch, recipient=_recipient(args, env), clone_dir=args.clone_dir,
+            scratch=args.scratch, recipient=recipient, clone_dir=args.clone_dir,
             donor_ssl_ca=args.donor_ssl_ca, binlog_source=args.binlog_source, compression=args.compression,
             compress_level=args.compress_level,
         )
@@ -227,8 +252,29 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
         }
     if args.command == "unpack":
         manifest = read_manifest(storage, args.backup)
+        if manifest.method != "physical":
+            raise RestoreRefused(f"backup {manifest.name} is a logical dump, not physical: restore it with "
+                                 "restoreFrom.method logical (the default)")
+        flavor = env.get("DB_FLAVOR")
+        if flavor and manifest.flavor != flavor:
+            raise RestoreRefused(f"backup {manifest.name} is of a {manifest.flavor} server, the target runs "
+                                 f"{flavor}")
+        accounts = accounts_from_env(env) if args.init_sql else []
         unpack_physical(storage, manifest, args.datadir, prepare_memory=args.prepare_memory)
-        return {"result": "Unpacked", "backup": manifest.name, "datadir": str(args.datadir)}
+        dropped = drop_identity(args.datadir)
+        if args.init_sql:
+            write_init_sql(args.init_sql, accounts)
+        return {"result": "Unpacked", "backup": manifest.name, "datadir": str(args.datadir),
+                "dropped": dropped, "accounts": len(accounts)}
+    if args.command == "restore-physical":
+        try:
+            point = parse_rfc3339(args.point_in_time) if args.point_in_time else None
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        manifest = read_manifest(storage, args.backup)
+        replayed = finish_restore(instance_from_env(env), storage, manifest, point)
+        return {"result": "Restored", "backup": manifest.name, "pointInTime": args.point_in_time,
+                "replayed": replayed}
     if args.command == "roll-forward":
         try:
             until = parse_rfc3339(args.point_in_time)
@@ -305,7 +351,7 @@ def _recipient(args: argparse.Namespace, env: Mapping[str, str]) -> Instance | N
 
 
 def _exit_code(error: Exception) -> int:
-    if isinstance(error, ConfigError):
+    if isinstance(error, ConfigError | AccountsMissing):
         return EXIT_USAGE
     if isinstance(error, BackupNotFound | BackupCorrupt):
         return EXIT_BAD_BACKUP
@@ -337,6 +383,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         recipient = _recipient(args, environment)
         if recipient is not None and args.shutdown_recipient:
             stop_recipient(recipient)
+        if args.command == "restore-physical" and args.shutdown:
+            with contextlib.suppress(ConfigError, KeyError, ValueError):
+                stop_recipient(instance_from_env(environment))
     text = json.dumps(result)
     print(text, flush=True)
     if args.termination_log:

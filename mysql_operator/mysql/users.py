@@ -20,6 +20,8 @@ from mysql_operator.conventions import (
     KEY_APP_DATABASE,
     KEY_APP_PASSWORD,
     KEY_APP_USER,
+    KEY_BACKUP_PASSWORD,
+    KEY_EXPORTER_PASSWORD,
     KEY_OPERATOR_PASSWORD,
     KEY_REPLICATION_PASSWORD,
     KEY_ROOT_PASSWORD,
@@ -31,6 +33,28 @@ from mysql_operator.conventions import (
 )
 from mysql_operator.mysql.dialect import Dialect
 from mysql_operator.mysql.session import Login, Session, Statement
+
+
+@dataclass(frozen=True)
+class ManagedAccount:
+    """An account whose password comes from the credentials Secret (`user_key`: the name does too)."""
+
+    user: str
+    host: str
+    password_key: str
+    user_key: str = ""
+
+
+# Every account the operator's Secret holds a password for. A physical restore re-passwords those of
+# them the copied data holds: they carry the source cluster's passwords (backup/accounts.py).
+MANAGED_ACCOUNTS = (
+    ManagedAccount(ROOT_USER, "localhost", KEY_ROOT_PASSWORD),
+    ManagedAccount(OPERATOR_USER, "%", KEY_OPERATOR_PASSWORD),
+    ManagedAccount(REPLICATION_USER, "%", KEY_REPLICATION_PASSWORD),
+    ManagedAccount(BACKUP_USER, "%", KEY_BACKUP_PASSWORD),
+    ManagedAccount(EXPORTER_USER, "%", KEY_EXPORTER_PASSWORD),
+    ManagedAccount("", "%", KEY_APP_PASSWORD, KEY_APP_USER),
+)
 
 
 class CredentialsError(ValueError):
@@ -155,11 +179,23 @@ def ensure_application(session: Session, dialect: Dialect, credentials: ClusterC
 # What a consistent dump with its binlog position, and fetching binlogs, need; nothing that writes.
 # MySQL: BACKUP_ADMIN, which a clone donor needs (the physical backup: it takes the backup lock).
 BACKUP_GRANTS = {
-    Flavor.MARIADB: "SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, BINLOG MONITOR, "
+    Flavor.MARIADB: "SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, PROCESS, BINLOG MONITOR, "
     "REPLICATION SLAVE",
     Flavor.MYSQL: "SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, PROCESS, REPLICATION CLIENT, "
     "REPLICATION SLAVE, BACKUP_ADMIN",
 }
+
+
+# The privilege a physical backup needs beyond a dump's, which backup users of earlier versions lack:
+# a MySQL clone donor's BACKUP_ADMIN; mariadb-backup's PROCESS (it reads the InnoDB status).
+PHYSICAL_BACKUP_PRIVILEGE = {Flavor.MYSQL: "BACKUP_ADMIN", Flavor.MARIADB: "PROCESS"}
+
+
+def has_physical_backup_grant(session: Session, flavor: Flavor) -> bool:
+    """Whether the session's own user holds PHYSICAL_BACKUP_PRIVILEGE."""
+    wanted = PHYSICAL_BACKUP_PRIVILEGE[Flavor(flavor)]
+    rows = session.query(Statement("SHOW GRANTS"))
+    return any(wanted in str(value) for row in rows for value in row.values())
 
 
 def ensure_exporter_user(session: Session, dialect: Dialect, password: str, *, logged: bool = False) -> None:

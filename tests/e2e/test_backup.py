@@ -336,7 +336,8 @@ def test_a_physical_backup_restores_to_a_point_in_time_before_the_new_cluster_st
     def restoring() -> bool:
         restore = shop.status("phys", shop.ns).get("restore") or {}
         if restore.get("phase") == "Running":
-            pods_while_restoring.append(len(shop.items("pods", shop.ns, "app.kubernetes.io/instance=phys")))
+            instances = "app.kubernetes.io/name=mysql,app.kubernetes.io/instance=phys"  # not the Job's pod
+            pods_while_restoring.append(len(shop.items("pods", shop.ns, instances)))
         return restore.get("phase") in ("Completed", "Failed")
 
     wait_for(restoring, 420, "the physical restore to end", interval=1)

@@ -191,8 +191,10 @@ def instance_zero_claim(spec: MysqlClusterSpec, namespace: str, cluster: str) ->
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
+        # the labels of every owned object (the chart's admission policy lets the operator write only
+        # objects labelled managed-by it)
         "metadata": {"name": c.data_claim_name(cluster, 0), "namespace": namespace,
-                     "labels": c.selector_labels(cluster)},
+                     "labels": c.common_labels(cluster)},
         "spec": template["spec"],
     }
 

@@ -1,6 +1,6 @@
 """`python -m mysql_operator`: run the operator, print the CRDs / the API reference, or run one backup
-command (backup | archive-binlogs | restore | unpack | roll-forward | retention | list: what the backup
-Jobs run)."""
+command (backup | archive-binlogs | restore | unpack | restore-physical | roll-forward | retention |
+list: what the backup Jobs run)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from pathlib import Path
 from mysql_operator.settings import DEFAULT_JOB_IMAGE, OperatorSettings
 
 # Subcommands of the backup Jobs, handed to mysql_operator.backup.cli as they are.
-BACKUP_COMMANDS = ("backup", "archive-binlogs", "restore", "unpack", "roll-forward", "retention", "list")
+BACKUP_COMMANDS = (
+    "backup", "archive-binlogs", "restore", "unpack", "restore-physical", "roll-forward", "retention", "list"
+)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

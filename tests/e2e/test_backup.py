@@ -318,7 +318,7 @@ def test_a_physical_backup_restores_to_a_point_in_time_before_the_new_cluster_st
     expected = snapshot(shop, SOURCE, primary)
     with admin_session(shop, SOURCE, primary) as conn, conn.cursor() as cur:
         cur.execute("DELETE FROM app.phys WHERE id > 200")
-        cur.execute("INSERT INTO app.items (id, name, qty) VALUES (100001, 'too late', 0)")
+        cur.execute("INSERT INTO app.phys VALUES (100001, 'too late', 0)")
     after_writes = time.time()
     point_in_time = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -261,3 +261,13 @@ def test_a_failed_unpack_is_the_outcome() -> None:
     message = '{"result": "Failed", "error": "BackupCorrupt", "message": "sha256 differs"}'
     outcome = job_outcome(job, [pod_with(None, {"exitCode": 3, "message": message})])
     assert outcome.state == FAILED and outcome.exit_code == 3 and "sha256 differs" in outcome.message
+
+
+def test_every_backup_command_is_reachable_through_python_m_mysql_operator() -> None:
+    import argparse
+
+    from mysql_operator.__main__ import BACKUP_COMMANDS
+    from mysql_operator.backup.cli import _parser
+
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(BACKUP_COMMANDS) == set(sub.choices)

@@ -21,9 +21,10 @@ from mysql_operator.handlers.objects import (
     encode_accepted_spec,
     ensure_credentials,
     parse_spec,
+    primary_ordinal,
     ready_instances,
 )
-from mysql_operator.handlers.restore import restore_holds_instances
+from mysql_operator.handlers.restore import restore_cap
 from mysql_operator.handlers.watch import SECRETS, ClusterKey
 from mysql_operator.kube import Kube, KubeError, load_config
 from mysql_operator.resources.meta import ClusterRef
@@ -166,8 +167,8 @@ def reconcile(
                 events.info(body, reason="CertificateIssued", message=tls.message)
             elif not tls.ok:
                 kopf.warn(body, reason="TlsNotReady", message=tls.message)
-            held = restore_holds_instances(cluster_spec, status)
-            applied = apply_objects(kube, ref, cluster_spec, pods, logger, credentials.data, held)
+            cap = restore_cap(cluster_spec, status, primary_ordinal(pods))
+            applied = apply_objects(kube, ref, cluster_spec, pods, logger, credentials.data, cap)
             events.info(body, reason="Applied",
                         message=f"applied {len(applied)} objects: {', '.join(applied)}")
             conditions = set_condition(

@@ -145,10 +145,10 @@ def owned_objects(
     spec: MysqlClusterSpec,
     primary_ordinal: int | None = None,
     credentials: Mapping[str, str] | None = None,
-    held: bool = False,
+    cap: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Every object applied for a cluster except the credentials Secret, in apply order (`held`: no
-    pod yet, see statefulset_replicas).
+    """Every object applied for a cluster except the credentials Secret, in apply order (`cap`: at
+    most that many pods, see statefulset_replicas).
 
     The exporter's option-file Secret needs the exporter password (from `credentials`)."""
     objects = [build_config_map(ref, spec)]
@@ -163,7 +163,7 @@ def owned_objects(
     ]
     if spec.network_policy.enabled:
         objects.append(build_network_policy(ref, spec))
-    objects.append(build_statefulset(ref, spec, statefulset_replicas(spec, primary_ordinal, held)))
+    objects.append(build_statefulset(ref, spec, statefulset_replicas(spec, primary_ordinal, cap)))
     return objects
 
 
@@ -181,13 +181,13 @@ def apply_objects(
     pods: Iterable[Mapping[str, Any]],
     logger: logging.Logger,
     credentials: Mapping[str, str] | None = None,
-    held: bool = False,
+    cap: int | None = None,
 ) -> list[str]:
     """Apply every owned object; returns `Kind/name` of each. Idempotent.
 
     Everything but the StatefulSet goes concurrently (those objects do not depend on one another);
     the StatefulSet goes last, so its pods never start before their NetworkPolicy and Secrets."""
-    manifests = owned_objects(ref, spec, primary_ordinal(pods), credentials, held)
+    manifests = owned_objects(ref, spec, primary_ordinal(pods), credentials, cap)
     _apply_concurrently(kube, manifests[:-1])
     kube.apply(manifests[-1])
     applied = [f"{m['kind']}/{m['metadata']['name']}" for m in manifests]

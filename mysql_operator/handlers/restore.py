@@ -8,10 +8,12 @@ primary, so the topology loop promotes it and seeds the replicas from it. A miss
 stops here for good (RestoreFailed, one Warning Event): nothing else is changed, nothing retried.
 
 A physical backup is restored before instance 0 ever starts: the StatefulSet is held at zero pods
-(`restore_holds_instances`, read by the reconcile handler) until the restore's method is known; for
-a physical one this timer makes instance 0's volume itself and runs the Job of
-resources/physical_jobs.py on it, then releases the StatefulSet. A logical one releases it at once
-and loads into the running instance 0 as before.
+(`restore_cap`, read by the reconcile handler) until the restore's method is known; for a physical
+one this timer makes instance 0's volume itself and runs the Job of resources/physical_jobs.py on
+it, then lets instance 0 alone start: an empty instance 1 starting faster than the restored one
+would otherwise be the only reachable candidate while instance 0 recovers. The replicas follow
+once instance 0 is the primary (handlers/day2.py scales to spec.instances). A logical restore
+releases every pod at once and loads into the running instance 0 as before.
 """
 
 from __future__ import annotations
@@ -81,19 +83,20 @@ class RestoreSource:
     method: BackupMethod = BackupMethod.LOGICAL
 
 
-def restore_holds_instances(spec: MysqlClusterSpec, status: Mapping[str, Any]) -> bool:
-    """Whether the StatefulSet must stay at zero pods (pure): a restore is pending whose method is
-    physical, or not known yet (no Job started: a cluster restoring before this rule existed keeps
-    its pods)."""
+def restore_cap(spec: MysqlClusterSpec, status: Mapping[str, Any], primary: int | None) -> int | None:
+    """At most how many pods the StatefulSet may run for the restore (pure; None: no limit): none
+    while a restore is pending whose method is physical or not known yet (no Job started: a cluster
+    restoring before this rule existed keeps its pods); instance 0 alone after a physical restore
+    until an instance is labelled primary."""
     if spec.restore_from is None:
-        return False
+        return None
     state = status.get("restore") or {}
+    physical = state.get("method") == BackupMethod.PHYSICAL.value
     if state.get("phase") == COMPLETED:
-        return False
-    method = state.get("method")
-    if method == BackupMethod.PHYSICAL.value:
-        return True
-    return not method and not state.get("job")
+        return 1 if physical and primary is None else None
+    if physical or (not state.get("method") and not state.get("job")):
+        return 0
+    return None
 
 
 def restore_finished(spec: MysqlClusterSpec, status: Mapping[str, Any]) -> bool:
@@ -199,13 +202,15 @@ def instance_zero_claim(spec: MysqlClusterSpec, namespace: str, cluster: str) ->
     }
 
 
-def release_instances(kube: Kube, namespace: str, cluster: str, spec: MysqlClusterSpec) -> bool:
-    """Let the StatefulSet start its pods (it was held while the restore's method was unknown or a
-    physical restore ran). False while the StatefulSet does not exist yet."""
+def release_instances(
+    kube: Kube, namespace: str, cluster: str, spec: MysqlClusterSpec, cap: int | None = None
+) -> bool:
+    """Let the StatefulSet start its pods, at most `cap` (it was held while the restore's method was
+    unknown or a physical restore ran). False while the StatefulSet does not exist yet."""
     statefulset = kube.get("apps/v1", "StatefulSet", namespace, c.statefulset_name(cluster))
     if statefulset is None:
         return False
-    wanted = statefulset_replicas(spec, None)
+    wanted = statefulset_replicas(spec, None, cap)
     if int((statefulset.get("spec") or {}).get("replicas") or 0) < wanted:
         kube.merge_patch("apps/v1", "StatefulSet", namespace, c.statefulset_name(cluster),
                          {"spec": {"replicas": wanted}})
@@ -315,7 +320,7 @@ def restore(
                 pass
             elif outcome.state == SUCCEEDED:
                 if state.get("method") == BackupMethod.PHYSICAL.value and not release_instances(
-                    kube, ns, name, cluster_spec
+                    kube, ns, name, cluster_spec, cap=1
                 ):
                     raise kopf.TemporaryError("waiting for the StatefulSet to release instance 0", delay=3)
                 replayed = list(outcome.result.get("replayed") or [])

@@ -232,12 +232,12 @@ def build_volume_claim_template(spec: MysqlClusterSpec) -> dict[str, Any]:
     return {"metadata": {"name": DATA_VOLUME}, "spec": claim_spec}
 
 
-def statefulset_replicas(spec: MysqlClusterSpec, primary_ordinal: int | None, held: bool = False) -> int:
+def statefulset_replicas(spec: MysqlClusterSpec, primary_ordinal: int | None, cap: int | None = None) -> int:
     """Pods to keep: spec.instances, but never fewer than the primary needs (scale-down removes the
     highest ordinals; the operator moves the primary off them first, then this drops to instances).
-    None while `held`: a physical restore fills instance 0's volume before any server starts."""
-    if held:
-        return 0
+    At most `cap` while a restore needs it (handlers/restore.py, `restore_cap`)."""
+    if cap is not None:
+        return min(cap, statefulset_replicas(spec, primary_ordinal))
     if primary_ordinal is not None and primary_ordinal >= spec.instances:
         return primary_ordinal + 1
     return spec.instances

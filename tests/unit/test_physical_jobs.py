@@ -20,7 +20,7 @@ from mysql_operator.backup.physical_restore import (
 )
 from mysql_operator.handlers.backup import backup_method
 from mysql_operator.handlers.jobs import FAILED, RUNNING, SUCCEEDED, job_outcome
-from mysql_operator.handlers.restore import instance_zero_claim, resolve_source, restore_holds_instances
+from mysql_operator.handlers.restore import instance_zero_claim, resolve_source, restore_cap
 from mysql_operator.resources.backup_job import (
     DatabaseLogin,
     JobKind,
@@ -40,6 +40,7 @@ from mysql_operator.resources.physical_jobs import (
     mysql_backup,
     restore_job,
 )
+from mysql_operator.resources.statefulset import statefulset_replicas
 
 PVC = {"pvc": {"claimName": "backups", "path": "shop"}}
 
@@ -103,20 +104,26 @@ def test_restore_method_goes_with_a_location_only() -> None:
 
 
 @pytest.mark.parametrize(
-    ("restore", "held"),
+    ("restore", "primary", "cap"),
     [
-        ({}, True),  # method not known yet: no pod may initialise an empty instance 0
-        ({"phase": "Pending", "method": "logical"}, False),
-        ({"phase": "Running", "method": "physical", "job": "j"}, True),
-        ({"phase": "Failed", "method": "physical", "job": "j"}, True),
-        ({"phase": "Completed", "method": "physical", "job": "j"}, False),
-        ({"phase": "Running", "job": "j"}, False),  # a logical restore started by an earlier version
+        ({}, None, 0),  # method not known yet: no pod may initialise an empty instance 0
+        ({"phase": "Pending", "method": "logical"}, None, None),
+        ({"phase": "Running", "method": "physical", "job": "j"}, None, 0),
+        ({"phase": "Failed", "method": "physical", "job": "j"}, None, 0),
+        # instance 0 alone until it is the primary: an empty instance 1 must not be the candidate
+        ({"phase": "Completed", "method": "physical", "job": "j"}, None, 1),
+        ({"phase": "Completed", "method": "physical", "job": "j"}, 0, None),
+        ({"phase": "Completed", "method": "logical", "job": "j"}, None, None),
+        ({"phase": "Running", "job": "j"}, None, None),  # a logical restore started by an earlier version
     ],
 )
-def test_instances_are_held_until_a_physical_restore_completed(restore: dict[str, Any], held: bool) -> None:
-    restoring = spec(restoreFrom={"backup": "b1"})
-    assert restore_holds_instances(restoring, {"restore": restore}) is held
-    assert restore_holds_instances(spec(), {"restore": restore}) is False
+def test_pods_are_held_until_a_physical_restore_completed_and_instance_0_leads(
+    restore: dict[str, Any], primary: int | None, cap: int | None
+) -> None:
+    restoring = spec(restoreFrom={"backup": "b1"}, instances=3)
+    assert restore_cap(restoring, {"restore": restore}, primary) == cap
+    assert restore_cap(spec(), {"restore": restore}, primary) is None
+    assert statefulset_replicas(restoring, primary, cap) == (3 if cap is None else cap)
 
 
 def test_instance_zero_claim_is_the_statefulset_s_own() -> None:

@@ -118,7 +118,10 @@ def after_topology(
     current = int((statefulset.get("spec") or {}).get("replicas") or 0)
     if result.primary is not None:
         wanted = statefulset_replicas(spec, result.primary)
-        if wanted != current:
+        # More pods only once the primary serves: a new, empty instance must never be the only
+        # reachable one while the primary starts (after a physical restore, instance 0 recovers).
+        serving = any(i.ordinal == result.primary and i.ready for i in result.instances)
+        if wanted < current or (wanted > current and serving):
             try:
                 kube.merge_patch("apps/v1", "StatefulSet", namespace, c.statefulset_name(name),
                                  {"spec": {"replicas": wanted}})

@@ -61,6 +61,7 @@ INTERVAL_SECONDS = 3.0
 COMPLETED = BackupPhase.COMPLETED.value
 FAILED_PHASE = BackupPhase.FAILED.value
 RUNNING_PHASE = BackupPhase.RUNNING.value
+STARTING = "StartingInstance"  # a physical restore's data is in place; instance 0 starts on it
 PENDING_PHASE = BackupPhase.PENDING.value
 
 # exit code of the restore command -> condition reason
@@ -92,7 +93,7 @@ def restore_cap(spec: MysqlClusterSpec, status: Mapping[str, Any], primary: int 
         return None
     state = status.get("restore") or {}
     physical = state.get("method") == BackupMethod.PHYSICAL.value
-    if state.get("phase") == COMPLETED:
+    if state.get("phase") == COMPLETED or (physical and state.get("step") == STARTING):
         return 1 if physical and primary is None else None
     if physical or (not state.get("method") and not state.get("job")):
         return 0
@@ -217,6 +218,19 @@ def release_instances(
     return True
 
 
+def _instance_zero_started(
+    kube: Kube, namespace: str, cluster: str, spec: MysqlClusterSpec, state: Mapping[str, Any]
+) -> bool:
+    """After a physical restore's Job: instance 0 alone is let start, and the restore completes only
+    once it answers, so the topology loop's first look finds the restored server running (one it
+    found unreachable first would be a returning primary with no history to check it against)."""
+    if state.get("method") != BackupMethod.PHYSICAL.value:
+        return True
+    if not release_instances(kube, namespace, cluster, spec, cap=1):
+        return False
+    return _instance_zero(kube, namespace, cluster) is not None
+
+
 def _not_finished(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
     if not spec.get("restoreFrom"):
         return False
@@ -318,11 +332,13 @@ def restore(
                 raise RestoreImpossible("RestoreFailed", f"the restore Job {state['job']} disappeared")
             if outcome.state == RUNNING:
                 pass
+            elif outcome.state == SUCCEEDED and not _instance_zero_started(
+                kube, ns, name, cluster_spec, state
+            ):
+                if state.get("step") != STARTING:
+                    waiting = f"the data is restored; waiting for {c.pod_name(name, 0)} to start on it"
+                    report(RUNNING_PHASE, STARTING, waiting, "Restoring")
             elif outcome.state == SUCCEEDED:
-                if state.get("method") == BackupMethod.PHYSICAL.value and not release_instances(
-                    kube, ns, name, cluster_spec, cap=1
-                ):
-                    raise kopf.TemporaryError("waiting for the StatefulSet to release instance 0", delay=3)
                 replayed = list(outcome.result.get("replayed") or [])
                 until = f" to {state.get('pointInTime')}" if state.get("pointInTime") else ""
                 message = f"restored {state.get('source')}{until}" + (

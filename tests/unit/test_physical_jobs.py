@@ -110,6 +110,7 @@ def test_restore_method_goes_with_a_location_only() -> None:
         ({"phase": "Pending", "method": "logical"}, None, None),
         ({"phase": "Running", "method": "physical", "job": "j"}, None, 0),
         ({"phase": "Failed", "method": "physical", "job": "j"}, None, 0),
+        ({"phase": "Running", "step": "StartingInstance", "method": "physical", "job": "j"}, None, 1),
         # instance 0 alone until it is the primary: an empty instance 1 must not be the candidate
         ({"phase": "Completed", "method": "physical", "job": "j"}, None, 1),
         ({"phase": "Completed", "method": "physical", "job": "j"}, 0, None),

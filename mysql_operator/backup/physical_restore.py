@@ -23,6 +23,7 @@ from mysql_operator.backup.commands import Instance
 from mysql_operator.backup.manifest import Manifest
 from mysql_operator.backup.restore import roll_forward
 from mysql_operator.backup.storage import Storage
+from mysql_operator.mysql.dialect import dialect_for
 from mysql_operator.mysql.session import MysqlError, Statement, Timeouts, open_session
 
 log = logging.getLogger(__name__)
@@ -106,11 +107,21 @@ def wait_answering(instance: Instance, timeout: float = START_TIMEOUT_SECONDS) -
             time.sleep(_POLL_SECONDS)
 
 
+def forget_replication(instance: Instance) -> None:
+    """The copy of a replica still names the source cluster's primary as its source: drop that
+    (the server was started with replication off), so the restored instance is nobody's replica."""
+    dialect = dialect_for(instance.flavor)
+    with open_session(instance.host, instance.login, port=instance.port, tls=instance.tls(),
+                      timeouts=Timeouts(connect=2.0, read=60.0)) as session:
+        session.execute(dialect.stop_replica, dialect.reset_replica_all)
+
+
 def finish_restore(instance: Instance, storage: Storage, manifest: Manifest,
                    point_in_time: datetime | None) -> list[str]:
     """Wait for the copied server, roll it forward to `point_in_time` when given; returns the binlog
     files replayed."""
     wait_answering(instance)
+    forget_replication(instance)
     if point_in_time is None:
         return []
     return roll_forward(instance, storage, manifest, point_in_time)

@@ -163,6 +163,7 @@ class Dialect(ABC):
     start_replica: Statement
 
     stop_replica: Statement
+    skip_replica_start: str  # the server option that keeps replication from starting by itself
 
     start_io_thread: Statement
 
@@ -302,6 +303,7 @@ class MysqlDialect(Dialect):
     stop_io_thread = Statement("STOP REPLICA IO_THREAD")
     reset_replica_all = Statement("RESET REPLICA ALL")
     replica_status_query = Statement("SHOW REPLICA STATUS")
+    skip_replica_start = "--skip-replica-start"
 
     def gtid_from_row(self, row: dict[str, Any]) -> str:
         return gtid.format_mysql(gtid.parse_mysql(_text(row.get("gtid_executed"))))
@@ -465,6 +467,7 @@ class MariadbDialect(Dialect):
     stop_io_thread = Statement("STOP SLAVE IO_THREAD")
     reset_replica_all = Statement("RESET SLAVE ALL")
     replica_status_query = Statement("SHOW SLAVE STATUS")
+    skip_replica_start = "--skip-slave-start"
 
     def gtid_from_row(self, row: dict[str, Any]) -> str:
         return gtid.merge_mariadb(

@@ -26,6 +26,7 @@ from typing import Any
 
 from mysql_operator import conventions as c
 from mysql_operator.api.models import MysqlClusterSpec
+from mysql_operator.mysql.dialect import dialect_for
 from mysql_operator.mysql.users import MANAGED_ACCOUNTS
 from mysql_operator.resources.backup_job import (
     TLS_CA_DIR,
@@ -168,7 +169,10 @@ def restore_job(request: JobRequest, ref: ClusterRef, spec: MysqlClusterSpec, lo
         key: value for key, value in instance.items()
         if key not in ("startupProbe", "readinessProbe", "livenessProbe", "volumeMounts", "args")
     }
-    server["args"] = [f"--server-id={c.SERVER_ID_PREFIX}0", f"--init-file={INIT_SQL}"]
+    # A copy of a replica carries its replication settings (MySQL keeps them in InnoDB tables, which
+    # a clone copies): the restoring server must not start replicating from the source cluster.
+    server["args"] = [f"--server-id={c.SERVER_ID_PREFIX}0", f"--init-file={INIT_SQL}",
+                      dialect_for(spec.flavor).skip_replica_start]
     server["volumeMounts"] = [
         data if mount["name"] == c.DATA_VOLUME else mount for mount in instance["volumeMounts"]
     ] + [_run_mount()]

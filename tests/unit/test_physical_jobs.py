@@ -193,6 +193,7 @@ def test_physical_restore_runs_instance_zero_s_own_server_on_its_volume_with_the
         assert {"name": claim["name"], "mountPath": "/var/lib/mysql"} in container["volumeMounts"]
     assert server["image"] == "mysql:9.7.4"
     assert f"--init-file={INIT_SQL}" in server["args"] and "--server-id=10" in server["args"]
+    assert "--skip-replica-start" in server["args"]  # a replica's copy must not replicate from the source
     assert not any(key.endswith("Probe") for key in server)
     mounted = {m["mountPath"] for m in server["volumeMounts"]}
     assert mounted >= {"/etc/mysql/conf.d", "/etc/mysql/tls", RUN_DIR}

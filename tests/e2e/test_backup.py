@@ -335,7 +335,7 @@ def test_a_physical_backup_restores_to_a_point_in_time_before_the_new_cluster_st
 
     def restoring() -> bool:
         restore = shop.status("phys", shop.ns).get("restore") or {}
-        if restore.get("phase") == "Running":
+        if restore.get("phase") == "Running" and restore.get("step") == "Restoring":  # the Job's part
             instances = "app.kubernetes.io/name=mysql,app.kubernetes.io/instance=phys"  # not the Job's pod
             pods_while_restoring.append(len(shop.items("pods", shop.ns, instances)))
         return restore.get("phase") in ("Completed", "Failed")
@@ -346,6 +346,7 @@ def test_a_physical_backup_restores_to_a_point_in_time_before_the_new_cluster_st
     restore = status["restore"]
     assert restore["phase"] == "Completed" and restore["method"] == "physical", restore
     assert pods_while_restoring and set(pods_while_restoring) == {0}, "no instance starts before its data"
+    assert restore["step"] == "Done"
     assert status["primary"] == "phys-0"
     got = snapshot(shop, "phys", "phys-0")  # the new cluster's own operator password works
     assert set(got) == set(expected)

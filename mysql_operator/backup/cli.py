@@ -26,6 +26,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -267,19 +268,14 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
         return {"result": "Unpacked", "backup": manifest.name, "datadir": str(args.datadir),
                 "dropped": dropped, "accounts": len(accounts)}
     if args.command == "restore-physical":
-        try:
-            point = parse_rfc3339(args.point_in_time) if args.point_in_time else None
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
+        point = _point_in_time(args)
         manifest = read_manifest(storage, args.backup)
         replayed = finish_restore(instance_from_env(env), storage, manifest, point)
         return {"result": "Restored", "backup": manifest.name, "pointInTime": args.point_in_time,
                 "replayed": replayed}
     if args.command == "roll-forward":
-        try:
-            until = parse_rfc3339(args.point_in_time)
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
+        until = _point_in_time(args)
+        assert until is not None  # required by the parser
         manifest = read_manifest(storage, args.backup)
         replayed = roll_forward(instance_from_env(env), storage, manifest, until)
         return {"result": "RolledForward", "backup": manifest.name, "pointInTime": args.point_in_time,
@@ -310,10 +306,7 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
             "skipped": archived.skipped,
         }
     if args.command == "restore":
-        try:
-            point = parse_rfc3339(args.point_in_time) if args.point_in_time else None
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
+        point = _point_in_time(args)
 
         def step(name: str, message: str) -> None:
             log.info("[%s] %s", name, message)
@@ -342,6 +335,14 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
         "corrupt": catalog.corrupt,
         "binlogs": {source: [b.file for b in files] for source, files in catalog.binlogs.items()},
     }
+
+
+def _point_in_time(args: argparse.Namespace) -> datetime | None:
+    """--point-in-time as a time (None when not given); a malformed one is a usage error."""
+    try:
+        return parse_rfc3339(args.point_in_time) if args.point_in_time else None
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _recipient(args: argparse.Namespace, env: Mapping[str, str]) -> Instance | None:

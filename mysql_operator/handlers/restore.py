@@ -231,6 +231,25 @@ def _instance_zero_started(
     return _instance_zero(kube, namespace, cluster) is not None
 
 
+def _started(
+    state: dict[str, Any], job: str, source: RestoreSource, restore_from: RestoreFrom, pod: str
+) -> str:
+    """Record a started restore Job in `state`; returns what to tell people."""
+    state.update(
+        {
+            "job": job,
+            "source": source.label,
+            "location": source.location,
+            "pointInTime": restore_from.point_in_time,
+            "startTime": now_iso(),
+        }
+    )
+    until = f" up to {restore_from.point_in_time}" if restore_from.point_in_time else ""
+    if source.method == BackupMethod.PHYSICAL:
+        return f"Job {job} unpacks {source.label}{until} into the volume of {pod}, which starts afterwards"
+    return f"Job {job} loads {source.label}{until} into {pod}"
+
+
 def _not_finished(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
     if not spec.get("restoreFrom"):
         return False
@@ -286,18 +305,7 @@ def restore(
             elif source.method == BackupMethod.PHYSICAL:
                 state["method"] = source.method.value
                 job = _start_job(kube, memo, meta, ns, cluster_spec, source, "$(POD_IP)")
-                state.update(
-                    {
-                        "job": job,
-                        "source": source.label,
-                        "location": source.location,
-                        "pointInTime": restore_from.point_in_time,
-                        "startTime": now_iso(),
-                    }
-                )
-                until = f" up to {restore_from.point_in_time}" if restore_from.point_in_time else ""
-                message = (f"Job {job} unpacks {source.label}{until} into the volume of "
-                           f"{c.pod_name(name, 0)}, which starts afterwards")
+                message = _started(state, job, source, restore_from, c.pod_name(name, 0))
                 report(RUNNING_PHASE, "Restoring", message, "Restoring")
                 events.info(body, reason="RestoreStarted", message=message)
             else:
@@ -313,17 +321,7 @@ def restore(
                     )
                 else:
                     job = _start_job(kube, memo, meta, ns, cluster_spec, source, host)
-                    state.update(
-                        {
-                            "job": job,
-                            "source": source.label,
-                            "location": source.location,
-                            "pointInTime": restore_from.point_in_time,
-                            "startTime": now_iso(),
-                        }
-                    )
-                    until = f" up to {restore_from.point_in_time}" if restore_from.point_in_time else ""
-                    message = f"Job {job} loads {source.label}{until} into {c.pod_name(name, 0)}"
+                    message = _started(state, job, source, restore_from, c.pod_name(name, 0))
                     report(RUNNING_PHASE, "Restoring", message, "Restoring")
                     events.info(body, reason="RestoreStarted", message=message)
         else:

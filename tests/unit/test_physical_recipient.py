@@ -29,28 +29,28 @@ from mysql_operator.mysql.dialect import MysqlDialect
 from mysql_operator.mysql.seed import SeedEndpoint, clone_plan
 from mysql_operator.mysql.session import Login, Statement
 
-DONOR = SeedEndpoint("10.1.2.3", Login("mysqlop_backup", "s3cret"), 3306)
+DONOR = SeedEndpoint("127.0.0.9", Login("mysqlop_backup", "s3cret"), 3306)
 
 
 def test_a_clone_into_a_data_directory_keeps_the_recipient_as_it_is() -> None:
-    statements = MysqlDialect().clone_from("10.1.2.3", 3306, "mysqlop_backup", "s3cret",
+    statements = MysqlDialect().clone_from("127.0.0.9", 3306, "mysqlop_backup", "s3cret",
                                            data_directory="/clone/c1")
     assert statements == [
-        Statement("SET GLOBAL clone_valid_donor_list = %s", ("10.1.2.3:3306",)),
+        Statement("SET GLOBAL clone_valid_donor_list = %s", ("127.0.0.9:3306",)),
         Statement("SET GLOBAL clone_ssl_ca = ''"),  # no CA of an earlier TLS backup lingers
         Statement("CLONE INSTANCE FROM %s@%s:%s IDENTIFIED BY %s DATA DIRECTORY = %s",
-                  ("mysqlop_backup", "10.1.2.3", 3306, "s3cret", "/clone/c1")),
+                  ("mysqlop_backup", "127.0.0.9", 3306, "s3cret", "/clone/c1")),
     ]  # no SET GLOBAL super_read_only: the recipient's own data is not replaced
 
 
 def test_a_clone_over_tls_verifies_the_donor_with_the_ca_and_requires_ssl() -> None:
-    statements = MysqlDialect().clone_from("10.1.2.3", 3307, "u", "pw", "/tls/ca.crt", "/clone/c1")
+    statements = MysqlDialect().clone_from("127.0.0.9", 3307, "u", "pw", "/tls/ca.crt", "/clone/c1")
     assert statements[1] == Statement("SET GLOBAL clone_ssl_ca = %s", ("/tls/ca.crt",))
     assert statements[-1] == Statement(
         "CLONE INSTANCE FROM %s@%s:%s IDENTIFIED BY %s DATA DIRECTORY = %s REQUIRE SSL",
-        ("u", "10.1.2.3", 3307, "pw", "/clone/c1"))
+        ("u", "127.0.0.9", 3307, "pw", "/clone/c1"))
     # The seeding clone (over the recipient's own data) is unchanged: unfenced first, no directory.
-    seeding = MysqlDialect().clone_from("10.1.2.3", 3306, "u", "pw", "/tls/ca.crt")
+    seeding = MysqlDialect().clone_from("127.0.0.9", 3306, "u", "pw", "/tls/ca.crt")
     assert seeding[0] == Statement("SET GLOBAL super_read_only = OFF")
     assert seeding[-1].sql == "CLONE INSTANCE FROM %s@%s:%s IDENTIFIED BY %s REQUIRE SSL"
 

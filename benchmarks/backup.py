@@ -5,20 +5,27 @@
 
 Starts three servers of the flavor on 127.<IT_NET>.30.101-103 (MySQL: .31.x; IT_NET default 0) (the
 source and two empty targets, the same config): real MySQL 9.7 from the cached root (its tools through
-MYSQL_TOOLS_DIR, as in the operator's image) or MariaDB. Loads generated rows into the source with
-LOAD DATA, then, in the same run:
+MYSQL_TOOLS_DIR, as in the operator's image) or MariaDB. With --method physical and MySQL, a fourth
+on .31.104: the recipient (see below). Loads generated rows into the source with LOAD DATA, then, in
+the same run:
   ours:  take_backup (the flavor's dump -> gzip -> directory storage, manifest) + restore into target 1
   plain: mysqldump|mariadb-dump --single-transaction | mysql|mariadb into target 2
 MB/s is logical data (bytes of SQL the dump produces) per second. Both targets are checked against
 the source with CHECKSUM TABLE. Every step has a time limit; the servers are stopped at the end.
 
-With --method physical, ours is a physical backup (backup/physical.py: mariadb-backup for MariaDB,
-CLONE LOCAL DATA DIRECTORY for MySQL; zstd level 1 -> directory storage) and its restore: target 1
-stopped, its data directory emptied, the backup unpacked (sha256 checked; mariadb-backup --prepare)
-and the server started until it answers. MB/s is then the InnoDB size of the data per second. Each
-of the --rounds rounds runs ours, then the plain pipeline (its target's database dropped first, not
-timed), and checks both targets' checksums against the source; the medians over the rounds and
-their ratio are printed, with each step of ours (clone, stream, unpack, prepare, start).
+With --method physical, ours is a physical backup (backup/physical.py; zstd level 1 -> directory
+storage), taken as the operator's backup Job takes it: MariaDB with mariadb-backup reading the
+source's data directory; MySQL through a recipient, a throwaway mysqld of the same version (the
+Job's second container; here on its own, clone plugin loaded, performance_schema on) that runs
+`CLONE INSTANCE FROM <source> DATA DIRECTORY = <a new directory under --work>` as root with a
+password (as cli.recipient_from_env), the donor login being the source's root (BACKUP_ADMIN); the
+directory is then tarred to storage and removed. Then its restore: target 1 stopped, its data
+directory emptied, the backup unpacked (sha256 checked; mariadb-backup --prepare) and the server
+started until it answers. MB/s is then the InnoDB size of the data per second. Each of the --rounds
+rounds runs ours, then the plain pipeline (its target's database dropped first, not timed), and
+checks both targets' checksums against the source; the medians over the rounds and their ratio are
+printed, with each step of ours (clone, stream, unpack, prepare, start). The recipient serves every
+round, each into a directory of its own, and is stopped at the end with the other servers.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ if "MYSQL_TOOLS_DIR" not in os.environ and mysql_root.is_built():
     mysql_root.write_wrappers(_TOOLS_DIR)
     os.environ["MYSQL_TOOLS_DIR"] = str(_TOOLS_DIR)
 
+from mysql_operator.backup.cli import recipient_from_env  # noqa: E402
 from mysql_operator.backup.commands import Instance, Tools, child_env, defaults_file, load_command  # noqa: E402
 from mysql_operator.backup.physical import (  # noqa: E402
     COMPRESSIONS,
@@ -58,7 +66,7 @@ from mysql_operator.backup.physical import (  # noqa: E402
 from mysql_operator.backup.restore import restore  # noqa: E402
 from mysql_operator.backup.storage import DirectoryStorage  # noqa: E402
 from mysql_operator.backup.take import take_backup  # noqa: E402
-from mysql_operator.conventions import Flavor  # noqa: E402
+from mysql_operator.conventions import MYSQL_PORT, Flavor  # noqa: E402
 from mysql_operator.mysql.session import Login  # noqa: E402
 from tests.integration.servers import ROOT_PASSWORD, DbServer, make_server  # noqa: E402
 
@@ -66,6 +74,11 @@ NET = os.environ.get("IT_NET", "0")  # side-by-side runs use their own loopback 
 # One address block per flavor, so both flavors' runs can go side by side.
 HOSTS = {"mariadb": (f"127.{NET}.30.101", f"127.{NET}.30.102", f"127.{NET}.30.103"),
          "mysql": (f"127.{NET}.31.101", f"127.{NET}.31.102", f"127.{NET}.31.103")}
+# MySQL physical: the throwaway server that clones the source (the backup Job's "recipient" container).
+RECIPIENT_HOST = f"127.{NET}.31.104"
+# As the integration tests' recipient: performance_schema on (clone_status is read there; the stock
+# image's default too); the clone plugin is loaded by every MySQL test server (plugin_load_add).
+RECIPIENT_CONFIG = {"performance_schema": "ON"}
 CONFIG = {
     "read_only": "OFF",
     "innodb_buffer_pool_size": "2G",
@@ -160,16 +173,34 @@ def flavor_tools(flavor: Flavor) -> Tools:
     return tools
 
 
-def physical_backup_and_restore(source: DbServer, target: DbServer, work: Path, round_: int,
-                                compression: str) -> tuple[dict[str, float], int]:
-    """Physical backup of `source`, restored into `target` (stopped, emptied, unpacked, started);
-    returns the seconds of each step (backup, restore, and theirs) and the stored bytes."""
+def _recipient_instance(recipient: DbServer) -> Instance:
+    """The recipient as the backup Job's command sees it (cli.recipient_from_env: root, a password)."""
+    return recipient_from_env({"RECIPIENT_PASSWORD": ROOT_PASSWORD}, recipient.host, MYSQL_PORT)
+
+
+def physical_backup_and_restore(source: DbServer, target: DbServer, recipient: DbServer | None, work: Path,
+                                round_: int, compression: str) -> tuple[dict[str, float], int]:
+    """Physical backup of `source` (MySQL: cloned by `recipient` into a new directory under `work`,
+    as the backup Job does), restored into `target` (stopped, emptied, unpacked, started); returns
+    the seconds of each step (backup, restore, and theirs) and the stored bytes."""
     storage = DirectoryStorage(work / "storage-physical")
     steps: dict[str, float] = {}
+    name = f"bench-p{round_}"
+    recipient_instance: Instance | None = None
+    clone_dir: Path | None = None
+    if source.flavor == Flavor.MYSQL:
+        if recipient is None:
+            raise RuntimeError("a MySQL physical backup needs the recipient server")
+        recipient_instance = _recipient_instance(recipient)
+        shared = work / "shared"  # the Job's directory that both of its containers mount
+        shared.mkdir(exist_ok=True)
+        clone_dir = shared / f"clone-{name}"  # new: the recipient creates it, the backup removes it
     began = time.monotonic()
-    manifest = take_physical_backup(_instance(source), storage, cluster="bench", name=f"bench-p{round_}",
-                                    datadir=source.datadir, scratch=work / "clone-scratch",
-                                    compression=compression, timings=steps)
+    manifest = take_physical_backup(
+        _instance(source), storage, cluster="bench", name=name,
+        datadir=source.datadir if source.flavor == Flavor.MARIADB else None,
+        recipient=recipient_instance, clone_dir=clone_dir, compression=compression, timings=steps,
+    )
     backup_seconds = time.monotonic() - began
     _log(f"physical backup: {manifest.size / 2**30:.2f} GiB stored in {backup_seconds:.1f}s ({steps})")
     target.kill()
@@ -231,15 +262,16 @@ def plain_dump_and_load(source: DbServer, target: DbServer) -> float:
 
 
 def physical_rounds(rounds: int, compression: str, source: DbServer, ours_target: DbServer,
-                    plain_target: DbServer, work: Path, expected: list[tuple[object, ...]], plain_name: str,
-                    loaded: int, table_bytes: int) -> int:
+                    plain_target: DbServer, recipient: DbServer | None, work: Path,
+                    expected: list[tuple[object, ...]], plain_name: str, loaded: int,
+                    table_bytes: int) -> int:
     """Ours then plain, `rounds` times, every restore checked against the source; prints medians."""
     ours: list[dict[str, float]] = []
     plain: list[float] = []
     all_ok = True
     stored = 0
     for round_ in range(1, rounds + 1):
-        steps, stored = physical_backup_and_restore(source, ours_target, work, round_, compression)
+        steps, stored = physical_backup_and_restore(source, ours_target, recipient, work, round_, compression)
         ours_ok = checksums(ours_target) == expected
         _log(f"round {round_}: plain {plain_name} ...")
         plain.append(plain_dump_and_load(source, plain_target))
@@ -255,8 +287,9 @@ def physical_rounds(rounds: int, compression: str, source: DbServer, ours_target
     print(f"flavor: {source.flavor.value}, {source.sql('SELECT VERSION()')[0][0]}")
     print(f"data: {loaded / 2**30:.2f} GiB generated rows, InnoDB {table_bytes / 2**30:.2f} GiB, "
           f"physical backup stored {stored / 2**30:.2f} GiB ({compression}); {rounds} round(s), medians")
-    print(f"{'step':<44} {'seconds':>8} {'MB/s':>8}   rounds")
-    names = {"clone": "ours:   CLONE LOCAL (MySQL)", "stream": "ours:   copy | compress | hash | store",
+    print(f"{'step':<48} {'seconds':>8} {'MB/s':>8}   rounds")
+    names = {"clone": "ours:   CLONE INSTANCE into a recipient (MySQL)",
+             "stream": "ours:   copy | compress | hash | store",
              "manifest": "ours:   manifest", "unpack": "ours:   fetch | hash | decompress | extract",
              "prepare": "ours:   mariadb-backup --prepare", "start": "ours:   server start until it answers"}
     rows = [("ours: physical backup", [r["backup"] for r in ours])]
@@ -267,7 +300,7 @@ def physical_rounds(rounds: int, compression: str, source: DbServer, ours_target
     for name, values in rows:
         median = statistics.median(values)
         rate = f"{'':>8}" if name.startswith("ours:   ") else f"{mb / median:>8.1f}"
-        print(f"{name:<44} {median:>8.1f} {rate}   " + " ".join(f"{v:.1f}" for v in values))
+        print(f"{name:<48} {median:>8.1f} {rate}   " + " ".join(f"{v:.1f}" for v in values))
     print(f"ratio plain dump|load / ours (backup+restore), medians: {median_plain / median_ours:.2f}x faster")
     print(f"checksums equal to the source after every restore: {all_ok}")
     return 0 if all_ok else 1
@@ -293,10 +326,15 @@ def main() -> int:
         make_server(flavor, i, host, args.work / f"db{i}", {**CONFIG, **REDO_LOG[flavor]})
         for i, host in enumerate(HOSTS[args.flavor])
     ]
+    source, ours_target, plain_target = servers
+    recipient: DbServer | None = None
+    if args.method == "physical" and flavor == Flavor.MYSQL:
+        recipient = make_server(flavor, len(servers), RECIPIENT_HOST, args.work / "recipient",
+                                RECIPIENT_CONFIG)
+        servers.append(recipient)
     try:
         for server in servers:
             server.start()
-        source, ours_target, plain_target = servers
         began = time.monotonic()
         loaded = generate(source, args.work, int(args.gib * 2**30))
         _log(f"loaded {loaded / 2**30:.2f} GiB of CSV in {time.monotonic() - began:.0f}s")
@@ -312,7 +350,7 @@ def main() -> int:
         plain_name = f"{Path(tools.dump).name} | {Path(tools.client).name}"
         if args.method == "physical":
             return physical_rounds(args.rounds, args.compression, source, ours_target, plain_target,
-                                   args.work, expected, plain_name, loaded, table_bytes)
+                                   recipient, args.work, expected, plain_name, loaded, table_bytes)
         storage = DirectoryStorage(args.work / "storage")
         began = time.monotonic()
         manifest = take_backup(_instance(source), storage, cluster="bench", name="bench-1", progress=_log,

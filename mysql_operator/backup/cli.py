@@ -54,7 +54,14 @@ from mysql_operator.backup.physical_restore import (
     wait_answering,
     write_init_sql,
 )
-from mysql_operator.backup.restore import RestoreFailed, RestoreRefused, restore, roll_forward
+from mysql_operator.backup.restore import (
+    DEFAULT_LOAD_THREADS,
+    MAX_LOAD_THREADS,
+    RestoreFailed,
+    RestoreRefused,
+    restore,
+    roll_forward,
+)
 from mysql_operator.backup.retention import apply_retention
 from mysql_operator.backup.storage import DirectoryStorage, S3Location, S3Storage, Storage, StorageError
 from mysql_operator.backup.take import take_backup
@@ -184,6 +191,10 @@ def _parser() -> argparse.ArgumentParser:
     back = commands.add_parser("restore", parents=[common], help="restore a backup into the empty instance")
     back.add_argument("--backup", required=True, help="location (backups/<name>) or name")
     back.add_argument("--point-in-time", help="RFC 3339 time to roll forward to with archived binlogs")
+    back.add_argument("--threads", type=int, default=DEFAULT_LOAD_THREADS,
+                      choices=range(1, MAX_LOAD_THREADS + 1), metavar=f"1..{MAX_LOAD_THREADS}",
+                      help="sessions loading the rows at once (triggers and events follow the rows); 1: "
+                           "the dump as one stream")
 
     unpack = commands.add_parser(
         "unpack", parents=[common], help="physical restore: put a backup's files into an empty data directory"
@@ -311,7 +322,8 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
         def step(name: str, message: str) -> None:
             log.info("[%s] %s", name, message)
 
-        result = restore(instance_from_env(env), storage, args.backup, point_in_time=point, progress=step)
+        result = restore(instance_from_env(env), storage, args.backup, point_in_time=point, progress=step,
+                         threads=args.threads)
         return {
             "result": "Restored",
             "backup": result.manifest.name,

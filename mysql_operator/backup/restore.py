@@ -9,13 +9,18 @@ binlogs replayed.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
+import logging
+import queue
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,11 +36,14 @@ from mysql_operator.backup.commands import (
     defaults_file,
     load_command,
 )
+from mysql_operator.backup.dumpsplit import DumpSplitter, Phase
 from mysql_operator.backup.manifest import BackupCorrupt, BackupError, Manifest, binlog_sequence, rfc3339
 from mysql_operator.backup.physical import gtid_replay_command
 from mysql_operator.backup.storage import CHUNK_SIZE, Storage
 from mysql_operator.conventions import Flavor
 from mysql_operator.mysql.session import MysqlError, Statement, open_session, redact
+
+log = logging.getLogger(__name__)
 
 # Lines of mariadb-binlog output that would replay a transaction under its original GTID. Dropped,
 # so the restored server gives replayed transactions GTIDs of its own, after those of the load:
@@ -43,6 +51,10 @@ from mysql_operator.mysql.session import MysqlError, Statement, open_session, re
 _MARIADB_GTID_LINE = re.compile(
     rb"^/\*M?!100001 SET @@session\.(gtid_seq_no|gtid_domain_id|server_id)=\d+\*/"
 )
+# Sessions loading a dump's rows at once (dumpsplit.py); 1 loads the dump as one stream.
+DEFAULT_LOAD_THREADS = 4
+MAX_LOAD_THREADS = 16
+_POLL = 0.2  # seconds between checks of a failed loader while waiting on the work queue
 
 
 class RestoreStep:
@@ -203,6 +215,192 @@ def _load_dump(storage: Storage, manifest: Manifest, command: list[str], secrets
         raise RestoreFailed(f"backup {manifest.name} changed while it was loaded (sha256 mismatch)")
 
 
+class _Hashing:
+    """A readable stream that hashes what passes through it."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source = source
+        self.sha256 = hashlib.sha256()
+
+    def read(self, size: int = -1, /) -> bytes:
+        chunk = self._source.read(size)
+        self.sha256.update(chunk)
+        return chunk
+
+    def seek(self, offset: int, /) -> int:
+        raise OSError("a backup stream is read once, from the start")
+
+
+@contextlib.contextmanager
+def _dump_lines(storage: Storage, manifest: Manifest) -> Iterator[Iterator[bytes]]:
+    """The lines of the decompressed dump; at the end, its sha256 is checked against the manifest."""
+    with storage.open(manifest.dump_key) as source:
+        hashing = _Hashing(source)
+        with gzip.GzipFile(fileobj=hashing, mode="rb") as lines:
+            yield iter(lines)
+            lines.read()  # to the end, so that every byte is hashed
+    if hashing.sha256.hexdigest() != manifest.sha256:
+        raise RestoreFailed(f"backup {manifest.name} changed while it was loaded (sha256 mismatch)")
+
+
+class _Loader:
+    """One client session fed from a thread: the dump's session settings, then statements from a
+    shared queue, each preceded by its `USE` line when the database changes."""
+
+    def __init__(self, command: list[str], preamble: bytes, work: queue.Queue[tuple[bytes, bytes] | None],
+                 failed: threading.Event, stderr: IO[bytes]) -> None:
+        self.stderr = stderr
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                        stderr=self.stderr, env=child_env())
+        self._preamble = preamble
+        self._work = work
+        self._failed = failed
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        assert self.process.stdin is not None
+        target = self.process.stdin
+        use = b""
+        try:
+            target.write(self._preamble)
+            while not self._failed.is_set():
+                try:
+                    item = self._work.get(timeout=_POLL)
+                except queue.Empty:
+                    continue
+                if item is None:
+                    break
+                if item[0] != use:
+                    use = item[0]
+                    target.write(use)
+                target.write(item[1])
+        except OSError:  # the client died (its exit code and error output tell why)
+            self._failed.set()
+        finally:
+            with contextlib.suppress(OSError):
+                target.close()
+
+    def finish(self) -> tuple[int, str]:
+        self.thread.join()
+        code = self.process.wait()
+        self.stderr.seek(0)
+        return code, self.stderr.read().decode(errors="replace").strip()[-1500:]
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+
+
+def _put(work: queue.Queue[tuple[bytes, bytes] | None], item: tuple[bytes, bytes] | None,
+         failed: threading.Event) -> None:
+    while not failed.is_set():
+        try:
+            work.put(item, timeout=_POLL)
+            return
+        except queue.Full:
+            continue
+
+
+def _load_rows(storage: Storage, manifest: Manifest, command: list[str], preamble: bytes, threads: int,
+               secrets: tuple[str, ...]) -> int:
+    """Phase DATA: every INSERT of the dump, spread over `threads` sessions. Returns the statements."""
+    work: queue.Queue[tuple[bytes, bytes] | None] = queue.Queue(maxsize=threads * 2)
+    failed = threading.Event()
+    with contextlib.ExitStack() as files:
+        loaders: list[_Loader] = []
+        try:
+            for _ in range(threads):
+                stderr = files.enter_context(tempfile.TemporaryFile())
+                loaders.append(_Loader(command, preamble, work, failed, stderr))
+        except OSError as error:
+            failed.set()
+            for loader in loaders:
+                loader.kill()
+                loader.finish()
+            raise RestoreFailed(f"cannot start {command[0]}: {error}") from None
+        return _feed_rows(storage, manifest, work, failed, loaders, secrets)
+
+
+def _feed_rows(storage: Storage, manifest: Manifest, work: queue.Queue[tuple[bytes, bytes] | None],
+               failed: threading.Event, loaders: list[_Loader], secrets: tuple[str, ...]) -> int:
+    statements = 0
+    try:
+        with _dump_lines(storage, manifest) as lines:
+            for piece in DumpSplitter().split(lines):
+                if piece.phase is Phase.DATA:
+                    _put(work, (piece.use, piece.text), failed)
+                    statements += 1
+                if failed.is_set():
+                    break
+        for _ in loaders:
+            _put(work, None, failed)
+    except BaseException:
+        failed.set()
+        raise
+    finally:
+        if failed.is_set():
+            for loader in loaders:
+                loader.kill()
+        outcomes = [loader.finish() for loader in loaders]
+    for code, detail in outcomes:
+        if code != 0:
+            raise RestoreFailed(f"loading the rows of backup {manifest.name} failed (exit {code}): "
+                                f"{redact(detail, secrets)}")
+    if failed.is_set():
+        raise RestoreFailed(f"loading the rows of backup {manifest.name} failed: a session stopped")
+    return statements
+
+
+def _load_dump_parallel(storage: Storage, manifest: Manifest, command: list[str], threads: int,
+                        secrets: tuple[str, ...]) -> None:
+    """Load the dump in three phases (dumpsplit.py): the schema in one session, the rows in
+    `threads` sessions at once, then the triggers and events in one session. The dump is read twice
+    (schema, rows); its sha256 is checked each time."""
+    with tempfile.SpooledTemporaryFile(max_size=16 << 20) as deferred:
+        _load_phases(storage, manifest, command, threads, secrets, deferred)
+
+
+def _load_phases(storage: Storage, manifest: Manifest, command: list[str], threads: int,
+                 secrets: tuple[str, ...], deferred: IO[bytes]) -> None:
+    splitter = DumpSplitter()
+    rows = 0
+
+    def schema(target: IO[bytes]) -> None:
+        nonlocal rows
+        use = b""
+        with _dump_lines(storage, manifest) as lines:
+            for piece in splitter.split(lines):
+                if piece.phase is Phase.SCHEMA:
+                    target.write(piece.text)
+                elif piece.phase is Phase.DEFERRED:
+                    if piece.use != use:
+                        use = piece.use
+                        deferred.write(use)
+                    deferred.write(piece.text)
+                else:
+                    rows += 1
+
+    _run_loader(command, schema, secrets, f"loading the schema of backup {manifest.name}")
+    preamble = b"".join(splitter.preamble)
+    log.info("backup %s: schema loaded; %d INSERT statements to load in %d sessions", manifest.name, rows,
+             threads)
+    if rows:
+        began = time.monotonic()
+        _load_rows(storage, manifest, command, preamble, threads, secrets)
+        log.info("backup %s: rows loaded in %.1fs", manifest.name, time.monotonic() - began)
+    if deferred.tell():
+        what = f"creating the triggers and events of backup {manifest.name}"
+        log.info("%s", what)
+
+        def objects(target: IO[bytes]) -> None:
+            target.write(preamble)
+            deferred.seek(0)
+            shutil.copyfileobj(deferred, target)
+
+        _run_loader(command, objects, secrets, what)
+
+
 def _replay(
     replay_command: list[str], load: list[str], flavor_is_mariadb: bool, secrets: tuple[str, ...]
 ) -> None:
@@ -244,11 +442,13 @@ def restore(
     point_in_time: datetime | None = None,
     tools: Tools | None = None,
     progress: StepReport | None = None,
+    threads: int = DEFAULT_LOAD_THREADS,
 ) -> RestoreResult:
     """Restore backup `location` (`backups/<name>` or `<name>`) into the empty `instance`.
 
     With `point_in_time`, archived binlogs are replayed from the dump's position up to (not
-    including) that second. `progress(step, message)` hears each RestoreStep.
+    including) that second. `progress(step, message)` hears each RestoreStep. `threads` sessions
+    load the rows at once (1: the dump is loaded as one stream, as the client would).
     Raises BackupNotFound / BackupCorrupt / RestoreRefused (nothing changed on the target) or
     RestoreFailed (the target holds partial data).
     """
@@ -294,10 +494,13 @@ def restore(
             report(
                 RestoreStep.LOADING_DUMP,
                 f"loading backup {manifest.name} ({manifest.uncompressed_size} bytes of SQL, "
-                f"taken {manifest.finished_at} from {manifest.instance})",
+                f"taken {manifest.finished_at} from {manifest.instance}; rows in {threads} session(s))",
             )
             load = load_command(tools, defaults)
-            _load_dump(storage, manifest, load, secrets)
+            if threads > 1:
+                _load_dump_parallel(storage, manifest, load, min(threads, MAX_LOAD_THREADS), secrets)
+            else:
+                _load_dump(storage, manifest, load, secrets)
             if plan:
                 assert point_in_time is not None and manifest.binlog_position is not None
                 stop = point_in_time.strftime("%Y-%m-%d %H:%M:%S")

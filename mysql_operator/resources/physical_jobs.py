@@ -44,8 +44,12 @@ from mysql_operator.resources.statefulset import (
 )
 
 RUN_VOLUME = "run"
-RUN_DIR = "/run/mysqlop"  # memory-backed, shared by the containers of one Job pod
-CLONE_DIR = f"{RUN_DIR}/clone"  # MySQL backup: where the recipient's CLONE writes (must not exist)
+RUN_DIR = "/run/mysqlop"  # memory-backed, shared by the containers of one Job pod: secrets only
+# MySQL backup: the recipient's CLONE writes into CLONE_DIR (must not exist), on a disk-backed
+# volume both containers mount: the copy is as large as the donor's data, which memory could not hold
+CLONE_VOLUME = "clone"
+CLONE_MOUNT = "/var/lib/mysqlop-clone"
+CLONE_DIR = f"{CLONE_MOUNT}/data"
 INIT_SQL = f"{RUN_DIR}/init.sql"  # restore: the accounts' new passwords, read by the server at start
 DATA_MOUNT_VOLUME = "instance-data"
 RECIPIENT_CONTAINER = "recipient"
@@ -60,6 +64,10 @@ def _run_volume() -> dict[str, Any]:
 
 def _run_mount() -> dict[str, Any]:
     return {"name": RUN_VOLUME, "mountPath": RUN_DIR}
+
+
+def _clone_mount() -> dict[str, Any]:
+    return {"name": CLONE_VOLUME, "mountPath": CLONE_MOUNT}
 
 
 def _claim_volume(claim: str, read_only: bool = False) -> dict[str, Any]:
@@ -110,8 +118,8 @@ def mysql_backup(request: JobRequest, spec: MysqlClusterSpec) -> JobRequest:
     data with the clone plugin into the shared directory; the command streams it and stops it.
     The throwaway server's root password is the backup user's (no new secret to keep)."""
     secret = credentials_secret(spec, request.cluster)
-    mounts = [_run_mount(), {"name": "recipient-data", "mountPath": DATA_DIR}]
-    volumes = [_run_volume(), {"name": "recipient-data", "emptyDir": {}}]
+    mounts = [_clone_mount(), {"name": "recipient-data", "mountPath": DATA_DIR}]
+    volumes = [{"name": CLONE_VOLUME, "emptyDir": {}}, {"name": "recipient-data", "emptyDir": {}}]
     if request.tls_secret:
         mounts.append({"name": "tls-ca", "mountPath": TLS_CA_DIR, "readOnly": True})
     recipient = {
@@ -132,7 +140,7 @@ def mysql_backup(request: JobRequest, spec: MysqlClusterSpec) -> JobRequest:
         args=[*request.args, *physical_backup_args(c.Flavor.MYSQL)],
         run_as=MYSQL_UID,
         volumes=volumes,
-        mounts=[_run_mount()],
+        mounts=[_clone_mount()],
         env=[_pod_ip_env(), _secret_env("RECIPIENT_PASSWORD", secret, c.KEY_BACKUP_PASSWORD)],
         sidecars=[recipient],
         memory_limit=PHYSICAL_MEMORY_LIMIT,

@@ -32,6 +32,8 @@ from mysql_operator.resources.backup_job import (
 from mysql_operator.resources.meta import ClusterRef
 from mysql_operator.resources.physical_jobs import (
     CLONE_DIR,
+    CLONE_MOUNT,
+    CLONE_VOLUME,
     ENV_ACCOUNTS,
     INIT_SQL,
     RUN_DIR,
@@ -157,8 +159,13 @@ def test_mysql_physical_backup_pulls_into_a_server_of_the_cluster_s_image() -> N
     pod = containers(job)
     recipient, backup = pod["recipient"], pod["backup"]
     assert recipient["image"] == "mysql:9.7.4"  # the clone plugin needs the donor's exact version
-    assert {"name": "run", "mountPath": RUN_DIR} in recipient["volumeMounts"]
-    assert {"name": "run", "mountPath": RUN_DIR} in backup["volumeMounts"]
+    # the clone is as large as the donor's data: on a disk-backed volume both containers share
+    clone = {"name": CLONE_VOLUME, "mountPath": CLONE_MOUNT}
+    assert clone in recipient["volumeMounts"] and clone in backup["volumeMounts"]
+    assert CLONE_DIR.startswith(CLONE_MOUNT + "/")
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes[CLONE_VOLUME] == {"name": CLONE_VOLUME, "emptyDir": {}}
+    assert "run" not in volumes  # no memory-backed volume: nothing secret is written
     tls_ca = {"name": "tls-ca", "mountPath": "/etc/mysql-operator/tls", "readOnly": True}
     assert tls_ca in recipient["volumeMounts"]  # clone_ssl_ca is read by the recipient
     assert env_of(recipient)["MYSQL_ROOT_PASSWORD"] == {

@@ -195,6 +195,17 @@ def originated_by(flavor: Flavor, gtids: str, origin: str) -> str:
     return format_mariadb({key: seq for key, seq in state.items() if str(key[1]) == origin})
 
 
+def shares_any(flavor: Flavor, gtids: str, other: str) -> bool:
+    """Whether `gtids` holds at least one transaction of `other` (MariaDB: a position in one of its
+    domains, whose history is one line)."""
+    if flavor is Flavor.MYSQL:
+        theirs = parse_mysql(other)
+        return transaction_count(flavor, format_mysql(mysql_subtract(theirs, parse_mysql(gtids)))) < \
+            transaction_count(flavor, format_mysql(theirs))
+    domains = {domain for (domain, _), seq in parse_mariadb(other).items() if seq > 0}
+    return any(domain in domains and seq > 0 for (domain, _), seq in parse_mariadb(gtids).items())
+
+
 def is_empty(flavor: Flavor, gtids: str) -> bool:
     """Whether no transaction was ever executed (a fresh data directory)."""
     if flavor is Flavor.MYSQL:

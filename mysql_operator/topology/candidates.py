@@ -39,10 +39,19 @@ def rightful(flavor: Flavor, instance: InstanceObservation, errant: str) -> str:
     return gtid.missing(flavor, errant, instance.received) if errant else instance.received
 
 
+def never_replicated(flavor: Flavor, candidate: InstanceObservation, known_history: str) -> bool:
+    """A candidate that holds none of the primary's recorded history (its last GTID set seen) never
+    replicated from it: a new instance not seeded yet, or one wiped. Never a failover candidate, in
+    any mode: a primary made of it would start the cluster's data over. Unknown history: no verdict."""
+    return not gtid.is_empty(flavor, known_history) and not gtid.shares_any(flavor, candidate.received,
+                                                                             known_history)
+
+
 def choose_new_primary(
     flavor: Flavor, candidates: list[InstanceObservation], known_history: str = ""
 ) -> Choice:
-    """The replica to promote: no errant transactions, and holding (received) every transaction the
+    """The replica to promote: no errant transactions, some of the primary's recorded history
+    (`never_replicated`), and holding (received) every transaction the
     other candidates received, errant ones aside; among those an applied one first, then the lowest
     ordinal. When the only such candidate is still applying its relay log the choice waits.
 
@@ -65,7 +74,15 @@ def choose_new_primary(
                         candidate.ordinal)
             )
     held = {c.ordinal: rightful(flavor, c, errant[c.ordinal]) for c in reachable}
-    eligible = [c for c in reachable if not errant[c.ordinal]]
+    strangers = {c.ordinal for c in reachable if never_replicated(flavor, c, known_history)}
+    for ordinal in sorted(strangers):
+        problems.append(
+            Problem("NeverReplicated",
+                    f"instance {ordinal} holds none of the primary's recorded history "
+                    f"({gtid.position(flavor, known_history)}): it never replicated from it (never seeded, "
+                    "or wiped), and promoting it would discard every write", ordinal)
+        )
+    eligible = [c for c in reachable if not errant[c.ordinal] and c.ordinal not in strangers]
     for candidate in sorted(eligible, key=lambda c: (not c.relay_log_applied, c.ordinal)):
         if not all(gtid.includes(flavor, candidate.received, held[o.ordinal])
                    for o in reachable if o is not candidate):

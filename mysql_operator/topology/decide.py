@@ -14,7 +14,9 @@ Invariants (each has a table test named after it in tests/unit/test_topology_fai
 2. Never promote an instance lacking a transaction that another reachable candidate holds, applied
    or still in its relay log (the received set counts: a candidate still applying makes the failover
    wait, bounded, then block; it is never dropped from the comparison). Transactions a replica wrote
-   itself (errant) exclude it and do not count against the others.
+   itself (errant) exclude it and do not count against the others. Nor an instance holding none of
+   the primary's recorded history (it never replicated from it: not seeded yet, or wiped), in any
+   mode: that failover blocks until the primary is back (NeverReplicated).
 3. A returning primary that lacks its recorded history (came back empty or rolled back) is never
    made writable again; in async mode what the recorded history has and no replica has is the
    documented loss window, reported.

@@ -18,7 +18,7 @@ from mysql_operator.mysql.dialect import dialect_for
 from mysql_operator.mysql.session import Login, open_session
 from mysql_operator.topology.decide import ReplicationMode
 from mysql_operator.topology.reconcile import TopologyResult, reconcile_topology
-from tests.integration.conftest import CREDENTIALS, Cluster, ready, wait_for
+from tests.integration.conftest import CREDENTIALS, TICK, Cluster, ready, wait_for
 from tests.integration.servers import DbServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
@@ -278,3 +278,34 @@ def test_preferred_primary_killed_then_back_is_switched_back_to_and_every_replic
              "the demoted interim primary has every write")
     kinds = [(t.kind, t.from_ordinal, t.to_ordinal) for r in cluster.results if (t := r.transition)]
     assert kinds == [("switchover", 0, 1), ("failover", 1, interim), ("switchover", interim, 1)], kinds
+
+
+def test_a_primary_lost_before_any_replica_was_seeded_is_waited_for_not_replaced(
+    servers: list[DbServer],
+) -> None:
+    # Async (no acknowledgement to wait for): the instances that never replicated from the primary
+    # hold none of its history, and promoting one would start the data over. Nobody is promoted; the
+    # primary that comes back is the primary again and seeds them.
+    alone = Cluster(servers[:1])
+    alone.reconcile_until(lambda r: ready(r) and r.primary == 0 and not r.actions, timeout=90)
+    primary = servers[0]
+    with app_connection(primary) as connection, connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS items (id INT PRIMARY KEY, note VARCHAR(40))")
+        cursor.executemany("INSERT INTO items VALUES (%s, 'w')", [(i,) for i in range(100)])
+    alone.reconcile()  # the pass that records the primary's history
+    primary.kill()
+    cluster = Cluster(servers, memory=alone.memory)  # the replicas' pods start now: empty
+    deadline = time.monotonic() + 10 * cluster.settings.grace_period
+    while time.monotonic() < deadline:
+        assert cluster.reconcile().primary in (None, 0)
+        time.sleep(TICK)
+    assert [s.sql("SELECT @@read_only")[0][0] for s in servers[1:]] == [1, 1]
+    problems = {p.reason for r in cluster.results for p in r.problems}
+    assert {"NeverReplicated", "FailoverBlocked"} <= problems, problems
+    assert not [r.transition for r in cluster.results if r.transition]
+
+    primary.start()  # the StatefulSet brings the pod back with its data
+    cluster.reconcile_until(
+        lambda r: ready(r) and r.primary == 0 and all(i.ready for i in r.instances), timeout=180
+    )
+    wait_for(lambda: all(ids(s) == set(range(100)) for s in servers[1:]), 60, "the replicas seeded from 0")

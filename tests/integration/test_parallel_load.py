@@ -60,7 +60,8 @@ def fill(server: DbServer, wide_rows: int) -> None:
         "CREATE TABLE crm.refs (id INT PRIMARY KEY, wide_id INT NOT NULL, "
         "FOREIGN KEY (wide_id) REFERENCES shop.wide (id))",
         "CREATE TRIGGER shop.wide_bump BEFORE INSERT ON shop.wide FOR EACH ROW SET NEW.n = NEW.n + 1000",
-        "CREATE VIEW crm.big_refs AS SELECT r.id, w.customer FROM crm.refs r JOIN shop.wide w ON w.id = r.wide_id",
+        "CREATE VIEW crm.big_refs AS SELECT r.id, w.customer FROM crm.refs r "
+        "JOIN shop.wide w ON w.id = r.wide_id",
         "CREATE PROCEDURE shop.add_order(IN who VARCHAR(64))\nBEGIN\n"
         "INSERT INTO shop.orders (customer, amount, created) VALUES (who, 1, NOW(6));\nEND",
         "CREATE EVENT shop.nightly ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM crm.audit",
@@ -73,7 +74,8 @@ def fill(server: DbServer, wide_rows: int) -> None:
                 [(i, f"c{i % 97}", f"row {i}; -- Dumping data for table `x`\nINSERT INTO `y` " + "é" * 480)
                  for i in range(start, min(start + 500, wide_rows))],
             )
-        cursor.executemany("INSERT INTO crm.refs VALUES (%s, %s)", [(i, i * 3) for i in range(wide_rows // 3)])
+        refs = [(i, i * 3) for i in range(wide_rows // 3)]
+        cursor.executemany("INSERT INTO crm.refs VALUES (%s, %s)", refs)
 
 
 def objects(server: DbServer) -> dict[str, Any]:
@@ -135,7 +137,7 @@ def test_a_target_that_dies_during_the_row_load_fails_the_restore_promptly(
         try:
             restore(instance_of(target, "root", ROOT_PASSWORD), storage, backup.location, threads=4)
             outcome.append(None)
-        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+        except BaseException as error:
             outcome.append(error)
 
     worker = threading.Thread(target=run, daemon=True)
@@ -156,7 +158,7 @@ def test_a_target_that_dies_during_the_row_load_fails_the_restore_promptly(
 def _has_rows(server: DbServer) -> bool:
     try:
         return bool(server.sql("SELECT COUNT(*) FROM shop.wide")[0][0])
-    except Exception:  # noqa: BLE001 - not created yet
+    except Exception:
         return False
 
 

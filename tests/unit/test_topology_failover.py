@@ -32,7 +32,7 @@ from mysql_operator.topology.decide import (
 )
 from mysql_operator.topology.memory import TopologyMemory
 from mysql_operator.topology.report import InstanceStatus, TopologyResult, primary_status
-from tests.unit.test_topology_decide import MARIA, down, idle, primary, reasons, replica, view
+from tests.unit.test_topology_decide import MARIA, MYSQL, down, idle, primary, reasons, replica, view
 
 SEMI = ReplicationMode.SEMI_SYNC
 
@@ -411,3 +411,38 @@ def test_defect3_a_departed_acknowledger_counts_until_the_others_hold_what_it_co
     assert forget_departed(MARIA, acks, {1}, second, "0-10-20", {1: "0-10-13"}) == {}
     # Back attached: nothing departed.
     assert forget_departed(MARIA, acks, {1, 2}, second, "0-10-20", {1: "0-10-20", 2: "0-10-20"}) == {}
+
+
+# A candidate that never replicated from the primary -------------------------------------------------------
+
+
+def test_an_instance_holding_none_of_the_primary_s_history_is_never_promoted() -> None:
+    # 1 and 2 were never seeded (a new cluster whose primary died before they attached, or wiped):
+    # promoting either would start the data over. The failover blocks, in any mode.
+    choice = choose_new_primary(MARIA, [idle(1, ""), idle(2, "")], "0-10-40")
+    assert choice.ordinal is None and not choice.waiting
+    assert [(p.reason, p.ordinal) for p in choice.problems] == [
+        ("NeverReplicated", 1), ("NeverReplicated", 2)]
+    # an instance's own writes (another domain) are no history either (and errant)
+    choice = choose_new_primary(MARIA, [idle(1, "1-11-3")], "0-10-40")
+    assert choice.ordinal is None and "NeverReplicated" in [p.reason for p in choice.problems]
+
+
+def test_a_seeded_replica_is_promoted_beside_one_that_never_replicated() -> None:
+    # 1 is behind (async: the documented loss window) but holds the history; 2 holds nothing
+    choice = choose_new_primary(MARIA, [replica(1, gtids="0-10-30"), idle(2, "")], "0-10-40")
+    assert choice.ordinal == 1
+    assert [(p.reason, p.ordinal) for p in choice.problems] == [("NeverReplicated", 2)]
+
+
+def test_never_replicated_mysql_by_server_uuid() -> None:
+    source, fresh = "3e11fa47-71ca-11e1-9e33-c80aa9429562", "5b7c8d9e-71ca-11e1-9e33-c80aa9429599"
+    known = f"{source}:1-100"
+    blocked = choose_new_primary(MYSQL, [idle(1, f"{fresh}:1-2")], known)
+    assert blocked.ordinal is None and [p.reason for p in blocked.problems] == ["NeverReplicated"]
+    assert choose_new_primary(MYSQL, [idle(1, f"{source}:1-5")], known).ordinal == 1
+
+
+def test_without_a_recorded_history_an_empty_instance_may_still_be_promoted() -> None:
+    # nothing known of the primary (no write was ever seen): no verdict, the usual rules apply
+    assert choose_new_primary(MARIA, [idle(1, ""), idle(2, "")], "").ordinal == 1

@@ -1,14 +1,15 @@
 """Backup and restore throughput on >= 1 GiB of generated data, next to a plain dump piped into a load.
 
     .venv/bin/python benchmarks/backup.py [--flavor mysql|mariadb] [--gib 1.05] [--work /tmp/bench-backup]
-        [--method logical|physical] [--rounds N] [--compression zstd|none]
+        [--method logical|physical] [--rounds N] [--compression zstd|none] [--threads 1,4]
 
 Starts three servers of the flavor on 127.<IT_NET>.30.101-103 (MySQL: .31.x; IT_NET default 0) (the
 source and two empty targets, the same config): real MySQL 9.7 from the cached root (its tools through
 MYSQL_TOOLS_DIR, as in the operator's image) or MariaDB. With --method physical and MySQL, a fourth
 on .31.104: the recipient (see below). Loads generated rows into the source with LOAD DATA, then, in
 the same run:
-  ours:  take_backup (the flavor's dump -> gzip -> directory storage, manifest) + restore into target 1
+  ours:  take_backup (the flavor's dump -> gzip -> directory storage, manifest) + restore into target 1,
+         once per --threads value (the rows loaded in that many sessions; target emptied in between)
   plain: mysqldump|mariadb-dump --single-transaction | mysql|mariadb into target 2
 MB/s is logical data (bytes of SQL the dump produces) per second. Both targets are checked against
 the source with CHECKSUM TABLE. Every step has a time limit; the servers are stopped at the end.
@@ -228,12 +229,16 @@ def checksums(server: DbServer) -> list[tuple[object, ...]]:
         connection.close()
 
 
+def _reset(target: DbServer) -> None:
+    """An empty target again: its copy of the data and the GTIDs a MySQL dump sets dropped."""
+    target.sql("DROP DATABASE IF EXISTS bench")
+    target.sql("RESET BINARY LOGS AND GTIDS" if target.flavor == Flavor.MYSQL else "RESET MASTER")
+
+
 def plain_dump_and_load(source: DbServer, target: DbServer) -> float:
     """The flavor's `dump --single-transaction | client`, the baseline; returns seconds. The target's
     copy of a previous round is dropped first (not timed)."""
-    target.sql("DROP DATABASE IF EXISTS bench")
-    # MySQL's dump sets GTID_PURGED, refused once the target holds those GTIDs from a previous round
-    target.sql("RESET BINARY LOGS AND GTIDS" if source.flavor == Flavor.MYSQL else "RESET MASTER")
+    _reset(target)  # MySQL's dump sets GTID_PURGED, refused once the target holds those GTIDs
     tools = flavor_tools(source.flavor)
     with defaults_file(_instance(source)) as source_cnf, defaults_file(_instance(target)) as target_cnf:
         dump = [
@@ -316,6 +321,9 @@ def main() -> int:
         "--flavor", choices=[f.value for f in Flavor], default=Flavor.MYSQL.value, help="server flavor"
     )
     parser.add_argument("--method", choices=["logical", "physical"], default="logical")
+    parser.add_argument("--threads", type=lambda v: [int(n) for n in v.split(",")], default=[1, 4],
+                        help="logical: the restore's sessions, one restore each, in order (default 1,4; "
+                             "the last counts in backup + restore)")
     parser.add_argument("--rounds", type=int, default=1, help="physical: rounds of ours and plain (medians)")
     parser.add_argument("--compression", choices=COMPRESSIONS, default=ZSTD, help="physical: of the stream")
     args = parser.parse_args()
@@ -356,27 +364,36 @@ def main() -> int:
         manifest = take_backup(_instance(source), storage, cluster="bench", name="bench-1", progress=_log,
                                tools=tools)
         backup_seconds = time.monotonic() - began
-        began = time.monotonic()
-        restore(
-            _instance(ours_target),
-            storage,
-            "bench-1",
-            tools=tools,
-            progress=lambda step, message: _log(f"{step}: {message}"),
-        )
-        restore_seconds = time.monotonic() - began
+        restores: dict[int, float] = {}
+        restored_ok: dict[int, bool] = {}
+        for threads in args.threads:
+            _reset(ours_target)  # empty again (not timed)
+            began = time.monotonic()
+            restore(
+                _instance(ours_target),
+                storage,
+                "bench-1",
+                tools=tools,
+                progress=lambda step, message: _log(f"{step}: {message}"),
+                threads=threads,
+            )
+            restores[threads] = time.monotonic() - began
+            restored_ok[threads] = checksums(ours_target) == expected
+            _log(f"restore with {threads} session(s): {restores[threads]:.1f}s, checksums equal: "
+                 f"{restored_ok[threads]}")
+        restore_seconds = restores[args.threads[-1]]
         _log(f"plain {plain_name} ...")
         plain_seconds = plain_dump_and_load(source, plain_target)
 
-        ours_ok = checksums(ours_target) == expected
+        ours_ok = all(restored_ok.values())
         plain_ok = checksums(plain_target) == expected
         logical = manifest.uncompressed_size
         mb = logical / 1e6
         ours_total = backup_seconds + restore_seconds
-        rows = [
-            ("ours: backup (dump+gzip+store)", backup_seconds, mb / backup_seconds),
-            ("ours: restore (verify+load)", restore_seconds, mb / restore_seconds),
-            ("ours: backup + restore", ours_total, mb / ours_total),
+        rows = [("ours: backup (dump+gzip+store)", backup_seconds, mb / backup_seconds)]
+        rows += [(f"ours: restore, {n} session(s)", t, mb / t) for n, t in restores.items()]
+        rows += [
+            (f"ours: backup + restore ({args.threads[-1]})", ours_total, mb / ours_total),
             (f"plain: {plain_name}", plain_seconds, mb / plain_seconds),
         ]
         print()
@@ -388,7 +405,11 @@ def main() -> int:
         for name, seconds, rate in rows:
             print(f"{name:<34} {seconds:>8.1f} {rate:>8.1f}")
         print(f"ratio ours (backup+restore) / plain dump|load: {ours_total / plain_seconds:.2f}")
-        print(f"checksums equal to the source: ours {ours_ok}, plain {plain_ok}")
+        first = args.threads[0]
+        for n, t in restores.items():
+            if n != first:
+                print(f"restore speed-up, {n} sessions against {first}: {restores[first] / t:.2f}x")
+        print(f"checksums equal to the source: ours {ours_ok} (every restore), plain {plain_ok}")
         return 0 if ours_ok and plain_ok else 1
     finally:
         for server in servers:

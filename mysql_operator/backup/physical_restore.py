@@ -41,7 +41,8 @@ class AccountsMissing(ValueError):
 
 
 def sql_string(value: str) -> str:
-    """A string literal for an init file (default sql_mode: backslash escapes; one line)."""
+    """A string literal for an init file: backslash escapes, one line (init_sql sets the session's
+    sql_mode first, so a configured NO_BACKSLASH_ESCAPES cannot change how it reads)."""
     escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\r", "\\r")
     return f"'{escaped}'"
 
@@ -63,8 +64,10 @@ def accounts_from_env(env: Mapping[str, str]) -> list[tuple[str, str, str]]:
 
 
 def init_sql(accounts: list[tuple[str, str, str]]) -> str:
-    """The init file: one statement per line (the server reads it line by line), unlogged."""
-    lines = ["SET SESSION sql_log_bin=0;"]
+    """The init file: one statement per line (the server reads it line by line), unlogged. The
+    session's sql_mode is reset first: under a configured NO_BACKSLASH_ESCAPES a password holding a
+    quote would end its literal early, and the failed statement could reach the server's log."""
+    lines = ["SET SESSION sql_mode='';", "SET SESSION sql_log_bin=0;"]
     for user, host, password in accounts:
         lines.append(f"ALTER USER IF EXISTS {sql_string(user)}@{sql_string(host)} "
                      f"IDENTIFIED BY {sql_string(password)};")

@@ -16,6 +16,7 @@ import pytest
 
 from mysql_operator.backup.binlogs import archive_binlogs
 from mysql_operator.backup.cli import main
+from mysql_operator.backup.physical_restore import sql_string
 from mysql_operator.backup.storage import DirectoryStorage
 from mysql_operator.conventions import OPERATOR_USER
 from tests.integration.test_physical_backup import (
@@ -33,7 +34,9 @@ from tests.integration.test_physical_backup import (
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 OLD_PASSWORD = "source-Admin-pw"
-NEW_PASSWORD = "new-cluster-Admin-pw"
+# quotes and a backslash, read by a server whose sql_mode has NO_BACKSLASH_ESCAPES (init_sql resets it)
+NEW_PASSWORD = "new-'cluster\\-Adm\"in-pw"
+SQL_MODE = "NO_BACKSLASH_ESCAPES,STRICT_TRANS_TABLES"
 STORAGE = {"pvc": {"claimName": "backups", "path": "shop-db"}}
 
 
@@ -73,7 +76,7 @@ def test_the_restore_job_commands_restore_a_point_in_time_with_the_new_cluster_s
     assert archive_binlogs(root_of(source), storage, tools=servers.tools()).copied
 
     init_sql = tmp_path / "run" / "init.sql"
-    target = servers.make(TARGET_HOST, 0, {"init_file": str(init_sql)})
+    target = servers.make(TARGET_HOST, 0, {"init_file": str(init_sql), "sql_mode": SQL_MODE})
     env = {
         "DB_FLAVOR": servers.flavor,
         "BACKUP_STORAGE": json.dumps(STORAGE),
@@ -88,7 +91,7 @@ def test_the_restore_job_commands_restore_a_point_in_time_with_the_new_cluster_s
     unpacked = json.loads(capsys.readouterr().out)
     assert unpacked["result"] == "Unpacked" and unpacked["accounts"] == 1
     assert not (target.datadir / "auto.cnf").exists()
-    assert NEW_PASSWORD in init_sql.read_text() and oct(init_sql.stat().st_mode & 0o777) == "0o600"
+    assert sql_string(NEW_PASSWORD) in init_sql.read_text() and oct(init_sql.stat().st_mode & 0o777) == "0o600"
 
     target.start()  # on the copy, running the init file
     finish = {**env, "DB_HOST": target.host, "DB_USER": OPERATOR_USER, "DB_PASSWORD": NEW_PASSWORD}
@@ -106,6 +109,7 @@ def test_the_restore_job_commands_restore_a_point_in_time_with_the_new_cluster_s
     target.extra_config.pop("init_file")
     target.start()
     assert checksums(target) == expected
+    assert "NO_BACKSLASH_ESCAPES" in target.sql("SELECT @@GLOBAL.sql_mode")[0][0]
     assert login_works(target.host, OPERATOR_USER, NEW_PASSWORD)
     assert not login_works(target.host, OPERATOR_USER, OLD_PASSWORD)
 

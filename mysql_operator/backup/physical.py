@@ -104,6 +104,25 @@ _MARIADB_POSITION = re.compile(
 )
 
 
+# mariadb-backup reads the server's own InnoDB files and redo: it must be of the server's release
+# series (major.minor; a newer patch level is fine). `mariadb-backup --version` says which it is.
+_TOOL_SERIES = re.compile(r"based on MariaDB server (\d+)\.(\d+)\.")
+_SERVER_SERIES = re.compile(r"^(\d+)\.(\d+)\.")
+TOOL_VERSION_TIMEOUT = 30.0
+
+
+def tool_series_mismatch(tool_version: str, server_version: str) -> str:
+    """Why this mariadb-backup cannot copy this server ("" when it can, or when either version is
+    unreadable: the tool's own checks then stand) (pure)."""
+    tool, server = _TOOL_SERIES.search(tool_version), _SERVER_SERIES.match(server_version)
+    if tool is None or server is None or tool.groups() == server.groups():
+        return ""
+    return (f"mariadb-backup of MariaDB {'.'.join(tool.groups())} cannot copy a MariaDB "
+            f"{'.'.join(server.groups())} server ({server_version}): the backup tool must be of the "
+            "server's release series; use logical backups, or an operator image whose mariadb-backup "
+            "matches")
+
+
 class PhysicalBackupFailed(BackupError):
     """The copy tool failed; nothing was recorded as a backup."""
 
@@ -268,6 +287,17 @@ def _source(instance: Instance) -> _Source:
     return _Source(str(info["version"]), int(info["server_id"]), str(info["log_bin"]) in ("1", "ON"), names)
 
 
+def _tool_version(tool: str) -> str:
+    """`<tool> --version`'s output; "" when it cannot say (the copy then finds out for itself)."""
+    try:
+        done = subprocess.run([tool, "--version"], capture_output=True, timeout=TOOL_VERSION_TIMEOUT,
+                              check=False, env=child_env(), stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        log.warning("cannot read the version of %s: %s", tool, error)
+        return ""
+    return (done.stdout + done.stderr).decode(errors="replace")
+
+
 def _kill(*processes: subprocess.Popen[bytes] | None) -> None:
     for process in processes:
         if process is not None and process.poll() is None:
@@ -350,6 +380,9 @@ def take_physical_backup(
     if Flavor(instance.flavor) == Flavor.MARIADB:
         if datadir is None:
             raise PhysicalBackupFailed("a MariaDB physical backup needs the instance's data directory")
+        mismatch = tool_series_mismatch(_tool_version(tools.backup), source.version)
+        if mismatch:
+            raise PhysicalBackupFailed(mismatch)
         archive = MBSTREAM
         key = data_key(name, archive, compression)
         work = Path(tempfile.mkdtemp(prefix="mysqlop-mbackup-"))
@@ -568,6 +601,10 @@ def unpack_physical(
     steps: dict[str, float] = {} if timings is None else timings
     if manifest.method != "physical" or manifest.archive not in (MBSTREAM, TAR):
         raise PhysicalRestoreFailed(f"backup {manifest.name} is not a physical backup")
+    if manifest.archive == MBSTREAM:  # the copy is prepared by the tool: it must read its format
+        mismatch = tool_series_mismatch(_tool_version(tools.backup), manifest.server_version)
+        if mismatch:
+            raise PhysicalRestoreFailed(f"backup {manifest.name}: {mismatch}")
     datadir.mkdir(parents=True, exist_ok=True)
     if any(datadir.iterdir()):
         raise PhysicalRestoreFailed(f"{datadir} is not empty: a physical restore needs an empty one")

@@ -91,7 +91,8 @@ def test_the_restore_job_commands_restore_a_point_in_time_with_the_new_cluster_s
     unpacked = json.loads(capsys.readouterr().out)
     assert unpacked["result"] == "Unpacked" and unpacked["accounts"] == 1
     assert not (target.datadir / "auto.cnf").exists()
-    assert sql_string(NEW_PASSWORD) in init_sql.read_text() and oct(init_sql.stat().st_mode & 0o777) == "0o600"
+    assert sql_string(NEW_PASSWORD) in init_sql.read_text()
+    assert oct(init_sql.stat().st_mode & 0o777) == "0o600"
 
     target.start()  # on the copy, running the init file
     finish = {**env, "DB_HOST": target.host, "DB_USER": OPERATOR_USER, "DB_PASSWORD": NEW_PASSWORD}

@@ -23,11 +23,13 @@ from mysql_operator.backup.physical import (
     PhysicalRestoreFailed,
     PhysicalTools,
     _stream,
+    _tool_version,
     compress_command,
     data_key,
     decompress_command,
     extract_command,
     prepare_command,
+    tool_series_mismatch,
     unpack_physical,
 )
 from mysql_operator.backup.storage import DirectoryStorage
@@ -159,3 +161,26 @@ def test_unpack_needs_an_empty_data_directory_and_a_physical_backup(tmp_path: Pa
         unpack_physical(storage, manifest, tmp_path / "datadir")
     with pytest.raises(PhysicalRestoreFailed, match="not a physical backup"):
         unpack_physical(storage, manifest.model_copy(update={"method": "logical"}), tmp_path / "other")
+
+
+def test_mariadb_backup_must_be_of_the_server_s_release_series(tmp_path: Path) -> None:
+    debian = "mariadb-backup based on MariaDB server 10.11.19-MariaDB debian-linux-gnu (x86_64)\n"
+    assert tool_series_mismatch(debian, "10.11.6-MariaDB-log") == ""  # another patch level: fine
+    why = tool_series_mismatch(debian, "11.4.5-MariaDB-ubu2404")
+    assert "10.11 cannot copy a MariaDB 11.4 server" in why and "logical" in why
+    assert tool_series_mismatch("something else", "11.4.5-MariaDB") == ""  # unreadable: no verdict
+    # the version is read from the tool itself; a tool that cannot say gives no verdict either
+    tool = tmp_path / "mariadb-backup"
+    tool.write_text("#!/bin/sh\necho 'mariadb-backup based on MariaDB server 11.4.5-MariaDB (x86_64)'\n")
+    tool.chmod(0o755)
+    assert "11.4" in _tool_version(str(tool))
+    assert _tool_version(str(tmp_path / "missing")) == ""
+    # a restore refuses before writing anything: the tool would prepare a copy it cannot read
+    source = tmp_path / "source"
+    make_datadir(source)
+    storage = DirectoryStorage(tmp_path / "pvc")
+    manifest = store_tree(source, storage, ZSTD).model_copy(
+        update={"archive": MBSTREAM, "server_version": "10.6.20-MariaDB"})
+    with pytest.raises(PhysicalRestoreFailed, match=r"11\.4 cannot copy a MariaDB 10\.6 server"):
+        unpack_physical(storage, manifest, tmp_path / "datadir", tools=PhysicalTools(backup=str(tool)))
+    assert not (tmp_path / "datadir").exists()

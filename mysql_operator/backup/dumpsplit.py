@@ -121,11 +121,11 @@ def _phase(section: _Section) -> Phase:
 
 def _statement(first: bytes, rest: Iterator[bytes]) -> bytes:
     """An INSERT from its first line to the line ending in `;` (MariaDB writes a row per line)."""
-    if first.endswith(b";\n") or first.rstrip().endswith(b";"):
+    if first.rstrip().endswith(b";"):
         return first
     parts = [first]
     for line in rest:
         parts.append(line)
-        if line.endswith(b";\n") or line.rstrip().endswith(b";"):
+        if line.rstrip().endswith(b";"):
             break
     return b"".join(parts)

@@ -322,6 +322,10 @@ def _load_rows(storage: Storage, manifest: Manifest, command: list[str], preambl
         return _feed_rows(storage, manifest, work, failed, loaders, secrets)
 
 
+class _SessionStopped(Exception):
+    """A row session stopped: reading the rest of the dump is pointless (its exit code says why)."""
+
+
 def _feed_rows(storage: Storage, manifest: Manifest, work: queue.Queue[tuple[bytes, bytes] | None],
                failed: threading.Event, loaders: list[_Loader], secrets: tuple[str, ...]) -> int:
     statements = 0
@@ -332,9 +336,11 @@ def _feed_rows(storage: Storage, manifest: Manifest, work: queue.Queue[tuple[byt
                     _put(work, (piece.use, piece.text), failed)
                     statements += 1
                 if failed.is_set():
-                    break
+                    raise _SessionStopped
         for _ in loaders:
             _put(work, None, failed)
+    except _SessionStopped:
+        pass  # the failed session's exit code and error output are reported below
     except BaseException:
         failed.set()
         raise

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from mysql_operator.backup.manifest import Manifest
 from mysql_operator.backup.restore import RestoreFailed, restore
-from mysql_operator.backup.storage import DirectoryStorage
+from mysql_operator.backup.storage import DirectoryStorage, Storage
 from mysql_operator.backup.take import take_backup
 from mysql_operator.conventions import Flavor
 from tests.integration.conftest import NET
@@ -96,16 +97,21 @@ def objects(server: DbServer) -> dict[str, Any]:
     }
 
 
+def backed_up(running: Servers, tmp_path: Path, wide_rows: int) -> tuple[DbServer, Storage, Manifest]:
+    """A filled source server and its logical backup in a directory storage."""
+    source = running.start(HOSTS[0], 0)
+    create_backup_user(source)
+    fill(source, wide_rows=wide_rows)
+    storage = DirectoryStorage(tmp_path / "pvc")
+    return source, storage, take_backup(instance_of(source), storage, cluster="shop-db", name="shop-db-1")
+
+
 def test_rows_loaded_in_several_sessions_equal_the_source_and_a_serial_load(
     running: Servers, tmp_path: Path
 ) -> None:
-    source = running.start(HOSTS[0], 0)
-    create_backup_user(source)
-    fill(source, wide_rows=6000)
+    source, storage, backup = backed_up(running, tmp_path, wide_rows=6000)
     expected, expected_objects = snapshot(source), objects(source)
     assert expected["`shop`.`wide`"]["count"] == 6000
-    storage = DirectoryStorage(tmp_path / "pvc")
-    backup = take_backup(instance_of(source), storage, cluster="shop-db", name="shop-db-1")
     assert backup.uncompressed_size > 4 << 20  # several INSERT statements (the tools cut at 1 MB)
 
     parallel, serial = running.start(HOSTS[1], 0), running.start(HOSTS[2], 0)
@@ -124,11 +130,7 @@ def test_rows_loaded_in_several_sessions_equal_the_source_and_a_serial_load(
 def test_a_target_that_dies_during_the_row_load_fails_the_restore_promptly(
     running: Servers, tmp_path: Path
 ) -> None:
-    source = running.start(HOSTS[0], 0)
-    create_backup_user(source)
-    fill(source, wide_rows=40000)
-    storage = DirectoryStorage(tmp_path / "pvc")
-    backup = take_backup(instance_of(source), storage, cluster="shop-db", name="shop-db-1")
+    _, storage, backup = backed_up(running, tmp_path, wide_rows=40000)
     target = running.start(HOSTS[1], 0)
 
     outcome: list[BaseException | None] = []
